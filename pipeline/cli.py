@@ -1,0 +1,151 @@
+"""The ``modelmeter`` command (DESIGN.md section 5).
+
+Each verb's options are declared here; its work lives in the module named after the stage
+(``pipeline.consumer``, ``pipeline.warehouse``, ...), imported only when the verb runs so
+that ``modelmeter --help`` stays fast. Every handler has the signature
+``run_cli(args: argparse.Namespace, settings: Settings) -> int``.
+
+Errors derived from :class:`pipeline.PipelineError` print one line,
+``modelmeter: error: <message>``, and exit with the error's ``exit_code`` (2 for bad usage
+or unusable input); no traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pipeline._exceptions import PipelineError
+from pipeline.settings import Settings
+
+__all__ = ["main", "build_parser"]
+
+# verb -> "module:function"
+HANDLERS = {
+    "simulate": "pipeline.simulate:run_cli",
+    "consume": "pipeline.consumer:run_cli",
+    "build": "pipeline.warehouse:run_cli",
+    "report": "pipeline.report:run_cli",
+    "dq": "pipeline.dq:run_cli",
+    "policy check": "pipeline.policy:run_check_cli",
+    "policy route": "pipeline.policy:run_route_cli",
+}
+
+# CLI option -> Settings field; every verb takes these (DESIGN.md section 2).
+SETTING_OPTIONS = {
+    "--bootstrap-servers": ("kafka_bootstrap_servers", "Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)"),
+    "--security-protocol": ("kafka_security_protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (KAFKA_SECURITY_PROTOCOL)"),
+    "--sasl-mechanism": ("kafka_sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM)"),
+    "--sasl-username": ("kafka_sasl_username", "SASL user name (KAFKA_SASL_USERNAME)"),
+    "--sasl-password": ("kafka_sasl_password", "SASL password; prefer the KAFKA_SASL_PASSWORD environment variable"),
+    "--ssl-cafile": ("kafka_ssl_cafile", "CA certificate file that signed the broker's certificate (KAFKA_SSL_CAFILE)"),
+    "--topic": ("topic", "usage-event topic (MODELMETER_TOPIC, default agent-usage)"),
+    "--lake": ("lake", "Parquet lake directory (MODELMETER_LAKE, default data/lake)"),
+    "--warehouse": ("warehouse", "DuckDB warehouse file (MODELMETER_WAREHOUSE, default data/warehouse.duckdb)"),
+    "--policy": ("policy", "routing policy YAML (MODELMETER_POLICY, default schemas/routing_policy.yaml)"),
+    "--prices": ("prices", "price book CSV (MODELMETER_PRICES, default schemas/prices.csv)"),
+}
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings (override the environment)")
+    for option, (field, help_text) in SETTING_OPTIONS.items():
+        group.add_argument(option, dest=f"setting_{field}", metavar=field.split("_")[-1].upper(),
+                           help=help_text)
+    parent.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _settings_parent()
+    parser = argparse.ArgumentParser(
+        prog="modelmeter",
+        description="Usage analytics for hybrid LLM routing: Kafka -> Parquet lake -> DuckDB.")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    p = verbs.add_parser("simulate", parents=[common], help="produce simulated agent traffic to Kafka")
+    p.add_argument("--events", type=int, required=True, help="number of usage events to produce")
+    p.add_argument("--days", type=int, default=30, help="days the traffic is spread over (default 30)")
+    p.add_argument("--start-date", help="last day of traffic, YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same events)")
+    p.add_argument("--bad-fraction", type=float, default=0.0, help="share of raw bad messages added")
+    p.add_argument("--duplicate-fraction", type=float, default=0.0,
+                   help="share of events sent twice (producer retries, same event_id)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = verbs.add_parser("consume", parents=[common], help="Kafka -> validated Parquet lake")
+    p.add_argument("--until-idle", type=float, metavar="SECONDS",
+                   help="stop after SECONDS without new messages")
+    p.add_argument("--max-events", type=int, metavar="N", help="stop after N messages")
+    p.add_argument("--group", default="modelmeter-lake", help="consumer group (default modelmeter-lake)")
+    p.add_argument("--flush-events", type=int, default=50_000,
+                   help="flush a partition's buffer at this many messages (default 50000)")
+    p.add_argument("--flush-seconds", type=float, default=10.0,
+                   help="flush buffers at least this often (default 10 s)")
+    p.add_argument("--progress-seconds", type=float, default=5.0,
+                   help="progress line interval (default 5 s; 0 = off)")
+
+    verbs.add_parser("build", parents=[common], help="(re)build the warehouse from the lake")
+
+    p = verbs.add_parser("report", parents=[common], help="the daily report")
+    p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument("--format", choices=["text", "markdown", "html", "json"], default="text")
+    p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
+
+    p = verbs.add_parser("dq", parents=[common], help="data-quality checks (exit 0 pass, 1 fail, 2 cannot run)")
+    p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
+
+    p = verbs.add_parser("policy", help="routing policy: check it, or show a routing decision")
+    policy_verbs = p.add_subparsers(dest="policy_verb", metavar="ACTION", required=True)
+    q = policy_verbs.add_parser("check", parents=[common], help="validate a policy file")
+    q.add_argument("path", nargs="?", help="policy file (default: the configured policy)")
+    q = policy_verbs.add_parser("route", parents=[common], help="show the routing decision for a task")
+    q.add_argument("--role", required=True)
+    q.add_argument("--signal", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task signal, e.g. services_affected=3 or security_sensitive=true")
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items()
+                 if k.startswith("setting_") and v is not None}
+    return Settings(**overrides)
+
+
+def _handler(args: argparse.Namespace):
+    key = args.verb if args.verb != "policy" else f"policy {args.policy_verb}"
+    module_name, func = HANDLERS[key].split(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings_from(args)
+        return int(_handler(args)(args, settings) or 0)
+    except PipelineError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"modelmeter: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a pydantic ValidationError from settings, for instance
+        if getattr(args, "debug", False):
+            raise
+        from pydantic import ValidationError
+        if isinstance(exc, ValidationError):
+            first = exc.errors()[0]
+            print(f"modelmeter: error: setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
+                  file=sys.stderr)
+            return 2
+        print(f"modelmeter: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The Parquet lake: layout, column schemas and atomic file writes (DESIGN.md section 3).
+
+Layout::
+
+    <lake>/llm_call/event_date=YYYY-MM-DD/<file>.parquet
+    <lake>/task_feedback/event_date=YYYY-MM-DD/<file>.parquet
+    <lake>/_rejected/received_date=YYYY-MM-DD/<file>.parquet
+
+``<file>`` is ``<topic>+<partition>+<first offset>+<last offset>`` (offsets zero-padded to 20
+digits): the name is derived from the Kafka offsets the file covers, never from event
+values, so a rewrite of the same offsets lands on the same name. The partition column
+(``event_date`` / ``received_date``) lives in the directory name only (hive partitioning).
+
+Every row carries where it came from (``kafka_topic``, ``kafka_partition``, ``kafka_offset``)
+and when it landed (``ingested_at``), so that landed + rejected rows can be reconciled with
+committed offsets.
+
+Files appear atomically: written under a dot-prefixed temporary name in the same
+directory, fsynced, renamed, and the directory fsynced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = [
+    "EVENT_TABLES",
+    "REJECTED_TABLE",
+    "LLM_CALL_SCHEMA",
+    "TASK_FEEDBACK_SCHEMA",
+    "REJECTED_SCHEMA",
+    "SCHEMAS",
+    "TEMP_PREFIX",
+    "FileName",
+    "partition_dir",
+    "write_table_atomic",
+    "clean_temp_files",
+]
+
+EVENT_TABLES = ("llm_call", "task_feedback")
+REJECTED_TABLE = "_rejected"
+TEMP_PREFIX = ".tmp-"
+
+_TS = pa.timestamp("us", tz="UTC")
+
+_ENVELOPE = [
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("event_type", pa.string(), nullable=False),
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("occurred_at", _TS, nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("role", pa.string(), nullable=False),
+]
+
+_SOURCE = [
+    pa.field("kafka_topic", pa.string(), nullable=False),
+    pa.field("kafka_partition", pa.int32(), nullable=False),
+    pa.field("kafka_offset", pa.int64(), nullable=False),
+    pa.field("ingested_at", _TS, nullable=False),
+]
+
+LLM_CALL_SCHEMA = pa.schema(
+    _ENVELOPE
+    + [
+        pa.field("provider", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("input_tokens", pa.int64(), nullable=False),
+        pa.field("output_tokens", pa.int64(), nullable=False),
+        pa.field("cache_read_tokens", pa.int64(), nullable=False),
+        pa.field("cache_write_5m_tokens", pa.int64(), nullable=False),
+        pa.field("cache_write_1h_tokens", pa.int64(), nullable=False),
+        pa.field("latency_ms", pa.int64()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("escalated", pa.bool_(), nullable=False),
+        pa.field("escalation_trigger", pa.string()),
+        pa.field("policy_version", pa.string()),
+        pa.field("task_type", pa.string()),
+    ]
+    + _SOURCE
+)
+
+TASK_FEEDBACK_SCHEMA = pa.schema(
+    _ENVELOPE
+    + [
+        pa.field("satisfaction", pa.int32()),
+        pa.field("escalation_needed", pa.bool_()),
+        pa.field("review_consistent", pa.bool_()),
+    ]
+    + _SOURCE
+)
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("raw_key", pa.binary()),
+        pa.field("raw_value", pa.binary()),  # null for a tombstone
+        pa.field("error", pa.string(), nullable=False),
+    ]
+    + _SOURCE
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "llm_call": LLM_CALL_SCHEMA,
+    "task_feedback": TASK_FEEDBACK_SCHEMA,
+    REJECTED_TABLE: REJECTED_SCHEMA,
+}
+
+_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
+
+
+@dataclass(frozen=True, slots=True)
+class FileName:
+    """The offsets-derived name of a lake file."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}+{self.partition}+{self.first_offset:020d}+{self.last_offset:020d}.parquet"
+
+    @classmethod
+    def parse(cls, name: str) -> FileName | None:
+        """The FileName of ``name``, or None when it is not a lake file name."""
+        m = _NAME.match(name)
+        if not m:
+            return None
+        return cls(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]))
+
+
+def partition_dir(lake: Path, table: str, day: dt.date) -> Path:
+    """Directory of one day of ``table``. ``day`` is a validated date, never a raw event value."""
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown lake table {table!r}")
+    if not isinstance(day, dt.date):
+        raise TypeError("day must be a datetime.date")
+    key = "received_date" if table == REJECTED_TABLE else "event_date"
+    return Path(lake) / table / f"{key}={day.isoformat()}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "zstd") -> None:
+    """Write ``table`` to ``path`` so that readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression=compression)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def clean_temp_files(lake: Path) -> int:
+    """Remove temporary files left by a process that died mid-write; returns how many."""
+    removed = 0
+    root = Path(lake)
+    if not root.exists():
+        return 0
+    for tmp in root.glob(f"*/*/{TEMP_PREFIX}*"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
