@@ -82,9 +82,13 @@ class NoDataError(ConfigError):
 
 
 class ContractError(PipelineError):
-    """An event does not satisfy the v1 event contract."""
+    """An event does not satisfy the v1 event contract; ``field`` names the offending field."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class KafkaError(PipelineError):
