@@ -1,0 +1,432 @@
+"""The daily report's figures, read from the warehouse into one typed object.
+
+::
+
+    report = load_daily_report(settings.warehouse, dt.date(2026, 10, 6))
+    report.headline.cost_usd            # Decimal, exact (DECIMAL(38,12) from DuckDB)
+
+Everything is computed by the warehouse's SQL models (DESIGN.md section 4); this module only
+selects the rows of one day (and its month to date, and the 30 days up to it) and never
+re-derives a cost or a KPI. Money and ratios stay exact :class:`~decimal.Decimal`; rounding
+to cents happens in the renderers, at display time only.
+
+The warehouse is opened read-only, so a report can run while ``modelmeter build`` swaps in a
+new file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipeline._exceptions import ConfigError, NoDataError, WarehouseError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TREND_DAYS",
+    "DailyReport",
+    "Headline",
+    "RoleRow",
+    "ModelRow",
+    "RoleModelCost",
+    "KpiRow",
+    "EscalationRow",
+    "Roi",
+    "TrendPoint",
+    "UnpricedModel",
+    "UnknownRole",
+    "UnknownTrigger",
+    "DataWarnings",
+    "load_daily_report",
+]
+
+SCHEMA_VERSION = 1
+TREND_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """The day in one line: cost against the all-Claude baseline, and the month so far."""
+
+    calls: int
+    escalated_calls: int
+    unpriced_calls: int
+    cost_usd: Decimal | None  # None only when no call of the day is priced
+    baseline_cost_usd: Decimal | None
+    savings_usd: Decimal | None
+    savings_pct: Decimal | None  # ratio 0..1
+    month_start: dt.date
+    mtd_cost_usd: Decimal | None
+    mtd_baseline_cost_usd: Decimal | None
+    mtd_savings_usd: Decimal | None
+    mtd_cost_reduction_pct: Decimal | None  # ratio 0..1, the cost_reduction_pct KPI month to date
+    target_min: Decimal | None
+    target_max: Decimal | None
+    mtd_status: str  # met | missed | no_data
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    role: str
+    is_known_role: bool
+    calls: int
+    escalated_calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+    baseline_cost_usd: Decimal | None
+    savings_usd: Decimal | None
+    savings_pct: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    provider: str
+    model: str
+    is_default_model: bool
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None  # None = unpriced, never $0
+    share_of_calls: Decimal | None
+    share_of_cost: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoleModelCost:
+    """Cost of one (role, model) cell: the segments of the stacked cost-by-role chart."""
+
+    role: str
+    provider: str
+    model: str
+    calls: int
+    cost_usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class KpiRow:
+    kpi: str
+    description: str
+    unit: str  # ratio | score | count
+    target_min: Decimal | None
+    target_max: Decimal | None
+    min_inclusive: bool
+    max_inclusive: bool
+    day_actual: Decimal | None
+    day_status: str  # met | missed | no_data
+    mtd_actual: Decimal | None
+    mtd_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRow:
+    role: str
+    trigger: str
+    escalated_calls: int
+    escalated_tasks: int
+    cost_usd: Decimal | None
+    baseline_cost_usd: Decimal | None
+    verdicts: int
+    false_positives: int
+    false_positive_rate: Decimal | None  # None when no verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    month: dt.date
+    observed_cost_reduction_pct: Decimal | None
+    implementation_cost_usd: Decimal
+    monthly_spend_before_usd: Decimal
+    horizon_months: int
+    monthly_savings_usd: Decimal | None
+    horizon_savings_usd: Decimal | None
+    roi: Decimal | None  # ratio: (horizon savings - implementation cost) / implementation cost
+    break_even_month: int | None  # months after go-live; None = not within the horizon
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    date: dt.date
+    calls: int
+    cost_usd: Decimal | None
+    baseline_cost_usd: Decimal | None
+    savings_usd: Decimal | None
+    savings_pct: Decimal | None
+    default_model_share: Decimal | None
+    unpriced_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnpricedModel:
+    provider: str
+    model: str
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownRole:
+    role: str
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownTrigger:
+    role: str
+    trigger: str
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataWarnings:
+    unpriced: tuple[UnpricedModel, ...]
+    unknown_roles: tuple[UnknownRole, ...]
+    unknown_triggers: tuple[UnknownTrigger, ...]
+    rejected_events: int  # dead-lettered messages received that day
+    lake_freshness: dt.datetime | None  # newest ingested_at in the lake (UTC)
+    built_at: dt.datetime | None  # when the warehouse was built (UTC)
+
+    @property
+    def count(self) -> int:
+        """How many warnings there are (0 = a clean day)."""
+        return (len(self.unpriced) + len(self.unknown_roles) + len(self.unknown_triggers)
+                + (1 if self.rejected_events else 0))
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    date: dt.date
+    policy_version: str | None
+    default_model: str  # "provider/model"
+    baseline_model: str
+    first_date: dt.date  # range of days that have data
+    last_date: dt.date
+    headline: Headline
+    roles: tuple[RoleRow, ...]
+    models: tuple[ModelRow, ...]
+    cost_by_role_model: tuple[RoleModelCost, ...]
+    kpis: tuple[KpiRow, ...]
+    escalations: tuple[EscalationRow, ...]
+    roi: Roi | None
+    trend: tuple[TrendPoint, ...]  # TREND_DAYS days ending at `date`, one point per day
+    warnings: DataWarnings
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> dict:
+    rows = _rows(con, sql, params)
+    return rows[0] if rows else {}
+
+
+def _open(path: Path) -> duckdb.DuckDBPyConnection:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"warehouse {path} not found: run `modelmeter build` first")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"cannot open warehouse {path}: {exc}".splitlines()[0]) from exc
+
+
+def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
+    """The report of ``day`` from the warehouse file ``warehouse`` (opened read-only).
+
+    Raises :class:`ConfigError` when the warehouse is missing and :class:`NoDataError` when
+    ``day`` has no usage events (naming the range of days that have data).
+    """
+    con = _open(warehouse)
+    try:
+        return _load(con, Path(warehouse), day)
+    except duckdb.CatalogException as exc:
+        raise WarehouseError(
+            f"warehouse {warehouse} lacks a table the report needs ({str(exc).splitlines()[0]}); "
+            "rebuild it with `modelmeter build`") from exc
+    finally:
+        con.close()
+
+
+def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyReport:
+    span = _one(con, "select min(event_date) as first, max(event_date) as last, "
+                     "count(*) filter (where event_date = ?) as calls from fct_llm_calls", [day])
+    if not span.get("first"):
+        raise NoDataError(f"no data for {day}: the warehouse {path} is empty "
+                          "(consume some events, then run `modelmeter build`)")
+    if not span["calls"]:
+        raise NoDataError(f"no data for {day}: the warehouse has data from "
+                          f"{span['first']} to {span['last']}")
+    month_start = day.replace(day=1)
+    policy = _one(con, "select * from dim_policy")
+    default_model = f"{policy['default_provider']}/{policy['default_model']}"
+    targets = _kpi_targets(con)
+    kpis = _kpis(con, day, month_start, targets)
+    return DailyReport(
+        date=day,
+        policy_version=policy.get("version"),
+        default_model=default_model,
+        baseline_model=f"{policy['baseline_provider']}/{policy['baseline_model']}",
+        first_date=span["first"],
+        last_date=span["last"],
+        headline=_headline(con, day, month_start, kpis),
+        roles=_roles(con, day),
+        models=_models(con, day, policy),
+        cost_by_role_model=_cost_by_role_model(con, day),
+        kpis=kpis,
+        escalations=_escalations(con, day),
+        roi=_roi(con, day, month_start, policy),
+        trend=_trend(con, day),
+        warnings=_warnings(con, day),
+    )
+
+
+def _kpi_targets(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    return _rows(con, "select * from dim_kpi_targets order by kpi_order")
+
+
+def _kpis(con, day: dt.date, month_start: dt.date, targets: list[dict]) -> tuple[KpiRow, ...]:
+    daily = {r["kpi"]: r for r in _rows(
+        con, "select kpi, actual, status from kpi_daily where event_date = ?", [day])}
+    mtd = {r["kpi"]: r for r in _rows(
+        con, "select kpi, actual, status from kpi_month_to_date where as_of_date = ?", [day])}
+    rows = []
+    for t in targets:
+        d, m = daily.get(t["kpi"], {}), mtd.get(t["kpi"], {})
+        rows.append(KpiRow(
+            kpi=t["kpi"], description=t["description"] or "", unit=t["unit"],
+            target_min=t["target_min"], target_max=t["target_max"],
+            min_inclusive=bool(t["min_inclusive"]), max_inclusive=bool(t["max_inclusive"]),
+            day_actual=d.get("actual"), day_status=d.get("status", "no_data"),
+            mtd_actual=m.get("actual"), mtd_status=m.get("status", "no_data")))
+    return tuple(rows)
+
+
+def _headline(con, day: dt.date, month_start: dt.date, kpis: tuple[KpiRow, ...]) -> Headline:
+    d = _one(con, """
+        select calls, escalated_calls, unpriced_calls, cost_usd, baseline_cost_usd,
+               savings_usd, savings_pct
+        from mart_daily_savings where event_date = ?""", [day])
+    m = _one(con, """
+        select sum(cost_usd) as cost_usd, sum(baseline_cost_usd) as baseline_cost_usd,
+               sum(savings_usd) as savings_usd
+        from mart_daily_savings where event_date between ? and ?""", [month_start, day])
+    reduction = next((k for k in kpis if k.kpi == "cost_reduction_pct"), None)
+    return Headline(
+        calls=int(d["calls"]), escalated_calls=int(d["escalated_calls"]),
+        unpriced_calls=int(d["unpriced_calls"]),
+        cost_usd=d["cost_usd"], baseline_cost_usd=d["baseline_cost_usd"],
+        savings_usd=d["savings_usd"], savings_pct=d["savings_pct"],
+        month_start=month_start,
+        mtd_cost_usd=m.get("cost_usd"), mtd_baseline_cost_usd=m.get("baseline_cost_usd"),
+        mtd_savings_usd=m.get("savings_usd"),
+        mtd_cost_reduction_pct=reduction.mtd_actual if reduction else None,
+        target_min=reduction.target_min if reduction else None,
+        target_max=reduction.target_max if reduction else None,
+        mtd_status=reduction.mtd_status if reduction else "no_data",
+    )
+
+
+def _roles(con, day: dt.date) -> tuple[RoleRow, ...]:
+    rows = _rows(con, """
+        select r.role, coalesce(d.role is not null, false) as is_known_role,
+               r.calls, r.escalated_calls, r.input_tokens, r.output_tokens,
+               r.cost_usd, r.baseline_cost_usd, r.savings_usd, r.savings_pct
+        from daily_cost_by_role r
+        left join dim_roles d on d.role = r.role
+        where r.event_date = ?
+        order by r.cost_usd desc nulls last, r.role""", [day])
+    return tuple(RoleRow(**r) for r in rows)
+
+
+def _models(con, day: dt.date, policy: dict) -> tuple[ModelRow, ...]:
+    rows = _rows(con, """
+        select provider, model, calls, input_tokens, output_tokens, cost_usd,
+               share_of_calls, share_of_cost
+        from daily_cost_by_model where event_date = ?
+        order by calls desc, provider, model""", [day])
+    return tuple(ModelRow(
+        is_default_model=(r["provider"], r["model"]) == (policy["default_provider"],
+                                                           policy["default_model"]),
+        **r) for r in rows)
+
+
+def _cost_by_role_model(con, day: dt.date) -> tuple[RoleModelCost, ...]:
+    rows = _rows(con, """
+        select role, provider, model, count(*) as calls, sum(cost_usd) as cost_usd
+        from fct_llm_calls where event_date = ?
+        group by all order by role, provider, model""", [day])
+    return tuple(RoleModelCost(**r) for r in rows)
+
+
+def _escalations(con, day: dt.date) -> tuple[EscalationRow, ...]:
+    rows = _rows(con, """
+        select role, trigger, escalated_calls, escalated_tasks, cost_usd, baseline_cost_usd,
+               verdicts, false_positives, false_positive_rate
+        from mart_escalations_by_trigger where event_date = ?
+        order by cost_usd desc nulls last, role, trigger""", [day])
+    return tuple(EscalationRow(**r) for r in rows)
+
+
+def _roi(con, day: dt.date, month_start: dt.date, policy: dict) -> Roi | None:
+    r = _one(con, """
+        select month, observed_cost_reduction_pct, monthly_savings_usd, horizon_savings_usd,
+               roi, break_even_month
+        from mart_roi where month = ?""", [month_start])
+    if not r:
+        return None
+    return Roi(
+        month=r["month"], observed_cost_reduction_pct=r["observed_cost_reduction_pct"],
+        implementation_cost_usd=policy["implementation_cost_usd"],
+        monthly_spend_before_usd=policy["monthly_spend_before_usd"],
+        horizon_months=int(policy["horizon_months"]),
+        monthly_savings_usd=r["monthly_savings_usd"], horizon_savings_usd=r["horizon_savings_usd"],
+        roi=r["roi"],
+        break_even_month=None if r["break_even_month"] is None else int(r["break_even_month"]))
+
+
+def _trend(con, day: dt.date) -> tuple[TrendPoint, ...]:
+    start = day - dt.timedelta(days=TREND_DAYS - 1)
+    rows = _rows(con, """
+        with days as (
+            select cast(d as date) as date
+            from range(cast(? as date), cast(? as date) + interval 1 day, interval 1 day) t(d)
+        )
+        select days.date, coalesce(s.calls, 0) as calls, s.cost_usd, s.baseline_cost_usd,
+               s.savings_usd, s.savings_pct, k.actual as default_model_share,
+               coalesce(s.unpriced_calls, 0) as unpriced_calls
+        from days
+        left join mart_daily_savings s on s.event_date = days.date
+        left join kpi_daily k on k.event_date = days.date and k.kpi = 'default_model_share'
+        order by days.date""", [start, day])
+    return tuple(TrendPoint(**r) for r in rows)
+
+
+def _warnings(con, day: dt.date) -> DataWarnings:
+    rows = _rows(con, "select * from rpt_data_warnings where event_date = ?", [day])
+    unpriced, roles, triggers = [], [], []
+    rejected = 0
+    for r in rows:
+        kind = r["warning"]
+        if kind == "unpriced_model":
+            unpriced.append(UnpricedModel(r["provider"], r["model"], int(r["calls"])))
+        elif kind == "unknown_role":
+            roles.append(UnknownRole(r["role"], int(r["calls"])))
+        elif kind == "unknown_trigger":
+            triggers.append(UnknownTrigger(r["role"], r["trigger"], int(r["calls"])))
+        elif kind == "rejected_events":
+            rejected += int(r["calls"])
+    info = _one(con, "select built_at, lake_freshness from mart_build_info")
+    return DataWarnings(tuple(unpriced), tuple(roles), tuple(triggers), rejected,
+                        info.get("lake_freshness"), info.get("built_at"))

@@ -1,0 +1,81 @@
+"""The report as aligned terminal tables (rich).
+
+Colour only when asked for (the CLI asks when standard output is a TTY, never for an
+``--output`` file); every status is also a word, so nothing depends on colour.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.report import formatting as f
+from pipeline.report.data import DailyReport
+
+__all__ = ["render_text"]
+
+_STATUS_STYLE = {"met": "bold green", "missed": "bold red", "no_data": "yellow"}
+
+
+def _status(status: str) -> Text:
+    return Text(f.status_word(status), style=_STATUS_STYLE.get(status, ""))
+
+
+def _print_grid(console: Console, grid: f.Grid) -> None:
+    if not grid.rows:
+        console.print(Text(grid.title, style="bold"))
+        console.print(f"  {grid.empty_text}")
+        console.print()
+        return
+    table = Table(title=grid.title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                  header_style="bold", pad_edge=False, show_edge=False)
+    for i, name in enumerate(grid.header):
+        table.add_column(name, justify="right" if i in grid.numeric_columns else "left",
+                         no_wrap=True)
+    for row in grid.rows:
+        table.add_row(*(_status(c) if i in grid.status_columns else c
+                        for i, c in enumerate(row)))
+    console.print(table)
+    console.print()
+
+
+def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -> str:
+    """The whole report as text; ANSI colour codes only when ``color`` is true."""
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=color, no_color=not color,
+                      color_system="standard" if color else None, highlight=False,
+                      emoji=False, legacy_windows=False)
+    h = report.headline
+    console.print(Text(f.title(report), style="bold"))
+    console.print(f.subtitle(report))
+    console.print()
+    _print_grid(console, f.headline_grid(report))
+    line = Text(f"Month-to-date cost reduction {f.pct(h.mtd_cost_reduction_pct)} against the "
+                f"{f.cost_reduction_target(report)} target: ")
+    line.append_text(_status(h.mtd_status))
+    console.print(line)
+    console.print()
+    for grid in (f.role_grid(report), f.model_grid(report), f.kpi_grid(report),
+                 f.escalation_grid(report)):
+        _print_grid(console, grid)
+
+    console.print(Text("ROI projection", style="bold"))
+    for line_text in f.roi_lines(report):
+        console.print(f"  {line_text}")
+    console.print()
+
+    console.print(Text("Data warnings", style="bold"))
+    lines = f.warning_lines(report)
+    for line_text in lines:
+        console.print(Text("  warning: ", style="bold yellow") + Text(line_text))
+    if not lines:
+        console.print(f"  {f.NO_WARNINGS}")
+    console.print(f"  freshness: {f.freshness_text(report)}")
+    text = out.getvalue()
+    if not color:  # rich pads every line to the width; files and pipes need no trailing blanks
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return text
