@@ -257,7 +257,7 @@ def escalations_chart(report: DailyReport) -> str:
         w = float(e.cost_usd or 0) * scale
         body.append(_rect(left, y, w, bar_h, "#E69F00",
                           f"{e.trigger}: {f.usd(e.cost_usd)}, {e.escalated_calls:,} calls, "
-                          f"FP rate {f.pct(e.false_positive_rate)}", cls="bar"))
+                          f"false-positive rate {f.pct(e.false_positive_rate)}", cls="bar"))
         body.append(_text(left + w + 6, y + bar_h - 5,
                           f"{f.usd(e.cost_usd)} · {e.escalated_calls:,} calls · FP "
                           f"{f.pct(e.false_positive_rate)}", cls="value"))

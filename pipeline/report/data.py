@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline._exceptions import ConfigError, NoDataError, WarehouseError
+from pipeline._exceptions import NoDataError, WarehouseError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -43,6 +43,7 @@ __all__ = [
     "UnknownRole",
     "UnknownTrigger",
     "DataWarnings",
+    "KPI_ORDER",
     "load_daily_report",
 ]
 
@@ -56,7 +57,7 @@ class Headline:
 
     calls: int
     escalated_calls: int
-    unpriced_calls: int
+    unpriced_calls: int  # left out of every money figure (never $0)
     cost_usd: Decimal | None  # None only when no call of the day is priced
     baseline_cost_usd: Decimal | None
     savings_usd: Decimal | None
@@ -130,23 +131,26 @@ class EscalationRow:
     trigger: str
     escalated_calls: int
     escalated_tasks: int
+    unpriced_calls: int
     cost_usd: Decimal | None
     baseline_cost_usd: Decimal | None
-    verdicts: int
+    tasks_with_verdict: int
     false_positives: int
     false_positive_rate: Decimal | None  # None when no verdict
 
 
 @dataclass(frozen=True, slots=True)
 class Roi:
+    """The policy's ROI projection at the month-to-date cost reduction (pipeline.policy)."""
+
     month: dt.date
-    observed_cost_reduction_pct: Decimal | None
+    observed_cost_reduction_pct: Decimal
     implementation_cost_usd: Decimal
     monthly_spend_before_usd: Decimal
     horizon_months: int
-    monthly_savings_usd: Decimal | None
-    horizon_savings_usd: Decimal | None
-    roi: Decimal | None  # ratio: (horizon savings - implementation cost) / implementation cost
+    monthly_savings_usd: Decimal
+    horizon_savings_usd: Decimal
+    roi: Decimal  # ratio: (horizon savings - implementation cost) / implementation cost
     break_even_month: int | None  # months after go-live; None = not within the horizon
 
 
@@ -172,7 +176,7 @@ class UnpricedModel:
 @dataclass(frozen=True, slots=True)
 class UnknownRole:
     role: str
-    calls: int
+    events: int  # llm_call and task_feedback events of the role
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +192,9 @@ class DataWarnings:
     unknown_roles: tuple[UnknownRole, ...]
     unknown_triggers: tuple[UnknownTrigger, ...]
     rejected_events: int  # dead-lettered messages received that day
-    lake_freshness: dt.datetime | None  # newest ingested_at in the lake (UTC)
+    duplicate_events: int  # extra copies landed by producer retries (counted once; not a warning)
+    day_last_ingested_at: dt.datetime | None  # when the day's newest event landed (UTC)
+    lake_freshness: dt.datetime | None  # newest ingested_at in the whole lake (UTC)
     built_at: dt.datetime | None  # when the warehouse was built (UTC)
 
     @property
@@ -212,13 +218,17 @@ class DailyReport:
     cost_by_role_model: tuple[RoleModelCost, ...]
     kpis: tuple[KpiRow, ...]
     escalations: tuple[EscalationRow, ...]
-    roi: Roi | None
+    roi: Roi | None  # None when no call of the month so far is priced
     trend: tuple[TrendPoint, ...]  # TREND_DAYS days ending at `date`, one point per day
     warnings: DataWarnings
     schema_version: int = field(default=SCHEMA_VERSION)
 
 
 # ---------------------------------------------------------------------------------------------
+
+# DESIGN.md section 4 order; a KPI the policy adds later is listed after these.
+KPI_ORDER = ("cost_reduction_pct", "default_model_share", "escalation_false_positive_rate",
+             "satisfaction_avg", "review_consistency", "unpriced_calls")
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
@@ -232,29 +242,21 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -
     return rows[0] if rows else {}
 
 
-def _open(path: Path) -> duckdb.DuckDBPyConnection:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"warehouse {path} not found: run `modelmeter build` first")
-    try:
-        return duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise WarehouseError(f"cannot open warehouse {path}: {exc}".splitlines()[0]) from exc
-
-
 def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
     """The report of ``day`` from the warehouse file ``warehouse`` (opened read-only).
 
     Raises :class:`ConfigError` when the warehouse is missing and :class:`NoDataError` when
-    ``day`` has no usage events (naming the range of days that have data).
+    ``day`` has no llm_call events (naming the range of days that have data).
     """
-    con = _open(warehouse)
+    from pipeline.warehouse import open_warehouse_readonly
+
+    con = open_warehouse_readonly(warehouse)
     try:
         return _load(con, Path(warehouse), day)
     except duckdb.CatalogException as exc:
         raise WarehouseError(
-            f"warehouse {warehouse} lacks a table the report needs ({str(exc).splitlines()[0]}); "
-            "rebuild it with `modelmeter build`") from exc
+            f"warehouse {warehouse} lacks what the report needs ({str(exc).splitlines()[0]}); "
+            "rebuild it with `modelmeter build`") from None
     finally:
         con.close()
 
@@ -262,48 +264,47 @@ def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
 def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyReport:
     span = _one(con, "select min(event_date) as first, max(event_date) as last, "
                      "count(*) filter (where event_date = ?) as calls from fct_llm_calls", [day])
-    if not span.get("first"):
-        raise NoDataError(f"no data for {day}: the warehouse {path} is empty "
-                          "(consume some events, then run `modelmeter build`)")
+    if span.get("first") is None:
+        raise NoDataError(f"no data for {day}: the warehouse {path} has no usage events "
+                          "(consume some, then run `modelmeter build`)")
     if not span["calls"]:
         raise NoDataError(f"no data for {day}: the warehouse has data from "
                           f"{span['first']} to {span['last']}")
     month_start = day.replace(day=1)
     policy = _one(con, "select * from dim_policy")
-    default_model = f"{policy['default_provider']}/{policy['default_model']}"
-    targets = _kpi_targets(con)
-    kpis = _kpis(con, day, month_start, targets)
+    kpis = _kpis(con, day)
+    headline = _headline(con, day, month_start, kpis)
     return DailyReport(
         date=day,
-        policy_version=policy.get("version"),
-        default_model=default_model,
+        policy_version=policy.get("policy_version"),
+        default_model=f"{policy['default_provider']}/{policy['default_model']}",
         baseline_model=f"{policy['baseline_provider']}/{policy['baseline_model']}",
         first_date=span["first"],
         last_date=span["last"],
-        headline=_headline(con, day, month_start, kpis),
+        headline=headline,
         roles=_roles(con, day),
         models=_models(con, day, policy),
         cost_by_role_model=_cost_by_role_model(con, day),
         kpis=kpis,
         escalations=_escalations(con, day),
-        roi=_roi(con, day, month_start, policy),
+        roi=_roi(month_start, headline.mtd_cost_reduction_pct, policy),
         trend=_trend(con, day),
         warnings=_warnings(con, day),
     )
 
 
-def _kpi_targets(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    return _rows(con, "select * from dim_kpi_targets order by kpi_order")
-
-
-def _kpis(con, day: dt.date, month_start: dt.date, targets: list[dict]) -> tuple[KpiRow, ...]:
-    daily = {r["kpi"]: r for r in _rows(
-        con, "select kpi, actual, status from kpi_daily where event_date = ?", [day])}
-    mtd = {r["kpi"]: r for r in _rows(
-        con, "select kpi, actual, status from kpi_month_to_date where as_of_date = ?", [day])}
+def _kpis(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[KpiRow, ...]:
+    targets = _rows(con, "select * from dim_kpi_targets")
+    targets.sort(key=lambda t: (KPI_ORDER.index(t["kpi"]) if t["kpi"] in KPI_ORDER
+                                else len(KPI_ORDER), t["kpi"]))
+    # period 'day' is kpi_daily; 'month_to_date' sums the month's days up to and including `day`.
+    actuals = {(r["period"], r["kpi"]): r for r in _rows(con, """
+        select period, kpi, actual, status from mart_kpi_actuals
+        where period in ('day', 'month_to_date') and period_start = ?""", [day])}
     rows = []
     for t in targets:
-        d, m = daily.get(t["kpi"], {}), mtd.get(t["kpi"], {})
+        d = actuals.get(("day", t["kpi"]), {})
+        m = actuals.get(("month_to_date", t["kpi"]), {})
         rows.append(KpiRow(
             kpi=t["kpi"], description=t["description"] or "", unit=t["unit"],
             target_min=t["target_min"], target_max=t["target_max"],
@@ -313,11 +314,14 @@ def _kpis(con, day: dt.date, month_start: dt.date, targets: list[dict]) -> tuple
     return tuple(rows)
 
 
-def _headline(con, day: dt.date, month_start: dt.date, kpis: tuple[KpiRow, ...]) -> Headline:
+def _headline(con: duckdb.DuckDBPyConnection, day: dt.date, month_start: dt.date,
+              kpis: tuple[KpiRow, ...]) -> Headline:
     d = _one(con, """
-        select calls, escalated_calls, unpriced_calls, cost_usd, baseline_cost_usd,
-               savings_usd, savings_pct
-        from mart_daily_savings where event_date = ?""", [day])
+        select s.calls, s.unpriced_calls, s.cost_usd, s.baseline_cost_usd, s.savings_usd,
+               s.savings_pct,
+               (select coalesce(sum(escalated_calls), 0) from daily_cost_by_role r
+                where r.event_date = s.event_date) as escalated_calls
+        from mart_daily_savings s where s.event_date = ?""", [day])
     m = _one(con, """
         select sum(cost_usd) as cost_usd, sum(baseline_cost_usd) as baseline_cost_usd,
                sum(savings_usd) as savings_usd
@@ -338,65 +342,69 @@ def _headline(con, day: dt.date, month_start: dt.date, kpis: tuple[KpiRow, ...])
     )
 
 
-def _roles(con, day: dt.date) -> tuple[RoleRow, ...]:
+def _roles(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleRow, ...]:
     rows = _rows(con, """
-        select r.role, coalesce(d.role is not null, false) as is_known_role,
+        with known as (
+            select role, bool_and(is_known_role) as is_known_role
+            from fct_llm_calls where event_date = ? group by role
+        )
+        select r.role, coalesce(known.is_known_role, false) as is_known_role,
                r.calls, r.escalated_calls, r.input_tokens, r.output_tokens,
                r.cost_usd, r.baseline_cost_usd, r.savings_usd, r.savings_pct
         from daily_cost_by_role r
-        left join dim_roles d on d.role = r.role
+        left join known on known.role = r.role
         where r.event_date = ?
-        order by r.cost_usd desc nulls last, r.role""", [day])
+        order by r.cost_usd desc nulls last, r.calls desc, r.role""", [day, day])
     return tuple(RoleRow(**r) for r in rows)
 
 
-def _models(con, day: dt.date, policy: dict) -> tuple[ModelRow, ...]:
+def _models(con: duckdb.DuckDBPyConnection, day: dt.date, policy: dict) -> tuple[ModelRow, ...]:
     rows = _rows(con, """
         select provider, model, calls, input_tokens, output_tokens, cost_usd,
                share_of_calls, share_of_cost
         from daily_cost_by_model where event_date = ?
         order by calls desc, provider, model""", [day])
-    return tuple(ModelRow(
-        is_default_model=(r["provider"], r["model"]) == (policy["default_provider"],
-                                                           policy["default_model"]),
-        **r) for r in rows)
+    default = (policy["default_provider"], policy["default_model"])
+    return tuple(ModelRow(is_default_model=(r["provider"], r["model"]) == default, **r)
+                 for r in rows)
 
 
-def _cost_by_role_model(con, day: dt.date) -> tuple[RoleModelCost, ...]:
+def _cost_by_role_model(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleModelCost, ...]:
     rows = _rows(con, """
         select role, provider, model, count(*) as calls, sum(cost_usd) as cost_usd
         from fct_llm_calls where event_date = ?
-        group by all order by role, provider, model""", [day])
+        group by role, provider, model order by role, provider, model""", [day])
     return tuple(RoleModelCost(**r) for r in rows)
 
 
-def _escalations(con, day: dt.date) -> tuple[EscalationRow, ...]:
+def _escalations(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[EscalationRow, ...]:
     rows = _rows(con, """
-        select role, trigger, escalated_calls, escalated_tasks, cost_usd, baseline_cost_usd,
-               verdicts, false_positives, false_positive_rate
+        select role, escalation_trigger as trigger, escalated_calls, escalated_tasks,
+               unpriced_calls, cost_usd, baseline_cost_usd, tasks_with_verdict,
+               false_positives, false_positive_rate
         from mart_escalations_by_trigger where event_date = ?
         order by cost_usd desc nulls last, role, trigger""", [day])
     return tuple(EscalationRow(**r) for r in rows)
 
 
-def _roi(con, day: dt.date, month_start: dt.date, policy: dict) -> Roi | None:
-    r = _one(con, """
-        select month, observed_cost_reduction_pct, monthly_savings_usd, horizon_savings_usd,
-               roi, break_even_month
-        from mart_roi where month = ?""", [month_start])
-    if not r:
+def _roi(month_start: dt.date, reduction: Decimal | None, policy: dict) -> Roi | None:
+    from pipeline.policy import RoiInputs, roi_projection
+
+    if reduction is None:
         return None
-    return Roi(
-        month=r["month"], observed_cost_reduction_pct=r["observed_cost_reduction_pct"],
-        implementation_cost_usd=policy["implementation_cost_usd"],
-        monthly_spend_before_usd=policy["monthly_spend_before_usd"],
-        horizon_months=int(policy["horizon_months"]),
-        monthly_savings_usd=r["monthly_savings_usd"], horizon_savings_usd=r["horizon_savings_usd"],
-        roi=r["roi"],
-        break_even_month=None if r["break_even_month"] is None else int(r["break_even_month"]))
+    inputs = RoiInputs(implementation_cost_usd=policy["implementation_cost_usd"],
+                       monthly_spend_before_usd=policy["monthly_spend_before_usd"],
+                       horizon_months=int(policy["horizon_months"]))
+    p = roi_projection(inputs, reduction)
+    return Roi(month=month_start, observed_cost_reduction_pct=reduction,
+               implementation_cost_usd=inputs.implementation_cost_usd,
+               monthly_spend_before_usd=inputs.monthly_spend_before_usd,
+               horizon_months=inputs.horizon_months, monthly_savings_usd=p.monthly_savings_usd,
+               horizon_savings_usd=p.horizon_savings_usd, roi=p.roi,
+               break_even_month=p.break_even_month)
 
 
-def _trend(con, day: dt.date) -> tuple[TrendPoint, ...]:
+def _trend(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[TrendPoint, ...]:
     start = day - dt.timedelta(days=TREND_DAYS - 1)
     rows = _rows(con, """
         with days as (
@@ -413,20 +421,33 @@ def _trend(con, day: dt.date) -> tuple[TrendPoint, ...]:
     return tuple(TrendPoint(**r) for r in rows)
 
 
-def _warnings(con, day: dt.date) -> DataWarnings:
-    rows = _rows(con, "select * from rpt_data_warnings where event_date = ?", [day])
+def _split(subject: str) -> tuple[str, str]:
+    left, _, right = subject.partition("/")
+    return left, right
+
+
+def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
     unpriced, roles, triggers = [], [], []
-    rejected = 0
-    for r in rows:
-        kind = r["warning"]
-        if kind == "unpriced_model":
-            unpriced.append(UnpricedModel(r["provider"], r["model"], int(r["calls"])))
+    rejected = duplicates = 0
+    day_freshness: dt.datetime | None = None
+    for r in _rows(con, """
+            select warning, subject, events, last_ingested_at from rpt_data_warnings
+            where event_date = ? order by warning, events desc, subject""", [day]):
+        kind, subject, events = r["warning"], r["subject"], int(r["events"])
+        if kind == "unpriced_calls":
+            unpriced.append(UnpricedModel(*_split(subject), events))
         elif kind == "unknown_role":
-            roles.append(UnknownRole(r["role"], int(r["calls"])))
+            roles.append(UnknownRole(subject, events))
         elif kind == "unknown_trigger":
-            triggers.append(UnknownTrigger(r["role"], r["trigger"], int(r["calls"])))
+            triggers.append(UnknownTrigger(*_split(subject), events))
         elif kind == "rejected_events":
-            rejected += int(r["calls"])
-    info = _one(con, "select built_at, lake_freshness from mart_build_info")
-    return DataWarnings(tuple(unpriced), tuple(roles), tuple(triggers), rejected,
-                        info.get("lake_freshness"), info.get("built_at"))
+            rejected += events
+        elif kind == "duplicate_events":
+            duplicates += events
+        elif kind == "lake_freshness" and r["last_ingested_at"] is not None:
+            day_freshness = max(filter(None, (day_freshness, r["last_ingested_at"])))
+    lake = _one(con, "select max(last_ingested_at) as at from rpt_data_warnings "
+                     "where warning = 'lake_freshness'")
+    info = _one(con, "select built_at from mart_build_info")
+    return DataWarnings(tuple(unpriced), tuple(roles), tuple(triggers), rejected, duplicates,
+                        day_freshness, lake.get("at"), info.get("built_at"))

@@ -29,6 +29,7 @@ __all__ = [
     "warning_lines",
     "title",
     "freshness_text",
+    "info_lines",
     "Grid",
     "headline_grid",
     "role_grid",
@@ -122,7 +123,7 @@ def month_label(month: dt.date) -> str:
 
 def break_even_text(report: DailyReport) -> str:
     roi = report.roi
-    if roi is None or roi.monthly_savings_usd is None:
+    if roi is None:
         return NA
     if roi.break_even_month is None:
         return f"not within {roi.horizon_months} months"
@@ -134,7 +135,7 @@ def warning_lines(report: DailyReport) -> list[str]:
     w = report.warnings
     lines = [f"{u.calls:,} unpriced call(s) on {u.provider}/{u.model}: no price in force, "
              "excluded from cost (never counted as $0)" for u in w.unpriced]
-    lines += [f"{r.calls:,} call(s) with unknown role {r.role!r} (not in policy "
+    lines += [f"{r.events:,} event(s) with unknown role {r.role!r} (not in policy "
               f"{report.policy_version})" for r in w.unknown_roles]
     lines += [f"{t.calls:,} escalated call(s) of role {t.role!r} with unknown trigger "
               f"{t.trigger!r}" for t in w.unknown_triggers]
@@ -144,11 +145,28 @@ def warning_lines(report: DailyReport) -> list[str]:
     return lines
 
 
+def _when(at: dt.datetime | None) -> str:
+    if at is None:
+        return NA
+    if at.tzinfo is not None:
+        at = at.astimezone(dt.UTC)
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def freshness_text(report: DailyReport) -> str:
+    """Lake freshness: when the day's last event landed, the newest landing, the build time."""
     w = report.warnings
-    fresh = NA if w.lake_freshness is None else w.lake_freshness.strftime("%Y-%m-%d %H:%M UTC")
-    built = NA if w.built_at is None else w.built_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"newest event landed {fresh}; warehouse built {built}"
+    return (f"this day's last event landed {_when(w.day_last_ingested_at)}; newest event in the "
+            f"lake landed {_when(w.lake_freshness)}; warehouse built {_when(w.built_at)}")
+
+
+def info_lines(report: DailyReport) -> list[str]:
+    """Facts worth knowing that need no action (retries are deduplicated by event_id)."""
+    w = report.warnings
+    if not w.duplicate_events:
+        return []
+    return [f"{w.duplicate_events:,} duplicate event(s) from producer retries landed and were "
+            "counted once"]
 
 
 def title(report: DailyReport) -> str:
@@ -238,9 +256,12 @@ def kpi_grid(report: DailyReport) -> Grid:
 
 def escalation_grid(report: DailyReport) -> Grid:
     return _grid("Escalations by trigger", ["role", "trigger", "calls", "tasks", "cost",
-                                            "baseline", "verdicts", "false positives", "FP rate"],
+                                            "baseline", "reviewed tasks", "false positives",
+                                            "FP rate"],
                  [[e.role, e.trigger, integer(e.escalated_calls), integer(e.escalated_tasks),
-                   usd(e.cost_usd), usd(e.baseline_cost_usd), integer(e.verdicts),
+                   usd(e.cost_usd) + (f" (+{e.unpriced_calls:,} unpriced)" if e.unpriced_calls
+                                      else ""),
+                   usd(e.baseline_cost_usd), integer(e.tasks_with_verdict),
                    integer(e.false_positives), pct(e.false_positive_rate)]
                   for e in report.escalations],
                  numeric=range(2, 9), empty="no escalated calls this day")
@@ -249,8 +270,8 @@ def escalation_grid(report: DailyReport) -> Grid:
 def roi_lines(report: DailyReport) -> list[str]:
     roi = report.roi
     if roi is None:
-        return [f"{NA}: no ROI figures for this month"]
-    return [f"observed cost reduction ({month_label(roi.month)}, to date): "
+        return [f"{NA}: no priced calls this month so far"]
+    return [f"observed cost reduction ({month_label(roi.month)} to {report.date}): "
             f"{pct(roi.observed_cost_reduction_pct)}",
             f"monthly spend before the strategy: {usd(roi.monthly_spend_before_usd)}; "
             f"implementation cost: {usd(roi.implementation_cost_usd)}",

@@ -135,6 +135,7 @@ def render_html(report: DailyReport) -> str:
         "".join(f"<li>{escape(line)}</li>" for line in f.roi_lines(report)), "</ul></section>",
         '<section id="warnings" aria-labelledby="h-warnings">'
         '<h2 id="h-warnings">Data warnings</h2><ul class="warnings">', warning_html,
+        "".join(f"<li>note: {escape(line)}</li>" for line in f.info_lines(report)),
         f"<li>freshness: {escape(f.freshness_text(report))}</li></ul></section>",
         "</main>",
         f"<footer>modelmeter report schema {report.schema_version}; money rounded half-even to "

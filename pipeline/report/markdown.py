@@ -40,5 +40,6 @@ def render_markdown(report: DailyReport) -> str:
     out += ["## ROI projection", ""] + [f"- {line}" for line in f.roi_lines(report)] + [""]
     out += ["## Data warnings", ""]
     out += [f"- warning: {line}" for line in f.warning_lines(report)] or [f"- {f.NO_WARNINGS}"]
+    out += [f"- note: {line}" for line in f.info_lines(report)]
     out.append(f"- freshness: {f.freshness_text(report)}")
     return "\n".join(out) + "\n"

@@ -48,7 +48,7 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=color, no_color=not color,
                       color_system="standard" if color else None, highlight=False,
-                      emoji=False, legacy_windows=False)
+                      emoji=False, legacy_windows=False, soft_wrap=True)
     h = report.headline
     console.print(Text(f.title(report), style="bold"))
     console.print(f.subtitle(report))
@@ -74,6 +74,8 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
         console.print(Text("  warning: ", style="bold yellow") + Text(line_text))
     if not lines:
         console.print(f"  {f.NO_WARNINGS}")
+    for line_text in f.info_lines(report):
+        console.print(f"  note: {line_text}")
     console.print(f"  freshness: {f.freshness_text(report)}")
     text = out.getvalue()
     if not color:  # rich pads every line to the width; files and pipes need no trailing blanks

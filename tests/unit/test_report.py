@@ -85,15 +85,16 @@ def sample_report(**changes) -> DailyReport:
               _kpi("review_consistency", "ratio", D("0.95"), None, None, "no_data", None,
                    "no_data"),
               _kpi("unpriced_calls", "count", None, D("0"), D("2"), "missed", D("2"), "missed")),
-        escalations=(EscalationRow("architect", "three_plus_services", 4, 2, D("6.5"), D("6.5"),
-                                   2, 1, D("0.5")),
-                     EscalationRow("architect", "security_implications", 2, 1, D("1.5"),
+        escalations=(EscalationRow("architect", "three_plus_services", 4, 2, 0, D("6.5"),
+                                   D("6.5"), 2, 1, D("0.5")),
+                     EscalationRow("architect", "security_implications", 2, 1, 0, D("1.5"),
                                    D("1.5"), 0, 0, None)),
         roi=Roi(dt.date(2026, 10, 1), D("0.3012"), D("45000"), D("30000"), 60, D("9036"),
                 D("542160"), D("11.048"), 5),
         trend=trend,
         warnings=DataWarnings((UnpricedModel("acme", "mystery-1", 2),), (UnknownRole("ghost", 20),),
-                              (), 3, dt.datetime(2026, 10, 7, 0, 5, tzinfo=dt.UTC),
+                              (), 3, 4, dt.datetime(2026, 10, 6, 23, 59, tzinfo=dt.UTC),
+                              dt.datetime(2026, 10, 7, 0, 5, tzinfo=dt.UTC),
                               dt.datetime(2026, 10, 7, 1, 0, tzinfo=dt.UTC)),
     )
     values.update(changes)
@@ -176,7 +177,7 @@ def test_text_shows_money_to_the_cent_and_flags_unpriced_and_unknown():
     assert re.search(r"^ghost \(unknown role\)\s+20 .* n/a\s+n/a\s+n/a\s+n/a$", text, re.M)
     assert re.search(r"^acme/mystery-1\s+2\s+1,000\s+100\s+unpriced\s+1\.2%\s+n/a$", text, re.M)
     assert "2 unpriced call(s) on acme/mystery-1" in text
-    assert "20 call(s) with unknown role 'ghost'" in text
+    assert "20 event(s) with unknown role 'ghost'" in text
     assert "3 rejected event(s)" in text
     assert "break-even: month 5 of 60" in text
 
@@ -281,3 +282,277 @@ def test_write_atomic_replaces_the_file_whole_and_leaves_no_temporary(tmp_path: 
 def test_write_atomic_into_a_missing_directory_is_a_config_error(tmp_path: Path):
     with pytest.raises(ConfigError, match="does not exist"):
         write_atomic(tmp_path / "nope" / "r.md", "x")
+
+
+# --- the golden warehouse ------------------------------------------------------------------
+# tests/golden.py computes every call's cost and baseline by hand; here they are summed per
+# day / role / model / trigger (an oracle independent of the SQL) and every format must show
+# them: exact decimals in JSON, the half-even cent in text, markdown and HTML.
+
+JUNE = dt.date(2025, 6, 1)
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory):
+    from pipeline.settings import Settings
+    from pipeline.warehouse import build_warehouse
+    from tests.conftest import REPO_ROOT
+    from tests.golden import write_golden_lake
+
+    root = tmp_path_factory.mktemp("golden")
+    expected = write_golden_lake(root / "lake")
+    settings = Settings(lake=root / "lake", warehouse=root / "warehouse.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    build_warehouse(settings)
+    return expected, settings
+
+
+def _sum(values) -> D | None:
+    values = [v for v in values if v is not None]
+    return sum(values, D(0)) if values else None
+
+
+def _by(expected, day, key=lambda call: True):
+    ids = [e for e, call in expected.calls.items() if call[0] == day and key(call)]
+    cost = _sum(expected.cost[e] for e in ids)
+    baseline = _sum(expected.baseline[e] for e in ids)
+    return ids, cost, baseline
+
+
+def _exact(value: D) -> str:
+    """How the JSON shows an exact DECIMAL(38,12)."""
+    return format(value.quantize(D("1E-12")), "f")
+
+
+def _report(golden, day: dt.date, form: str, capsys, *extra: str) -> str:
+    from pipeline.cli import main
+
+    _, settings = golden
+    code = main(["report", "--date", day.isoformat(), "--format", form, "--warehouse",
+                 str(settings.warehouse), *extra])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out
+
+
+def test_json_of_the_golden_cost_day_has_every_figure_exactly(golden, capsys):
+    expected, _ = golden
+    doc = json.loads(_report(golden, JUNE, "json", capsys))
+    ids, cost, baseline = _by(expected, JUNE)
+    h = doc["headline"]
+    assert (h["calls"], h["escalated_calls"], h["unpriced_calls"]) == (9, 2, 1)
+    assert h["cost_usd"] == _exact(cost) == "0.315792000000"
+    assert h["baseline_cost_usd"] == _exact(baseline) == "0.705375000000"
+    assert h["savings_usd"] == _exact(baseline - cost)
+    assert h["mtd_cost_usd"] == h["cost_usd"]            # the 1st: month to date = the day
+    assert (h["mtd_cost_reduction_pct"], h["mtd_status"]) == (
+        _exact(expected.kpi_daily[(JUNE, "cost_reduction_pct")][0]), "missed")
+    roles = {r["role"]: r for r in doc["roles"]}
+    assert set(roles) == {c[1] for c in expected.calls.values() if c[0] == JUNE}
+    for role, row in roles.items():
+        ids, cost, baseline = _by(expected, JUNE, lambda c, role=role: c[1] == role)
+        assert row["calls"] == len(ids)
+        assert row["cost_usd"] == (_exact(cost) if cost is not None else None), role
+        assert row["baseline_cost_usd"] == (_exact(baseline) if baseline is not None else None)
+    assert roles["tester"]["is_known_role"] is False and roles["critic"]["is_known_role"] is True
+    models = {f'{m["provider"]}/{m["model"]}': m for m in doc["models"]}
+    assert models["zai/glm-5-preview"]["cost_usd"] is None      # unpriced, never "0"
+    assert models["zai/glm-4.5"]["is_default_model"] is True
+    assert models["zai/glm-4.5"]["share_of_calls"] == "0.555555555555"   # 5 / 9, truncated
+    for name, row in models.items():
+        ids, cost, _ = _by(expected, JUNE, lambda c, name=name: f"{c[2]}/{c[3]}" == name)
+        assert row["calls"] == len(ids)
+        assert row["cost_usd"] == (_exact(cost) if cost is not None else None)
+    kpis = {k["kpi"]: k for k in doc["kpis"]}
+    assert list(kpis) == ["cost_reduction_pct", "default_model_share",
+                          "escalation_false_positive_rate", "satisfaction_avg",
+                          "review_consistency", "unpriced_calls"]
+    for kpi, row in kpis.items():
+        actual, status = expected.kpi_daily[(JUNE, kpi)]
+        assert (D(row["day_actual"]), row["day_status"]) == (actual, status), kpi
+    esc = {(e["role"], e["trigger"]): e for e in doc["escalations"]}
+    assert esc[("architect", "three_plus_services")] == {
+        "role": "architect", "trigger": "three_plus_services", "escalated_calls": 1,
+        "escalated_tasks": 1, "unpriced_calls": 0, "cost_usd": "0.296250000000",
+        "baseline_cost_usd": "0.296250000000", "tasks_with_verdict": 1, "false_positives": 1,
+        "false_positive_rate": "1.000000000000"}
+    assert esc[("architect", "gut_feeling")]["false_positive_rate"] is None
+    w = doc["warnings"]
+    assert w["unpriced"] == [{"provider": "zai", "model": "glm-5-preview", "calls": 1}]
+    assert w["unknown_roles"] == [{"role": "tester", "events": 1}]
+    assert w["unknown_triggers"] == [{"role": "architect", "trigger": "gut_feeling", "calls": 1}]
+    assert (w["rejected_events"], w["duplicate_events"], w["count"]) == (1, 1, 4)
+    assert w["day_last_ingested_at"] == "2025-06-01T21:00:02Z"   # fa-01 at 21:00 + 2 s
+    assert (doc["first_date"], doc["last_date"]) == ("2025-06-01", "2025-06-03")
+
+
+def test_json_month_to_date_sums_the_month_up_to_the_report_day(golden, capsys):
+    expected, _ = golden
+    from tests.golden import _ratio
+
+    day_c = dt.date(2025, 6, 3)
+    doc = json.loads(_report(golden, day_c, "json", capsys))
+    cost = _sum(v for v in expected.cost.values())
+    baseline = _sum(v for v in expected.baseline.values())
+    priced_baseline = _sum(expected.baseline[e] for e, c in expected.cost.items() if c is not None)
+    h = doc["headline"]
+    assert h["mtd_cost_usd"] == _exact(cost)
+    assert h["mtd_baseline_cost_usd"] == _exact(baseline) == _exact(priced_baseline)
+    mtd = {k["kpi"]: (k["mtd_actual"], k["mtd_status"]) for k in doc["kpis"]}
+    # June 1-3: 5 + 19 + 0 default-model calls of 9 + 20 + 20; escalated tasks with a verdict:
+    # t-a02 (false positive) and t-c01..t-c20 (t-c20 a false positive) -> 2 / 21; satisfaction
+    # (5 + 10x5 + 10x3) / 21 = 85 / 21; consistent reviews (1 + 19) / 21; one unpriced call.
+    assert mtd == {
+        "cost_reduction_pct": (_exact(_ratio(baseline - cost, baseline)), "met"),
+        "default_model_share": (_exact(_ratio(D(24), D(49))), "missed"),
+        "escalation_false_positive_rate": (_exact(_ratio(D(2), D(21))), "missed"),
+        "satisfaction_avg": (_exact(_ratio(D(85), D(21))), "met"),
+        "review_consistency": (_exact(_ratio(D(20), D(21))), "met"),
+        "unpriced_calls": ("1.000000000000", "missed"),
+    }
+    # ROI at the month-to-date reduction: 30,000 a month before x reduction; break-even when
+    # the cumulative savings reach the 45,000 implementation cost.
+    reduction = _ratio(baseline - cost, baseline)
+    roi = doc["roi"]
+    assert roi["observed_cost_reduction_pct"] == _exact(reduction)
+    assert D(roi["monthly_savings_usd"]) == D(30000) * reduction
+    assert roi["break_even_month"] == next(m for m in range(1, 61)
+                                           if m * D(30000) * reduction >= D(45000))
+    assert [p["date"] for p in doc["trend"]][-3:] == ["2025-06-01", "2025-06-02", "2025-06-03"]
+    assert doc["trend"][0]["date"] == "2025-05-05" and doc["trend"][0]["calls"] == 0
+    assert doc["trend"][-2]["savings_pct"] == "0.350000000000"
+
+
+def test_text_shows_the_golden_figures_to_the_cent_without_colour(golden, capsys):
+    expected, _ = golden
+    text = _report(golden, dt.date(2025, 6, 2), "text", capsys)
+    assert not ANSI.search(text)
+    _, cost, baseline = _by(expected, dt.date(2025, 6, 2))
+    first_two = [e for e, c in expected.calls.items() if c[0] <= dt.date(2025, 6, 2)]
+    mtd_cost = _sum(expected.cost[e] for e in first_two)
+    mtd_baseline = _sum(expected.baseline[e] for e in first_two)
+    assert re.search(rf"^cost\s+\{fmt.usd(cost)}\s+\{fmt.usd(mtd_cost)}$", text, re.M)
+    assert fmt.usd(cost) == "$0.53"              # 0.01197 + 0.52155 = 0.53352
+    assert re.search(rf"^all-Claude baseline\s+\{fmt.usd(baseline)}\s+\{fmt.usd(mtd_baseline)}$",
+                     text, re.M)
+    assert re.search(r"^cost reduction\s+35\.0%\s+", text, re.M)
+    assert re.search(r"^Cost reduction vs all-Claude\s+35\.0% to 45\.0%\s+35\.0%\s+met\s+", text,
+                     re.M)
+    assert re.search(r"^Default-model share of calls\s+>= 95\.0%\s+95\.0%\s+met\s+", text, re.M)
+    assert re.search(r"^integrator\s+multi_service_conflict\s+1\s+1\s+\$0\.52\s+\$0\.52\s+0\s+0\s+n/a$",
+                     text, re.M)
+
+
+def test_markdown_shows_the_golden_review_day(golden, capsys):
+    md = _report(golden, dt.date(2025, 6, 3), "markdown", capsys)
+    # 20 escalated architect calls at 100 input tokens x $15 / 1e6 = $0.0015 each = $0.03
+    assert "| architect | three_plus_services | 20 | 20 | $0.03 | $0.03 | 20 | 1 | 5.0% |" in md
+    assert "| Escalation false-positive rate | < 5.0% | 5.0% | **missed** |" in md
+    assert "| Average satisfaction (1-5) | >= 4.00 | 4.00 | met |" in md
+    assert "| Review consistency | >= 95.0% | 95.0% | met |" in md
+    assert "- note: 1 duplicate event(s) from producer retries landed and were counted once" in md
+
+
+def test_html_of_the_golden_cost_day_carries_figures_and_charts(golden, capsys):
+    expected, _ = golden
+    page = _report(golden, JUNE, "html", capsys)
+    assert page.count('<svg id="chart-') == 4
+    roles = re.search(r'<svg id="chart-cost-by-role".*?</svg>', page, re.S).group(0)
+    # architect = a-02 0.29625 + a-09 0.009 = 0.30525 -> $0.31; critic's unpriced call is not drawn
+    assert '<text x="' in roles and ">$0.31</text>" in roles
+    assert 'data-model="zai/glm-5-preview"' not in roles
+    assert "<td class=\"num\">$0.32</td>" in page       # the day's cost 0.315792
+    assert "1 unpriced call(s) on zai/glm-5-preview" in page
+    assert "1 escalated call(s) of role &#x27;architect&#x27; with unknown trigger" in page
+
+
+def test_output_writes_the_file_atomically_and_says_where_on_stderr(golden, tmp_path, capsys):
+    from pipeline.cli import main
+
+    _, settings = golden
+    target = tmp_path / "daily.md"
+    code = main(["report", "--date", "2025-06-02", "--format", "markdown", "--output", str(target),
+                 "--warehouse", str(settings.warehouse)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out == ""
+    assert err == f"wrote markdown report for 2025-06-02 to {target}\n"
+    assert target.read_text().startswith("# modelmeter daily report - 2025-06-02\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["daily.md"]
+
+
+def test_text_output_file_never_has_colour(golden, tmp_path, capsys):
+    from pipeline.cli import main
+
+    _, settings = golden
+    target = tmp_path / "daily.txt"
+    assert main(["report", "--date", "2025-06-01", "--output", str(target), "--warehouse",
+                 str(settings.warehouse)]) == 0
+    capsys.readouterr()
+    assert not ANSI.search(target.read_text())
+    assert "cost                  $0.32" in target.read_text()
+
+
+# --- errors: one line on stderr, exit 2, never a traceback ---------------------------------
+
+
+def _error(capsys, *argv: str) -> str:
+    from pipeline.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("modelmeter: error: ")
+    return err.strip()
+
+
+def test_an_invalid_date_is_one_line_and_exit_2(golden, capsys):
+    _, settings = golden
+    assert _error(capsys, "report", "--date", "2026-13-01", "--warehouse",
+                  str(settings.warehouse)) == \
+        "modelmeter: error: --date 2026-13-01: not a date (YYYY-MM-DD)"
+
+
+def test_a_missing_warehouse_says_to_run_build(tmp_path, capsys):
+    err = _error(capsys, "report", "--date", "2025-06-01", "--warehouse",
+                 str(tmp_path / "none.duckdb"))
+    assert "none.duckdb" in err and "modelmeter build" in err
+
+
+def test_a_day_without_data_names_the_days_that_have_data(golden, capsys):
+    _, settings = golden
+    assert _error(capsys, "report", "--date", "2025-07-01", "--format", "html", "--warehouse",
+                  str(settings.warehouse)) == (
+        "modelmeter: error: no data for 2025-07-01: the warehouse has data from 2025-06-01 "
+        "to 2025-06-03")
+
+
+def test_the_default_date_is_yesterday_utc(golden, capsys):
+    _, settings = golden
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    assert _error(capsys, "report", "--warehouse", str(settings.warehouse)).startswith(
+        f"modelmeter: error: no data for {yesterday}: ")
+
+
+def test_an_empty_warehouse_says_there_are_no_events(tmp_path, capsys):
+    from pipeline.settings import Settings
+    from pipeline.warehouse import build_warehouse
+    from tests.conftest import REPO_ROOT
+
+    (tmp_path / "lake").mkdir()
+    settings = Settings(lake=tmp_path / "lake", warehouse=tmp_path / "w.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    build_warehouse(settings)
+    err = _error(capsys, "report", "--date", "2025-06-01", "--warehouse", str(settings.warehouse))
+    assert err.startswith("modelmeter: error: no data for 2025-06-01: the warehouse ")
+    assert "has no usage events" in err
+
+
+def test_an_unwritable_output_is_one_line(golden, tmp_path, capsys):
+    _, settings = golden
+    err = _error(capsys, "report", "--date", "2025-06-01", "--output",
+                 str(tmp_path / "missing" / "r.html"), "--warehouse", str(settings.warehouse))
+    assert "does not exist" in err
