@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-seconds", type=float, default=5.0,
                    help="progress line interval (default 5 s; 0 = off)")
 
-    verbs.add_parser("build", parents=[common], help="(re)build the warehouse from the lake")
+    p = verbs.add_parser("build", parents=[common], help="(re)build the warehouse from the lake")
+    p.add_argument("--if-stale", action="store_true",
+                   help="skip when the warehouse is newer than every lake file, the price book "
+                        "and the policy")
 
     p = verbs.add_parser("report", parents=[common], help="the daily report")
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")

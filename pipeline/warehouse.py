@@ -1,0 +1,535 @@
+"""``modelmeter build``: the finance warehouse from the lake, the price book and the policy.
+
+The models live in ``sql/`` at the repository root, one ``select`` per file named as its
+table, in layers run in this order::
+
+    sql/_macros.sql      exact_ratio, token_cost, kpi_status
+    (python)             dim_prices (price book), dim_policy, dim_roles, dim_triggers,
+                         dim_kpi_targets (routing policy)
+    sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources)
+    sql/dims/            dim_dates
+    sql/facts/           fct_llm_calls, fct_task_feedback, fct_task_verdicts, fct_escalated_tasks
+    sql/marts/           daily_cost_by_role, daily_cost_by_model, kpi_daily, kpi_monthly, ...
+    (python)             mart_roi (pipeline.policy.roi_projection), mart_lake_manifest,
+                         mart_build_info
+
+Inside a layer a model runs after the models it names. The lake is read through
+``lake_llm_call``, ``lake_task_feedback`` and ``lake_rejected``, temporary views over the
+lake's finished files (temporary ``.tmp-*`` files of a writer are skipped) or empty tables of
+the lake schema when a table has no files yet.
+
+The build writes ``<warehouse>.building-<pid>`` and then ``os.replace``-s it over the
+warehouse, so a reader sees the old warehouse or the new one, never half of one, and a
+connection opened before the swap keeps reading the old file. Readers should use
+:func:`open_warehouse_readonly`::
+
+    result = build_warehouse(settings)
+    con = open_warehouse_readonly(settings.warehouse)
+    con.sql("select * from kpi_daily").fetchall()
+
+``mart_lake_manifest`` (one row per lake file with size and mtime) is what an incremental
+build (issue 9) compares to recompute only new or changed event_date partitions; today every
+build is a full rebuild.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import graphlib
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from pipeline._exceptions import ConfigError, PipelineError, WarehouseError
+from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
+from pipeline.prices import PriceBook, load_price_book
+
+__all__ = [
+    "SQL_DIR",
+    "LAYERS",
+    "BuildResult",
+    "LakeFile",
+    "build_warehouse",
+    "is_stale",
+    "lake_files",
+    "open_warehouse_readonly",
+    "run_cli",
+]
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+LAYERS = ("staging", "dims", "facts", "marts")
+MACROS_FILE = "_macros.sql"
+
+# lake table -> (name of the view the staging models read, its partition column)
+_SOURCES = {
+    "llm_call": ("lake_llm_call", "event_date"),
+    "task_feedback": ("lake_task_feedback", "event_date"),
+    REJECTED_TABLE: ("lake_rejected", "received_date"),
+}
+_MONEY = pa.decimal128(38, 12)
+_RATIO_QUANTUM = Decimal("1E-12")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LakeFile:
+    """One finished Parquet file of the lake."""
+
+    table: str
+    partition: str  # the partition directory's value, e.g. "2025-06-01"
+    path: Path
+    bytes: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class BuildResult:
+    """What a build did."""
+
+    warehouse: Path
+    built_at: dt.datetime
+    skipped: bool = False
+    seconds: float = 0.0
+    rows: dict[str, int] = field(default_factory=dict)
+    lake_files: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------
+
+
+def open_warehouse_readonly(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the warehouse at ``path``, session time zone UTC.
+
+    The file is ATTACHed to a fresh in-memory database rather than opened with
+    ``duckdb.connect(path)``: DuckDB caches one database instance per path and process, so a
+    second ``connect`` after a rebuild would still see the replaced file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"warehouse {path} does not exist; run `modelmeter build` first")
+    con = duckdb.connect()
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        con.execute(f"attach {_sql_str(str(path))} as warehouse (read_only)")
+        con.execute("use warehouse")
+    except duckdb.Error as exc:
+        con.close()
+        raise WarehouseError(f"cannot open warehouse {path}: {exc}") from None
+    return con
+
+
+# ---------------------------------------------------------------------------------------------
+# Lake
+# ---------------------------------------------------------------------------------------------
+
+
+def lake_files(lake: Path) -> dict[str, list[LakeFile]]:
+    """The finished Parquet files of each lake table (writers' temporary files excluded)."""
+    found: dict[str, list[LakeFile]] = {}
+    for table in _SOURCES:
+        files: list[LakeFile] = []
+        for path in sorted((Path(lake) / table).glob("*=*/*.parquet")):
+            if path.name.startswith((TEMP_PREFIX, ".")):
+                continue
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # removed between glob and stat
+                continue
+            files.append(LakeFile(table, path.parent.name.split("=", 1)[1], path,
+                                  stat.st_size, stat.st_mtime_ns))
+        found[table] = files
+    return found
+
+
+def is_stale(settings: Any) -> bool:
+    """True when the warehouse is missing or older than a lake file, the price book or the policy."""
+    try:
+        built = Path(settings.warehouse).stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
+    inputs: list[int] = []
+    for path in (settings.prices, settings.policy):
+        try:
+            inputs.append(Path(path).stat().st_mtime_ns)
+        except FileNotFoundError:
+            return True  # let the build report the missing file
+    lake = Path(settings.lake)
+    for files in lake_files(lake).values():
+        inputs.extend(f.mtime_ns for f in files)
+    # A deleted file or partition changes its directory's mtime.
+    if lake.is_dir():
+        inputs.append(lake.stat().st_mtime_ns)
+        for table in _SOURCES:
+            table_dir = lake / table
+            if table_dir.is_dir():
+                inputs.append(table_dir.stat().st_mtime_ns)
+                inputs.extend(d.stat().st_mtime_ns for d in table_dir.iterdir() if d.is_dir())
+    return any(mtime >= built for mtime in inputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------------------------
+
+
+def build_warehouse(settings: Any, *, progress: Progress | None = None) -> BuildResult:
+    """Build the warehouse of ``settings`` from scratch and swap it in atomically."""
+    from pipeline.policy import load_policy
+
+    say = progress or (lambda line: None)
+    started = time.monotonic()
+    built_at = dt.datetime.now(dt.UTC)
+    target = Path(settings.warehouse)
+    book = load_price_book(settings.prices)
+    policy = load_policy(settings.policy)
+    policy_sha256 = hashlib.sha256(Path(settings.policy).read_bytes()).hexdigest()
+    result = BuildResult(warehouse=target, built_at=built_at)
+
+    lake = Path(settings.lake)
+    if not lake.is_dir():
+        result.warnings.append(f"lake {lake} does not exist: building an empty warehouse")
+        say(f"build: warning: {result.warnings[-1]}")
+    files = lake_files(lake)
+    result.lake_files = {table: len(found) for table, found in files.items()}
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(f"cannot create {target.parent}: {exc.strerror or exc}") from None
+    building = target.with_name(f"{target.name}.building-{os.getpid()}")
+    _remove_database_files(building)
+    try:
+        con = duckdb.connect(str(building))
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            _run_script(con, SQL_DIR / MACROS_FILE)
+            step = time.monotonic()
+            _load_dims(con, book, policy, result)
+            say(f"build: dims (price book, policy): {_counts(result, 'dim_')} "
+                f"in {time.monotonic() - step:.1f}s")
+            _register_lake(con, files)
+            models = discover_models()
+            for layer in LAYERS:
+                step = time.monotonic()
+                names = _run_layer(con, models[layer], result)
+                say(f"build: {layer}: " + ", ".join(f"{n} {result.rows[n]}" for n in names)
+                    + f" in {time.monotonic() - step:.1f}s")
+            step = time.monotonic()
+            _load_mart_roi(con, policy, result)
+            _load_manifest(con, lake, files, result)
+            result.seconds = time.monotonic() - started
+            _load_build_info(con, settings, book, policy, policy_sha256, result)
+            say(f"build: python marts: mart_roi {result.rows['mart_roi']}, mart_lake_manifest "
+                f"{result.rows['mart_lake_manifest']} in {time.monotonic() - step:.1f}s")
+            con.execute("checkpoint")
+        finally:
+            con.close()
+        _fsync(building)
+        # A WAL next to the target would be replayed into the new file: nobody writes the
+        # warehouse in place, so one can only be stale.
+        Path(f"{target}.wal").unlink(missing_ok=True)
+        os.replace(building, target)
+        _fsync(target.parent)
+    except duckdb.Error as exc:
+        _remove_database_files(building)
+        raise WarehouseError(f"building {target} failed: {_first_line(exc)}") from None
+    except BaseException:
+        _remove_database_files(building)
+        raise
+    result.seconds = time.monotonic() - started
+    say(f"build: wrote {target} in {result.seconds:.1f}s")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """One SQL model: ``sql/<layer>/<name>.sql``."""
+
+    layer: str
+    name: str
+    path: Path
+    sql: str
+
+
+def discover_models(sql_dir: Path | None = None) -> dict[str, list[Model]]:
+    """The models of each layer, ordered so that every model runs after those it selects from."""
+    sql_dir = sql_dir or SQL_DIR
+    models: dict[str, list[Model]] = {}
+    for layer in LAYERS:
+        found = [Model(layer, p.stem, p, p.read_text(encoding="utf-8"))
+                 for p in sorted((sql_dir / layer).glob("*.sql"))]
+        models[layer] = found
+    by_name = {m.name: m for layer_models in models.values() for m in layer_models}
+    for layer, found in models.items():
+        names = {m.name for m in found}
+        graph = {m.name: {n for n in _references(m.sql) if n in names and n != m.name}
+                 for m in found}
+        try:
+            order = list(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as exc:
+            raise WarehouseError(f"sql/{layer}: models select from each other in a cycle: "
+                                 f"{exc.args[1]}") from None
+        models[layer] = [by_name[n] for n in order]
+    return models
+
+
+_WORD = re.compile(r"\b[a-z_][a-z0-9_]*\b")
+
+
+def _references(sql: str) -> set[str]:
+    without_comments = re.sub(r"--[^\n]*", "", sql)
+    return set(_WORD.findall(without_comments.lower()))
+
+
+def _run_layer(con: duckdb.DuckDBPyConnection, models: Iterable[Model], result: BuildResult) -> list[str]:
+    names = []
+    for model in models:
+        body = model.sql.strip().rstrip(";")
+        try:
+            con.execute(f"create or replace table {model.name} as\n{body}")
+        except duckdb.Error as exc:
+            raise WarehouseError(f"sql/{model.layer}/{model.name}.sql: {_first_line(exc)}") from None
+        result.rows[model.name] = _count(con, model.name)
+        names.append(model.name)
+    return names
+
+
+def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    try:
+        con.execute(path.read_text(encoding="utf-8"))
+    except duckdb.Error as exc:
+        raise WarehouseError(f"{path.name}: {_first_line(exc)}") from None
+
+
+def _register_lake(con: duckdb.DuckDBPyConnection, files: dict[str, list[LakeFile]]) -> None:
+    for table, (view, partition_column) in _SOURCES.items():
+        found = files.get(table, [])
+        if found:
+            paths = ", ".join(_sql_str(str(f.path)) for f in found)
+            con.execute(
+                f"create or replace temp view {view} as select * from read_parquet([{paths}], "
+                f"hive_partitioning = true, union_by_name = true, "
+                f"hive_types = {{'{partition_column}': 'DATE'}})")
+        else:
+            schema = SCHEMAS[table].append(pa.field(partition_column, pa.date32()))
+            _create_from_arrow(con, view, schema.empty_table(), temp=True)
+
+
+def _load_dims(con: duckdb.DuckDBPyConnection, book: PriceBook, policy: Any, result: BuildResult) -> None:
+    def ref(model: Any) -> tuple[str | None, str | None]:
+        return (model.provider, model.model) if model is not None else (None, None)
+
+    tables: dict[str, pa.Table] = {"dim_prices": book.to_arrow()}
+    default, premium, baseline = ref(policy.default_model), ref(policy.premium_model), ref(policy.baseline_model)
+    tables["dim_policy"] = pa.table({
+        "policy_version": [policy.version],
+        "default_provider": [default[0]], "default_model": [default[1]],
+        "premium_provider": [premium[0]], "premium_model": [premium[1]],
+        "baseline_provider": [baseline[0]], "baseline_model": [baseline[1]],
+        "implementation_cost_usd": pa.array([policy.roi.implementation_cost_usd], _MONEY),
+        "monthly_spend_before_usd": pa.array([policy.roi.monthly_spend_before_usd], _MONEY),
+        "horizon_months": pa.array([policy.roi.horizon_months], pa.int32()),
+    })
+    roles = list(policy.roles.values())
+    tables["dim_roles"] = pa.table({
+        "role": pa.array([r.name for r in roles], pa.string()),
+        "primary_provider": pa.array([r.primary.provider for r in roles], pa.string()),
+        "primary_model": pa.array([r.primary.model for r in roles], pa.string()),
+        "premium_provider": pa.array([ref(r.premium)[0] for r in roles], pa.string()),
+        "premium_model": pa.array([ref(r.premium)[1] for r in roles], pa.string()),
+        "triggers": pa.array([len(r.triggers) for r in roles], pa.int32()),
+        "description": pa.array([r.description for r in roles], pa.string()),
+    })
+    triggers = [(role.name, order, t) for role in roles for order, t in enumerate(role.triggers, 1)]
+    tables["dim_triggers"] = pa.table({
+        "role": pa.array([r for r, _, _ in triggers], pa.string()),
+        "trigger_id": pa.array([t.id for _, _, t in triggers], pa.string()),
+        "trigger_order": pa.array([o for _, o, _ in triggers], pa.int32()),
+        "description": pa.array([t.description for _, _, t in triggers], pa.string()),
+        "rule": pa.array([str(t.rule) for _, _, t in triggers], pa.string()),
+    })
+    targets = list(policy.kpi_targets.values())
+    tables["dim_kpi_targets"] = pa.table({
+        "kpi": pa.array([t.kpi for t in targets], pa.string()),
+        "target_min": pa.array([t.min for t in targets], _MONEY),
+        "target_max": pa.array([t.max for t in targets], _MONEY),
+        "min_inclusive": pa.array([t.min_inclusive for t in targets], pa.bool_()),
+        "max_inclusive": pa.array([t.max_inclusive for t in targets], pa.bool_()),
+        "unit": pa.array([t.unit for t in targets], pa.string()),
+        "description": pa.array([t.description for t in targets], pa.string()),
+    })
+    for name, table in tables.items():
+        _create_from_arrow(con, name, table)
+        result.rows[name] = table.num_rows
+
+
+def _load_mart_roi(con: duckdb.DuckDBPyConnection, policy: Any, result: BuildResult) -> None:
+    """mart_roi: per month, the observed cost reduction projected with policy.roi_projection."""
+    from pipeline.policy import roi_projection
+
+    months = con.execute("""
+        select
+            components.period_start as month,
+            components.cost_usd,
+            components.baseline_cost_usd,
+            components.savings_usd,
+            kpi.actual as cost_reduction
+        from mart_kpi_components as components
+        left join kpi_monthly as kpi
+            on kpi.month = components.period_start and kpi.kpi = 'cost_reduction_pct'
+        where components.period = 'month'
+        order by month
+    """).fetchall()
+    inputs = policy.roi
+    rows: dict[str, list[Any]] = {name: [] for name in (
+        "month", "cost_usd", "baseline_cost_usd", "savings_usd", "cost_reduction",
+        "implementation_cost_usd", "monthly_spend_before_usd", "horizon_months",
+        "projected_monthly_savings_usd", "projected_horizon_savings_usd", "projected_roi",
+        "break_even_month")}
+    for month, cost, baseline, savings, reduction in months:
+        projection = roi_projection(inputs, reduction) if reduction is not None else None
+        for name, value in (
+            ("month", month), ("cost_usd", cost), ("baseline_cost_usd", baseline),
+            ("savings_usd", savings), ("cost_reduction", reduction),
+            ("implementation_cost_usd", inputs.implementation_cost_usd),
+            ("monthly_spend_before_usd", inputs.monthly_spend_before_usd),
+            ("horizon_months", inputs.horizon_months),
+            ("projected_monthly_savings_usd", projection and _money(projection.monthly_savings_usd)),
+            ("projected_horizon_savings_usd", projection and _money(projection.horizon_savings_usd)),
+            ("projected_roi", projection and _money(projection.roi)),
+            ("break_even_month", projection and projection.break_even_month),
+        ):
+            rows[name].append(value)
+    types = {"month": pa.date32(), "horizon_months": pa.int32(), "break_even_month": pa.int32()}
+    table = pa.table({name: pa.array(values, types.get(name, _MONEY)) for name, values in rows.items()})
+    _create_from_arrow(con, "mart_roi", table)
+    result.rows["mart_roi"] = table.num_rows
+
+
+def _load_manifest(con: duckdb.DuckDBPyConnection, lake: Path, files: dict[str, list[LakeFile]],
+                   result: BuildResult) -> None:
+    every = [f for found in files.values() for f in found]
+    table = pa.table({
+        "lake_table": pa.array([f.table for f in every], pa.string()),
+        "partition_value": pa.array([f.partition for f in every], pa.string()),
+        "file_name": pa.array([f.path.name for f in every], pa.string()),
+        "path": pa.array([str(f.path) for f in every], pa.string()),
+        "bytes": pa.array([f.bytes for f in every], pa.int64()),
+        "modified_at": pa.array([dt.datetime.fromtimestamp(f.mtime_ns / 1e9, dt.UTC) for f in every],
+                                pa.timestamp("us", tz="UTC")),
+    })
+    _create_from_arrow(con, "mart_lake_manifest", table)
+    result.rows["mart_lake_manifest"] = table.num_rows
+
+
+def _load_build_info(con: duckdb.DuckDBPyConnection, settings: Any, book: PriceBook, policy: Any,
+                     policy_sha256: str, result: BuildResult) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        modelmeter_version = version("modelmeter")
+    except PackageNotFoundError:
+        modelmeter_version = "unknown"
+    table = pa.table({
+        "built_at": pa.array([result.built_at], pa.timestamp("us", tz="UTC")),
+        "modelmeter_version": [modelmeter_version],
+        "lake_path": [str(Path(settings.lake).resolve())],
+        "llm_call_files": pa.array([result.lake_files.get("llm_call", 0)], pa.int64()),
+        "task_feedback_files": pa.array([result.lake_files.get("task_feedback", 0)], pa.int64()),
+        "rejected_files": pa.array([result.lake_files.get(REJECTED_TABLE, 0)], pa.int64()),
+        "prices_path": [str(Path(settings.prices).resolve())],
+        "prices_sha256": [book.sha256],
+        "policy_path": [str(Path(settings.policy).resolve())],
+        "policy_sha256": [policy_sha256],
+        "policy_version": [policy.version],
+        "build_seconds": pa.array([Decimal(str(round(result.seconds, 3)))], pa.decimal128(18, 3)),
+    })
+    _create_from_arrow(con, "mart_build_info", table)
+    result.rows["mart_build_info"] = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def run_cli(args: argparse.Namespace, settings: Any) -> int:
+    """``modelmeter build [--if-stale]``."""
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if getattr(args, "if_stale", False) and not is_stale(settings):
+        say(f"build: {settings.warehouse} is newer than the lake, price book and policy; skipped")
+        return 0
+    try:
+        build_warehouse(settings, progress=say)
+    except PipelineError:
+        raise
+    except OSError as exc:
+        raise WarehouseError(f"building {settings.warehouse} failed: {exc}") from None
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _create_from_arrow(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, *,
+                       temp: bool = False) -> None:
+    con.register("_arrow_input", table)
+    try:
+        con.execute(f"create or replace {'temp ' if temp else ''}table {name} as "
+                    "select * from _arrow_input")
+    finally:
+        con.unregister("_arrow_input")
+
+
+def _count(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    row = con.execute(f"select count(*) from {name}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _counts(result: BuildResult, prefix: str) -> str:
+    return ", ".join(f"{n} {c}" for n, c in result.rows.items() if n.startswith(prefix))
+
+
+def _money(value: Decimal) -> Decimal:
+    return Decimal(value).quantize(_RATIO_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _remove_database_files(path: Path) -> None:
+    for candidate in (path, Path(f"{path}.wal")):
+        candidate.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+

@@ -1,0 +1,35 @@
+-- daily_cost_by_model: one row per (event_date, provider, model) with calls.
+-- key: (event_date, provider, model). share_of_calls = calls / all calls of the day;
+-- share_of_cost = cost / priced cost of the day (NULL for an unpriced model).
+with
+
+calls as (
+    select * from fct_llm_calls
+),
+
+aggregated as (
+    select
+        event_date,
+        provider,
+        model,
+        count(*) as calls,
+        count(*) filter (where not is_priced) as unpriced_calls,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(cache_read_tokens) as cache_read_tokens,
+        sum(cache_write_5m_tokens) as cache_write_5m_tokens,
+        sum(cache_write_1h_tokens) as cache_write_1h_tokens,
+        sum(cost_usd) as cost_usd
+    from calls
+    group by event_date, provider, model
+),
+
+final as (
+    select
+        *,
+        exact_ratio(calls, sum(calls) over (partition by event_date)) as share_of_calls,
+        exact_ratio(cost_usd, sum(cost_usd) over (partition by event_date)) as share_of_cost
+    from aggregated
+)
+
+select * from final

@@ -1,0 +1,36 @@
+-- daily_cost_by_role: one row per (event_date, role) with calls.
+-- key: (event_date, role). Money sums cover priced calls only (NULL when none is priced);
+-- unpriced_calls says how many calls are left out. savings_pct = savings / baseline.
+with
+
+calls as (
+    select * from fct_llm_calls
+),
+
+aggregated as (
+    select
+        event_date,
+        role,
+        count(*) as calls,
+        count(*) filter (where escalated) as escalated_calls,
+        count(*) filter (where not is_priced) as unpriced_calls,
+        sum(input_tokens) as input_tokens,
+        sum(output_tokens) as output_tokens,
+        sum(cache_read_tokens) as cache_read_tokens,
+        sum(cache_write_5m_tokens) as cache_write_5m_tokens,
+        sum(cache_write_1h_tokens) as cache_write_1h_tokens,
+        sum(cost_usd) as cost_usd,
+        sum(baseline_cost_usd) as baseline_cost_usd,
+        sum(savings_usd) as savings_usd
+    from calls
+    group by event_date, role
+),
+
+final as (
+    select
+        *,
+        exact_ratio(savings_usd, baseline_cost_usd) as savings_pct
+    from aggregated
+)
+
+select * from final
