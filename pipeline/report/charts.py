@@ -179,7 +179,7 @@ def savings_trend_chart(report: DailyReport) -> str:
             segments.append([])
         segments[-1].append(xy(i, _fx(p.savings_pct)))
         prev = i
-    for seg in segments:
+    for seg in (s for s in segments if len(s) > 1):  # a lone day is its dot only
         d = " ".join(("M" if k == 0 else "L") + f"{_n(x)},{_n(y)}" for k, (x, y) in enumerate(seg))
         body.append(f'<path class="trend-line" d="{d}" fill="none" stroke="#0072B2" '
                     f'stroke-width="2"/>')
