@@ -14,11 +14,11 @@ aggregated as (
         model,
         count(*) as calls,
         count(*) filter (where not is_priced) as unpriced_calls,
-        sum(input_tokens) as input_tokens,
-        sum(output_tokens) as output_tokens,
-        sum(cache_read_tokens) as cache_read_tokens,
-        sum(cache_write_5m_tokens) as cache_write_5m_tokens,
-        sum(cache_write_1h_tokens) as cache_write_1h_tokens,
+        cast(sum(input_tokens) as bigint) as input_tokens,
+        cast(sum(output_tokens) as bigint) as output_tokens,
+        cast(sum(cache_read_tokens) as bigint) as cache_read_tokens,
+        cast(sum(cache_write_5m_tokens) as bigint) as cache_write_5m_tokens,
+        cast(sum(cache_write_1h_tokens) as bigint) as cache_write_1h_tokens,
         sum(cost_usd) as cost_usd
     from calls
     group by event_date, provider, model

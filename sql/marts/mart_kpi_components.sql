@@ -121,10 +121,30 @@ month_to_date as (
     )
 ),
 
-final as (
+unioned as (
     select * from days_and_months
     union all by name
     select * from month_to_date
+),
+
+final as (
+    select
+        period,
+        period_start,
+        cast(calls as bigint) as calls,
+        cast(default_model_calls as bigint) as default_model_calls,
+        cast(unpriced_calls as bigint) as unpriced_calls,
+        cost_usd,
+        savings_usd,
+        baseline_cost_usd,
+        cast(satisfaction_sum as bigint) as satisfaction_sum,
+        cast(satisfaction_responses as bigint) as satisfaction_responses,
+        cast(consistent_reviews as bigint) as consistent_reviews,
+        cast(reviews as bigint) as reviews,
+        cast(escalated_tasks as bigint) as escalated_tasks,
+        cast(escalated_tasks_with_verdict as bigint) as escalated_tasks_with_verdict,
+        cast(false_positive_tasks as bigint) as false_positive_tasks
+    from unioned
 )
 
 select * from final

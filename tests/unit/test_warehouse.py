@@ -98,6 +98,14 @@ def test_money_columns_are_decimal_38_12(golden):
     assert {t for t in types.values()} == {"DECIMAL(38,12)"}, types
 
 
+def test_no_table_has_float_or_hugeint_columns(golden):
+    """No DOUBLE/FLOAT anywhere (money stays exact); counts are BIGINT, not HUGEINT (clients choke)."""
+    _, con = golden
+    bad = con.execute("select table_name, column_name, data_type from information_schema.columns "
+                      "where data_type in ('DOUBLE', 'FLOAT', 'HUGEINT', 'REAL')").fetchall()
+    assert bad == []
+
+
 def test_unpriced_model_is_null_and_counted_never_zero(golden):
     """a-06 (zai/glm-5-preview) has no price: is_priced false, NULL money, counted as unpriced."""
     _, con = golden
