@@ -6,18 +6,29 @@ Explicit arguments win over the environment::
     settings = Settings(MODELMETER_TOPIC="other-topic")     # explicit override
     settings = Settings.from_cli(args)                      # CLI options override
 
-Secrets are :class:`pydantic.SecretStr` and never printed (``repr`` masks them).
+Secrets are :class:`pydantic.SecretStr` and never printed (``repr`` masks them); the
+plain password leaves this module only inside :meth:`Settings.kafka_client_config`, handed
+straight to the Kafka client. Inconsistent security settings (SASL without a user, a CA
+file with a plaintext protocol, ...) raise :class:`~pipeline.ConfigError` naming the
+variable, when a Kafka client is about to be made - so ``report`` and ``build`` never trip
+over Kafka settings they do not use.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "DEFAULT_TOPIC", "dlq_topic_for"]
+from pipeline._exceptions import ConfigError
+
+__all__ = ["Settings", "DEFAULT_TOPIC", "dlq_topic_for", "SASL_PROTOCOLS", "TLS_PROTOCOLS"]
+
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 
 DEFAULT_TOPIC = "agent-usage"
 
@@ -57,26 +68,126 @@ class Settings(BaseSettings):
     prices: Path = Field(
         Path("schemas/prices.csv"), validation_alias=_env("MODELMETER_PRICES", "prices"))
 
+    # -- operations (issue 10) --------------------------------------------------------------
+    kafka_bootstrap_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("MODELMETER_BOOTSTRAP_TIMEOUT", "kafka_bootstrap_timeout"),
+        description="seconds to reach the broker at start before giving up (exit 2)")
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, validation_alias=_env("MODELMETER_METRICS_PORT", "metrics_port"),
+        description="Prometheus endpoint port of `consume`; unset = off, 0 = any free port")
+    metrics_host: str = Field(
+        "127.0.0.1", validation_alias=_env("MODELMETER_METRICS_HOST", "metrics_host"),
+        description="address the metrics endpoint listens on (0.0.0.0 in a container)")
+    health_max_commit_age: float = Field(
+        300.0, gt=0,
+        validation_alias=_env("MODELMETER_HEALTH_MAX_COMMIT_AGE", "health_max_commit_age"),
+        description="/healthz fails when there is lag and no commit for this many seconds")
+    log_format: Literal["text", "json"] = Field(
+        "text", validation_alias=_env("MODELMETER_LOG_FORMAT", "log_format"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias=_env("MODELMETER_LOG_LEVEL", "log_level"))
+    umask: int = Field(
+        0o027, validation_alias=_env("MODELMETER_UMASK", "umask"),
+        description="file-creation mask of the consumer (octal, default 027: no access for others)")
+
+    @field_validator("umask", mode="before")
+    @classmethod
+    def _octal_umask(cls, value: Any) -> Any:
+        # The environment gives "027"; Python callers may pass 0o027. Octal either way.
+        if isinstance(value, str):
+            text = value.strip().removeprefix("0o")
+            if not text or any(c not in "01234567" for c in text):
+                raise ValueError(f"umask must be octal digits such as 027, got {value!r}")
+            value = int(text, 8)
+        if isinstance(value, int) and not 0 <= value <= 0o777:
+            raise ValueError("umask must be between 000 and 777 (octal)")
+        return value
+
+    @field_validator("log_format", "log_level", "kafka_security_protocol", "kafka_sasl_mechanism",
+                     mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.lower() if value.lower() in ("text", "json") else value.upper()
+
     @property
     def dlq_topic(self) -> str:
         return dlq_topic_for(self.topic)
 
     def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with the non-None ``overrides`` applied (CLI options win over the environment)."""
+        """A copy with the non-None ``overrides`` applied (CLI options win over the environment).
+
+        The overrides are validated like the environment is (a password becomes a SecretStr,
+        "027" an octal umask); the environment is not read again.
+        """
         values = {k: v for k, v in overrides.items() if v is not None}
-        return self.model_copy(update=values) if values else self
+        if not values:
+            return self
+        return type(self).model_validate({**dict(self), **values})
+
+    def check_kafka_security(self) -> None:
+        """Raise :class:`ConfigError` when the Kafka security settings do not fit together."""
+        protocol = self.kafka_security_protocol
+        if protocol in SASL_PROTOCOLS:
+            for field, env, option in (
+                    (self.kafka_sasl_mechanism, "KAFKA_SASL_MECHANISM", "--sasl-mechanism"),
+                    (self.kafka_sasl_username, "KAFKA_SASL_USERNAME", "--sasl-username"),
+                    (self.kafka_sasl_password, "KAFKA_SASL_PASSWORD", "--sasl-password")):
+                if not field or (isinstance(field, SecretStr) and not field.get_secret_value()):
+                    raise ConfigError(
+                        f"{env} ({option}) is required with KAFKA_SECURITY_PROTOCOL={protocol}")
+        else:
+            for field, env in ((self.kafka_sasl_mechanism, "KAFKA_SASL_MECHANISM"),
+                               (self.kafka_sasl_username, "KAFKA_SASL_USERNAME"),
+                               (self.kafka_sasl_password, "KAFKA_SASL_PASSWORD")):
+                if field:
+                    # Refuse rather than silently connecting unauthenticated.
+                    raise ConfigError(
+                        f"{env} is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL;"
+                        f" set it to {' or '.join(SASL_PROTOCOLS)}")
+        if self.kafka_ssl_cafile is not None:
+            if protocol not in TLS_PROTOCOLS:
+                raise ConfigError(
+                    f"KAFKA_SSL_CAFILE is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use"
+                    f" TLS; set it to {' or '.join(TLS_PROTOCOLS)}")
+            if not self.kafka_ssl_cafile.is_file():
+                raise ConfigError(f"KAFKA_SSL_CAFILE {self.kafka_ssl_cafile}: no such file")
+            if not os.access(self.kafka_ssl_cafile, os.R_OK):
+                raise ConfigError(f"KAFKA_SSL_CAFILE {self.kafka_ssl_cafile}: not readable")
 
     def kafka_client_config(self) -> dict[str, Any]:
-        """Connection keyword arguments common to kafka-python's producer, consumer and admin."""
+        """Connection keyword arguments common to kafka-python's producer, consumer and admin.
+
+        Checks the security settings first (:meth:`check_kafka_security`). The result holds
+        the plain password: hand it to the client, never print or log it. Prefer
+        :func:`pipeline.kafka_connect.create_client`, which also turns connection failures
+        into one-line errors.
+        """
+        self.check_kafka_security()
         config: dict[str, Any] = {
-            "bootstrap_servers": self.kafka_bootstrap_servers.split(","),
+            "bootstrap_servers": [s.strip() for s in self.kafka_bootstrap_servers.split(",")
+                                  if s.strip()],
             "security_protocol": self.kafka_security_protocol,
+            "bootstrap_timeout_ms": int(self.kafka_bootstrap_timeout * 1000),
         }
-        if self.kafka_sasl_mechanism:
+        if self.kafka_security_protocol in SASL_PROTOCOLS:
+            assert self.kafka_sasl_password is not None  # check_kafka_security made sure
             config["sasl_mechanism"] = self.kafka_sasl_mechanism
             config["sasl_plain_username"] = self.kafka_sasl_username
-            config["sasl_plain_password"] = (
-                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None)
+            config["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         if self.kafka_ssl_cafile:
             config["ssl_cafile"] = str(self.kafka_ssl_cafile)
         return config
+
+    def secret_values(self) -> list[str]:
+        """The plain secrets held by these settings (for log redaction only)."""
+        if self.kafka_sasl_password is None:
+            return []
+        secret = self.kafka_sasl_password.get_secret_value()
+        return [secret] if secret else []
+
+    def apply_umask(self) -> int:
+        """Set the process umask to :attr:`umask` (lake files get no access for others by
+        default); returns the previous mask."""
+        return os.umask(self.umask)

@@ -1,0 +1,155 @@
+"""Settings: security options, their consistency checks, secret masking, operations settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline._exceptions import ConfigError
+from pipeline.settings import Settings
+
+SECRET = "s3cr3t-Pa55word-for-tests"
+
+SASL = dict(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="alice", kafka_sasl_password=SECRET)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM",
+                 "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE",
+                 "MODELMETER_BOOTSTRAP_TIMEOUT", "MODELMETER_UMASK", "MODELMETER_METRICS_PORT",
+                 "MODELMETER_LOG_FORMAT", "MODELMETER_HEALTH_MAX_COMMIT_AGE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_password_is_masked_in_repr_str_and_dump(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SASL password never shows in repr, str, model_dump_json or a copy's repr."""
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", SECRET)
+    settings = Settings()
+    copy = settings.with_overrides(topic="other")
+    for text in (repr(settings), str(settings), settings.model_dump_json(), repr(copy),
+                 repr(settings.model_dump()), f"{settings}"):
+        assert SECRET not in text
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == SECRET
+
+
+def test_with_overrides_validates_like_the_environment() -> None:
+    """A CLI override of the password becomes a SecretStr and an umask string is octal."""
+    settings = Settings().with_overrides(kafka_sasl_password=SECRET, umask="077", topic=None)
+    assert SECRET not in repr(settings)
+    assert settings.umask == 0o077
+    assert settings.topic == "agent-usage"
+
+
+def test_environment_names_of_design_section_2(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Every security setting is read from the DESIGN.md environment name."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "b1:9093, b2:9093")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
+    monkeypatch.setenv("KAFKA_SASL_MECHANISM", "scram-sha-512")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "alice")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", SECRET)
+    monkeypatch.setenv("KAFKA_SSL_CAFILE", str(ca))
+    monkeypatch.setenv("MODELMETER_BOOTSTRAP_TIMEOUT", "2.5")
+    config = Settings().kafka_client_config()
+    assert config == {
+        "bootstrap_servers": ["b1:9093", "b2:9093"],
+        "security_protocol": "SASL_SSL",
+        "bootstrap_timeout_ms": 2500,
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "alice",
+        "sasl_plain_password": SECRET,
+        "ssl_cafile": str(ca),
+    }
+
+
+def test_plaintext_default_config() -> None:
+    """Without security settings the client config is plaintext with a 30 s bootstrap timeout."""
+    assert Settings().kafka_client_config() == {
+        "bootstrap_servers": ["127.0.0.1:9092"], "security_protocol": "PLAINTEXT",
+        "bootstrap_timeout_ms": 30_000}
+
+
+@pytest.mark.parametrize("missing, named", [
+    ("kafka_sasl_mechanism", "KAFKA_SASL_MECHANISM"),
+    ("kafka_sasl_username", "KAFKA_SASL_USERNAME"),
+    ("kafka_sasl_password", "KAFKA_SASL_PASSWORD"),
+])
+def test_sasl_protocol_needs_mechanism_user_and_password(missing: str, named: str) -> None:
+    """SASL without one of its settings is a ConfigError naming the missing variable."""
+    values = {**SASL, "kafka_security_protocol": "SASL_PLAINTEXT"}
+    values.pop(missing)
+    with pytest.raises(ConfigError, match=named) as err:
+        Settings(**values).kafka_client_config()
+    assert SECRET not in str(err.value)
+
+
+def test_sasl_settings_with_a_plaintext_protocol_are_refused() -> None:
+    """Credentials with PLAINTEXT would silently connect unauthenticated: refused instead."""
+    values = {**SASL, "kafka_security_protocol": "PLAINTEXT"}
+    with pytest.raises(ConfigError, match="does not use SASL") as err:
+        Settings(**values).kafka_client_config()
+    assert SECRET not in str(err.value)
+
+
+def test_ca_file_must_exist_and_needs_a_tls_protocol(tmp_path) -> None:
+    """A CA file that does not exist, or one given with a non-TLS protocol, is a ConfigError."""
+    with pytest.raises(ConfigError, match="no such file"):
+        Settings(kafka_security_protocol="SSL",
+                 kafka_ssl_cafile=tmp_path / "missing.pem").kafka_client_config()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(ConfigError, match="does not use TLS"):
+        Settings(kafka_ssl_cafile=ca).kafka_client_config()
+    config = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=ca).kafka_client_config()
+    assert config["ssl_cafile"] == str(ca) and "sasl_mechanism" not in config
+
+
+def test_invalid_values_are_validation_errors() -> None:
+    """Unknown protocol/mechanism, a non-octal umask, a negative timeout are rejected."""
+    from pydantic import ValidationError
+
+    for bad in (dict(kafka_security_protocol="TLS"), dict(kafka_sasl_mechanism="GSSAPI"),
+                dict(umask="089"), dict(umask="1000"), dict(kafka_bootstrap_timeout=0),
+                dict(metrics_port=70000), dict(log_format="xml")):
+        with pytest.raises(ValidationError):
+            Settings(**bad)
+
+
+def test_umask_from_environment_is_octal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MODELMETER_UMASK=077 means 0o077; the default is 027."""
+    assert Settings().umask == 0o027
+    monkeypatch.setenv("MODELMETER_UMASK", "077")
+    assert Settings().umask == 0o077
+
+
+def test_apply_umask_makes_new_files_unreadable_to_others(tmp_path) -> None:
+    """With the default umask 027 a new file gets no permission bits for others."""
+    import os
+
+    previous = Settings().apply_umask()
+    try:
+        path = tmp_path / "f.parquet"
+        path.write_bytes(b"x")
+        assert path.stat().st_mode & 0o007 == 0
+        assert path.stat().st_mode & 0o020 == 0
+    finally:
+        os.umask(previous)
+
+
+def test_operations_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Metrics port, health commit age and log format come from MODELMETER_* variables."""
+    assert Settings().metrics_port is None
+    monkeypatch.setenv("MODELMETER_METRICS_PORT", "9108")
+    monkeypatch.setenv("MODELMETER_HEALTH_MAX_COMMIT_AGE", "60")
+    monkeypatch.setenv("MODELMETER_LOG_FORMAT", "JSON")
+    s = Settings()
+    assert (s.metrics_port, s.health_max_commit_age, s.log_format) == (9108, 60.0, "json")
+
+
+def test_secret_values_lists_the_password_only() -> None:
+    """secret_values() is what log redaction hides: the password, nothing else."""
+    assert Settings().secret_values() == []
+    assert Settings(**SASL).secret_values() == [SECRET]
