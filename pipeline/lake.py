@@ -43,6 +43,7 @@ __all__ = [
     "partition_dir",
     "write_table_atomic",
     "clean_temp_files",
+    "partition_files",
 ]
 
 EVENT_TABLES = ("llm_call", "task_feedback")
@@ -171,13 +172,34 @@ def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "zstd"
     _fsync_dir(path.parent)
 
 
-def clean_temp_files(lake: Path) -> int:
-    """Remove temporary files left by a process that died mid-write; returns how many."""
+def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | None = None) -> int:
+    """Remove temporary files left by a process that died mid-write; returns how many.
+
+    With ``topic`` and ``partition``, only the temporary files of that Kafka partition (so a
+    consumer never removes a file another consumer of the group is writing right now).
+    """
     removed = 0
     root = Path(lake)
     if not root.exists():
         return 0
-    for tmp in root.glob(f"*/*/{TEMP_PREFIX}*"):
+    pattern = f"{TEMP_PREFIX}*"
+    if topic is not None and partition is not None:
+        pattern = f"{TEMP_PREFIX}*-{topic}+{partition}+*"
+    for tmp in root.glob(f"*/*/{pattern}"):
         tmp.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, FileName]]:
+    """Every lake file (all tables, all days) written from one Kafka partition of ``topic``."""
+    root = Path(lake)
+    if not root.exists():
+        return []
+    out = []
+    for path in root.glob(f"*/*/{topic}+{partition}+*.parquet"):
+        name = FileName.parse(path.name)
+        if name is not None and name.topic == topic and name.partition == partition:
+            out.append((path, name))
+    return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))
+

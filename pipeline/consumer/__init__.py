@@ -1,0 +1,101 @@
+"""``modelmeter consume``: Kafka -> validated Parquet lake, exactly once under crashes.
+
+Use it from the command line (``modelmeter consume --until-idle 5``) or in-process::
+
+    from pipeline.consumer import Consumer
+    stats = Consumer(settings, group="modelmeter-lake", max_events=1_000_000).run()
+    print(stats.landed, stats.rejected)
+
+How it works
+------------
+* The parent process polls kafka-python (auto-commit off). Each poll's raw messages go to the
+  lake writer, by default a child process (:class:`SinkProcess`) so that validation and
+  Parquet writing use the second core while the parent keeps fetching.
+* Validation (:mod:`.validate`): a vectorised fast path on the whole batch (orjson + Arrow
+  column checks) accepts the obviously valid events; pydantic (:mod:`pipeline.contract`)
+  decides every other message and gives the reason of a reject.
+* Valid events are buffered per Kafka partition; invalid ones too, with their reason.
+* A flush of partition ``p`` covering offsets ``[first, last]`` happens when the buffer holds
+  ``--flush-events`` messages, when it is ``--flush-seconds`` old, when all buffers together
+  exceed a memory bound, on revocation, and on stop. It writes one Parquet file per
+  (table, day) touched, every one named ``<topic>+<p>+<first>+<last>.parquet``
+  (temporary dot-name, fsync, rename, directory fsync), then sends the flush's rejects to
+  ``<topic>.dlq`` (original key and value, headers ``error``, ``source_topic``,
+  ``source_partition``, ``source_offset``) and waits for the acks, and only then commits
+  ``last + 1``.
+
+Crash safety (issue 8)
+----------------------
+Commits only follow complete, durable flushes, so after a crash at any moment the lake
+holds, for each partition, complete flushes up to the committed offset ``C`` plus possibly
+files of flushes at or after ``C`` whose commit never happened. When a partition is assigned
+(at start-up and on every rebalance) :func:`recover_partition` deletes every lake file of that
+partition with ``first_offset >= C`` and the partition's temporary files, and consumption
+resumes at ``C``: the re-read offsets are written again, so every offset is in the lake
+exactly once (count of distinct (partition, offset) = rows). With no committed offset the
+lake itself gives the position (complete flushes are kept, see :mod:`.recovery`). On
+revocation the buffered messages of the revoked partitions are flushed and committed before
+the partition is given up. The lake writer process dies with its parent (PDEATHSIG), so no
+orphan writes after a kill.
+
+A producer retry (same ``event_id``) is a new Kafka message: it may land twice in the lake;
+the warehouse staging models count each ``event_id`` once. The dead-letter topic is
+at-least-once: a crash between the DLQ acks and the commit re-sends that flush's dead
+letters; ``_rejected`` Parquet is exactly-once by the same file mechanism as the events.
+
+Stopping: ``--until-idle S`` (no message for S seconds), ``--max-events N``, SIGTERM or
+SIGINT: flush, commit, exit 0. A lake that cannot be written raises
+:class:`~pipeline.LakeWriteError` (nothing more is committed, exit 1). A broker that goes
+away mid-run is waited for (kafka-python reconnects).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline._exceptions import ConfigError
+from pipeline.consumer.loop import (
+    CONSUMER_DEFAULTS,
+    Consumer,
+    ConsumerStats,
+    install_signal_handlers,
+)
+from pipeline.consumer.recovery import Recovery, recover_partition
+from pipeline.consumer.sink import Flushed, RawBatch, Sink, SinkProcess
+from pipeline.consumer.validate import BatchResult, Reject, validate_batch
+from pipeline.settings import Settings
+
+__all__ = [
+    "run_cli",
+    "Consumer",
+    "ConsumerStats",
+    "CONSUMER_DEFAULTS",
+    "Sink",
+    "SinkProcess",
+    "RawBatch",
+    "Flushed",
+    "Recovery",
+    "recover_partition",
+    "validate_batch",
+    "BatchResult",
+    "Reject",
+]
+
+
+def run_cli(args: argparse.Namespace, settings: Settings) -> int:
+    """``modelmeter consume``."""
+    for option, value, minimum in (("--until-idle", args.until_idle, 0),
+                                   ("--max-events", args.max_events, 1),
+                                   ("--flush-events", args.flush_events, 1),
+                                   ("--flush-seconds", args.flush_seconds, 0),
+                                   ("--progress-seconds", args.progress_seconds, 0)):
+        if value is not None and value < minimum:
+            raise ConfigError(f"{option} must be >= {minimum}, got {value}")
+    if not args.group:
+        raise ConfigError("--group must not be empty")
+    consumer = Consumer(settings, group=args.group, flush_events=args.flush_events,
+                        flush_seconds=args.flush_seconds, progress_seconds=args.progress_seconds,
+                        max_events=args.max_events, until_idle=args.until_idle)
+    install_signal_handlers(consumer)
+    consumer.run()
+    return 0

@@ -1,0 +1,83 @@
+"""Crash recovery of one Kafka partition's lake files, run when the partition is assigned.
+
+The rule (see the package docstring): a flush writes its files first and commits
+``last + 1`` only after every file is durable and its dead letters are acknowledged. So
+with committed offset ``C``:
+
+* a file with ``first_offset >= C`` belongs to a flush whose commit never happened: it is
+  deleted and its offsets are consumed (and written under the same or another name) again;
+* a file with ``first_offset < C <= last_offset`` cannot come from this consumer (commits
+  follow complete flushes); it is kept, logged, and consumption resumes after it so that
+  nothing is written twice;
+* dot-prefixed temporary files of the partition (a write cut short) are removed.
+
+With no committed offset (a new group on an existing lake, or a crash before the first
+commit) the lake itself says where to resume: flushes whose files together hold exactly
+``last - first + 1`` rows are complete and kept, incomplete ones are deleted, and
+consumption resumes after the last complete flush.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.lake import FileName, clean_temp_files, partition_files
+
+__all__ = ["Recovery", "recover_partition"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Recovery:
+    """What recovery did for one partition and where consumption must start."""
+
+    partition: int
+    committed: int | None
+    position: int | None  # offset to seek to; None = the committed offset / auto reset
+    deleted: list[Path] = field(default_factory=list)
+    temp_removed: int = 0
+    straddling: list[FileName] = field(default_factory=list)
+
+
+def _rows(path: Path) -> int:
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception:  # unreadable footer: not a complete file
+        return -1
+
+
+def recover_partition(lake: Path, topic: str, partition: int, committed: int | None) -> Recovery:
+    """Make the lake files of (``topic``, ``partition``) agree with ``committed``."""
+    result = Recovery(partition, committed, None)
+    result.temp_removed = clean_temp_files(lake, topic=topic, partition=partition)
+    files = partition_files(lake, topic, partition)
+    if committed is None:
+        by_name: dict[FileName, list[Path]] = defaultdict(list)
+        for path, name in files:
+            by_name[name].append(path)
+        complete = [name for name, paths in by_name.items()
+                    if sum(_rows(p) for p in paths) == name.last_offset - name.first_offset + 1]
+        if complete:
+            committed = max(name.last_offset for name in complete) + 1
+            result.position = committed
+        else:
+            committed = 0
+    for path, name in files:
+        if name.first_offset >= committed:
+            path.unlink(missing_ok=True)
+            result.deleted.append(path)
+        elif name.last_offset >= committed:
+            result.straddling.append(name)
+    if result.straddling:
+        resume = max(name.last_offset for name in result.straddling) + 1
+        log.warning("partition %s: lake files %s cover offsets past the committed offset %s; "
+                    "they are kept and consumption resumes at %s", partition,
+                    sorted({str(n) for n in result.straddling}), committed, resume)
+        result.position = resume
+    return result

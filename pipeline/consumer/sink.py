@@ -1,0 +1,405 @@
+"""Buffers validated messages per Kafka partition and flushes them to the lake and the DLQ.
+
+One flush of partition ``p`` covering offsets ``[first, last]``:
+
+1. writes one Parquet file per (table, day) touched, all named
+   ``<topic>+<p>+<first>+<last>.parquet`` (:func:`pipeline.lake.write_table_atomic`:
+   temporary name, fsync, rename, directory fsync);
+2. sends the flush's invalid messages to the dead-letter topic and waits for the acks;
+3. only then reports :class:`Flushed` so that the caller commits ``last + 1``.
+
+:class:`Sink` does this in the calling process; :class:`SinkProcess` runs a :class:`Sink` in a
+child process (the second core: validation and Parquet writing there, Kafka polling and
+commits in the parent) behind the same methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as dt
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline._exceptions import LakeWriteError, PipelineError
+from pipeline.consumer.validate import Reject, validate_batch
+from pipeline.lake import (
+    REJECTED_SCHEMA,
+    REJECTED_TABLE,
+    FileName,
+    partition_dir,
+    write_table_atomic,
+)
+from pipeline.settings import Settings
+
+__all__ = ["RawBatch", "Flushed", "Sink", "SinkProcess", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
+
+log = logging.getLogger(__name__)
+
+_TS = pa.timestamp("us", tz="UTC")
+# Large enough for any message the broker accepted on the source topic (its default limit
+# is ~1 MB); a bigger one still lands in _rejected and is counted as dlq_failed.
+DLQ_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Messages of one poll, grouped by partition: parallel lists plus contiguous segments."""
+
+    partitions: list[int]
+    offsets: list[int]
+    keys: list[bytes | None]
+    values: list[bytes | None]
+    ingested_at: dt.datetime
+    # (partition, start index, end index) of each partition's slice of the lists
+    segments: list[tuple[int, int, int]]
+
+
+@dataclass(slots=True)
+class Flushed:
+    """A durable flush: the caller may commit ``last_offset + 1`` of ``partition``."""
+
+    partition: int
+    first_offset: int
+    last_offset: int
+    landed: int
+    rejected: int
+    files: int
+    seconds: float
+    dlq_failed: int = 0
+    fast: int = 0
+
+
+@dataclass(slots=True)
+class _Buffer:
+    first: int
+    last: int
+    since: float
+    tables: dict[str, list[pa.Table]] = field(default_factory=dict)
+    rejects: list[tuple[Reject, dt.datetime]] = field(default_factory=list)
+    count: int = 0
+    nbytes: int = 0
+    fast: int = 0
+
+
+class DeadLetter:
+    """Sends invalid messages, untouched, to ``<topic>.dlq`` with the reason in headers."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaProducer
+
+        from pipeline.kafka_connect import create_client
+
+        self.topic = settings.topic
+        self.dlq_topic = settings.dlq_topic
+        self._producer = create_client(
+            KafkaProducer, settings, acks="all", linger_ms=5, retries=2_147_483_647,
+            max_request_size=DLQ_MAX_REQUEST_BYTES, client_id="modelmeter-dlq")
+
+    def send(self, rejects: list[Reject]) -> int:
+        """Send and wait until every message is acknowledged; returns how many could not be
+        dead-lettered for good (too large, refused), which stay in ``_rejected`` only."""
+        import kafka.errors as ke
+
+        pending = list(rejects)
+        failed = 0
+        delay = 0.5
+        while pending:
+            futures = [(r, self._producer.send(self.dlq_topic, key=r.key, value=r.value,
+                                               headers=self._headers(r))) for r in pending]
+            self._producer.flush()
+            retry = []
+            for r, fut in futures:
+                try:
+                    fut.get(timeout=0)
+                except (ke.MessageSizeTooLargeError, ke.RecordTooLargeError,
+                        ke.InvalidRecordError, ke.CorruptRecordError) as exc:
+                    log.error("offset %s of partition %s not dead-lettered (%s); it is kept in "
+                              "_rejected", r.offset, r.partition, type(exc).__name__)
+                    failed += 1
+                except Exception as exc:  # broker away, timeout: retry, never commit past it
+                    log.warning("dead-letter send failed (%s); retrying", type(exc).__name__)
+                    retry.append(r)
+            pending = retry
+            if pending:
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        return failed
+
+    def _headers(self, r: Reject) -> list[tuple[str, bytes]]:
+        return [("error", r.error.encode()), ("source_topic", self.topic.encode()),
+                ("source_partition", str(r.partition).encode()),
+                ("source_offset", str(r.offset).encode())]
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+
+class Sink:
+    """Validates raw batches, buffers them per partition, flushes by size, age and memory."""
+
+    def __init__(self, settings: Settings, *, flush_events: int = 50_000,
+                 flush_seconds: float = 10.0, max_buffer_bytes: int = 96 * 1024 * 1024,
+                 dead_letter: DeadLetter | None = None, write_threads: int = 4) -> None:
+        self.lake = Path(settings.lake)
+        self.topic = settings.topic
+        self.flush_events = max(1, flush_events)
+        self.flush_seconds = flush_seconds
+        self.max_buffer_bytes = max_buffer_bytes
+        self._dead_letter = dead_letter
+        self._buffers: dict[int, _Buffer] = {}
+        self._pool = ThreadPoolExecutor(write_threads, thread_name_prefix="lake-write")
+
+    # -- intake -----------------------------------------------------------------------------
+    def add(self, batch: RawBatch) -> list[Flushed]:
+        """Validate ``batch`` and buffer it; returns the flushes this triggered (size, memory)."""
+        result = validate_batch(batch.values, partitions=batch.partitions,
+                                offsets=batch.offsets, keys=batch.keys, topic=self.topic,
+                                ingested_at=batch.ingested_at)
+        single = len(batch.segments) == 1
+        by_partition: dict[int, list[tuple[Reject, dt.datetime]]] = {}
+        for r in result.rejects:
+            by_partition.setdefault(r.partition, []).append((r, batch.ingested_at))
+        for partition, start, end in batch.segments:
+            buf = self._buffers.get(partition)
+            if buf is None:
+                buf = self._buffers[partition] = _Buffer(
+                    batch.offsets[start], batch.offsets[end - 1], time.monotonic())
+            buf.last = batch.offsets[end - 1]
+            buf.count += end - start
+            for name, table in result.tables.items():
+                if not single:
+                    table = table.filter(pc.equal(table["kafka_partition"], partition))
+                if table.num_rows:
+                    buf.tables.setdefault(name, []).append(table)
+                    buf.nbytes += table.nbytes
+            rejects = by_partition.get(partition, [])
+            buf.rejects.extend(rejects)
+            buf.nbytes += sum(len(r.value or b"") + len(r.key or b"") for r, _ in rejects)
+        if single:
+            self._buffers[batch.segments[0][0]].fast += result.fast
+        flushed = [self._flush_one(p) for p, b in list(self._buffers.items())
+                   if b.count >= self.flush_events]
+        while self._buffers and self.buffered_bytes() > self.max_buffer_bytes:
+            largest = max(self._buffers, key=lambda p: self._buffers[p].nbytes)
+            flushed.append(self._flush_one(largest))
+        return flushed
+
+    def tick(self) -> list[Flushed]:
+        """Flush the buffers older than ``flush_seconds``."""
+        now = time.monotonic()
+        return [self._flush_one(p) for p, b in list(self._buffers.items())
+                if now - b.since >= self.flush_seconds]
+
+    def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
+        """Flush ``partitions`` (all when None) now."""
+        wanted = list(self._buffers) if partitions is None else [
+            p for p in partitions if p in self._buffers]
+        return [self._flush_one(p) for p in wanted]
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop buffered messages (their offsets were not committed; they will be re-read)."""
+        for p in partitions:
+            self._buffers.pop(p, None)
+
+    def buffered_bytes(self) -> int:
+        return sum(b.nbytes for b in self._buffers.values())
+
+    def buffered_events(self) -> int:
+        return sum(b.count for b in self._buffers.values())
+
+    # -- flush ------------------------------------------------------------------------------
+    def _flush_one(self, partition: int) -> Flushed:
+        started = time.monotonic()
+        buf = self._buffers[partition]
+        name = str(FileName(self.topic, partition, buf.first, buf.last))
+        jobs: list[tuple[pa.Table, Path]] = []
+        landed = 0
+        for table_name, parts in buf.tables.items():
+            table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            landed += table.num_rows
+            days = pc.cast(table["occurred_at"], pa.date32())
+            for day in pc.unique(days).to_pylist():
+                part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+                jobs.append((part.sort_by("kafka_offset"),
+                             partition_dir(self.lake, table_name, day) / name))
+        if buf.rejects:
+            received = [ingested.date() for _, ingested in buf.rejects]
+            for day in sorted(set(received)):
+                rows = [(r, ingested) for (r, ingested), d in zip(buf.rejects, received,
+                                                                  strict=True) if d == day]
+                jobs.append((self._rejected_table(rows),
+                             partition_dir(self.lake, REJECTED_TABLE, day) / name))
+        self._write_all(jobs)
+        failed = 0
+        if buf.rejects and self._dead_letter is not None:
+            failed = self._dead_letter.send([r for r, _ in buf.rejects])
+        del self._buffers[partition]
+        if landed + len(buf.rejects) != buf.count:  # a bug, never expected: do not commit
+            raise PipelineError(f"partition {partition} offsets {buf.first}-{buf.last}: "
+                                f"{buf.count} messages but {landed} landed + "
+                                f"{len(buf.rejects)} rejected")
+        return Flushed(partition, buf.first, buf.last, landed, len(buf.rejects), len(jobs),
+                       time.monotonic() - started, failed, buf.fast)
+
+    def _rejected_table(self, rows: list[tuple[Reject, dt.datetime]]) -> pa.Table:
+        rejects = [r for r, _ in rows]
+        return pa.Table.from_pydict({
+            "raw_key": pa.array([r.key for r in rejects], pa.binary()),
+            "raw_value": pa.array([r.value for r in rejects], pa.binary()),
+            "error": pa.array([r.error for r in rejects], pa.string()),
+            "kafka_topic": pa.array([self.topic] * len(rows), pa.string()),
+            "kafka_partition": pa.array([r.partition for r in rejects], pa.int32()),
+            "kafka_offset": pa.array([r.offset for r in rejects], pa.int64()),
+            "ingested_at": pa.array([ingested for _, ingested in rows], _TS),
+        }, schema=REJECTED_SCHEMA)
+
+    def _write_all(self, jobs: list[tuple[pa.Table, Path]]) -> None:
+        def write(job: tuple[pa.Table, Path]) -> None:
+            table, path = job
+            try:
+                write_table_atomic(table, path)
+            except OSError as exc:
+                raise LakeWriteError(f"cannot write the lake: {exc.strerror or exc}",
+                                     path=str(path)) from None
+
+        if len(jobs) == 1:
+            write(jobs[0])
+        else:
+            for future in [self._pool.submit(write, job) for job in jobs]:
+                future.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._dead_letter is not None:
+            self._dead_letter.close()
+
+
+# -- the sink in a child process -------------------------------------------------------------
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies, so that no orphan keeps writing the
+    lake after the consumer was killed (the next consumer's recovery must see a still lake)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(conn: Any, settings: Settings, options: dict[str, Any]) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    sink = None
+    try:
+        sink = Sink(settings, dead_letter=DeadLetter(settings), **options)
+        conn.send(("ready", None))
+        while True:
+            if not conn.poll(0.2):
+                if os.getppid() != parent:
+                    return
+                out = sink.tick()
+                if out:
+                    conn.send(("flushed", out))
+                continue
+            op, arg = conn.recv()
+            if op == "add":
+                out = sink.add(arg) + sink.tick()
+                if out:
+                    conn.send(("flushed", out))
+            elif op == "flush":
+                conn.send(("flush-done", sink.flush(arg)))
+            elif op == "forget":
+                sink.forget(arg)
+            elif op == "stop":
+                return
+    except EOFError:
+        return
+    except PipelineError as exc:
+        conn.send(("error", exc))
+    except BaseException as exc:  # report anything, so the parent exits with one line
+        conn.send(("error", PipelineError(f"lake writer failed: {type(exc).__name__}: {exc}")))
+    finally:
+        if sink is not None:
+            sink.close()
+
+
+class SinkProcess:
+    """A :class:`Sink` in a child process. Create it before any Kafka client (it forks)."""
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        ctx = mp.get_context("fork")
+        self._conn, child = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(target=_worker, args=(child, settings, options),
+                                 name="modelmeter-lake-writer", daemon=True)
+        self._proc.start()
+        child.close()
+        self._ready: list[Flushed] = []
+        self._events_in_flight = 0
+        op, arg = self._recv()
+        if op != "ready":
+            raise PipelineError(f"lake writer did not start ({op})")
+
+    def _recv(self) -> tuple[str, Any]:
+        try:
+            op, arg = self._conn.recv()
+        except EOFError:
+            raise PipelineError("lake writer process died") from None
+        if op == "error":
+            raise arg
+        return op, arg
+
+    def _drain(self, block: bool = False) -> None:
+        while self._conn.poll(None if block else 0):
+            op, arg = self._recv()
+            if op == "flushed":
+                self._ready.extend(arg)
+            if block:
+                return
+
+    def add(self, batch: RawBatch) -> list[Flushed]:
+        self._conn.send(("add", batch))
+        return self.completed()
+
+    def completed(self) -> list[Flushed]:
+        """Flushes finished since the last call (non-blocking)."""
+        self._drain()
+        out, self._ready = self._ready, []
+        return out
+
+    def tick(self) -> list[Flushed]:
+        return self.completed()
+
+    def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
+        self._conn.send(("flush", None if partitions is None else list(partitions)))
+        while True:
+            op, arg = self._recv()
+            if op == "flushed":
+                self._ready.extend(arg)
+            elif op == "flush-done":
+                out, self._ready = self._ready + arg, []
+                return out
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        self._conn.send(("forget", list(partitions)))
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._conn.send(("stop", None))
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._conn.close()
