@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -396,11 +396,16 @@ def _roi(month_start: dt.date, reduction: Decimal | None, policy: dict) -> Roi |
                        monthly_spend_before_usd=policy["monthly_spend_before_usd"],
                        horizon_months=int(policy["horizon_months"]))
     p = roi_projection(inputs, reduction)
+
+    def scale12(value: Decimal) -> Decimal:  # DECIMAL(38,12), as mart_roi stores them
+        return value.quantize(Decimal("1E-12"), rounding=ROUND_HALF_EVEN)
+
     return Roi(month=month_start, observed_cost_reduction_pct=reduction,
                implementation_cost_usd=inputs.implementation_cost_usd,
                monthly_spend_before_usd=inputs.monthly_spend_before_usd,
-               horizon_months=inputs.horizon_months, monthly_savings_usd=p.monthly_savings_usd,
-               horizon_savings_usd=p.horizon_savings_usd, roi=p.roi,
+               horizon_months=inputs.horizon_months,
+               monthly_savings_usd=scale12(p.monthly_savings_usd),
+               horizon_savings_usd=scale12(p.horizon_savings_usd), roi=scale12(p.roi),
                break_even_month=p.break_even_month)
 
 

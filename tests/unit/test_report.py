@@ -556,3 +556,78 @@ def test_an_unwritable_output_is_one_line(golden, tmp_path, capsys):
     err = _error(capsys, "report", "--date", "2025-06-01", "--output",
                  str(tmp_path / "missing" / "r.html"), "--warehouse", str(settings.warehouse))
     assert "does not exist" in err
+
+
+# --- acceptance: an independent event set with its own price book --------------------------
+
+OWN_PRICES = """\
+provider,model,effective_from,effective_to,usd_per_mtok_input,usd_per_mtok_output,usd_per_mtok_cache_read,usd_per_mtok_cache_write_5m,usd_per_mtok_cache_write_1h
+zai,glm-4.5,2025-01-01T00:00:00Z,2026-10-03T12:00:00Z,0.60,2.20,0.11,0,0
+zai,glm-4.5,2026-10-03T12:00:00Z,,0.55,2.05,0.105,0,0
+anthropic,claude-opus-4-1,2025-01-01T00:00:00Z,2026-10-03T12:00:00Z,15,75,1.50,18.75,30
+anthropic,claude-opus-4-1,2026-10-03T12:00:00Z,,13.5,67.5,1.35,16.875,27
+"""
+# (provider, model) -> [(from, to, per-million prices of input, output, cache read, 5m, 1h)]
+_SWITCH = dt.datetime(2026, 10, 3, 12, tzinfo=dt.UTC)
+_BOOK = {
+    ("zai", "glm-4.5"): [(None, _SWITCH, ("0.60", "2.20", "0.11", "0", "0")),
+                         (_SWITCH, None, ("0.55", "2.05", "0.105", "0", "0"))],
+    ("anthropic", "claude-opus-4-1"): [(None, _SWITCH, ("15", "75", "1.50", "18.75", "30")),
+                                       (_SWITCH, None, ("13.5", "67.5", "1.35", "16.875", "27"))],
+}
+
+
+def _price(provider, model, tokens, at) -> D:
+    for start, end, prices in _BOOK[(provider, model)]:
+        if (start is None or at >= start) and (end is None or at < end):
+            return sum((D(n) * D(p) for n, p in zip(tokens, prices, strict=True)), D(0)) / D(10**6)
+    raise AssertionError("no price")
+
+
+def test_an_independent_event_set_shows_each_days_exact_cost_to_the_cent(tmp_path, capsys):
+    """Issue 6 acceptance: `report --date 2026-10-06 --format text` shows the day's exact cost."""
+    import random
+
+    from pipeline.cli import main
+    from pipeline.settings import Settings
+    from pipeline.warehouse import build_warehouse
+    from tests.conftest import REPO_ROOT
+    from tests.golden import llm_call, write_events_lake
+
+    rng = random.Random(20261006)
+    events, cost, baseline = [], {}, {}
+    for n in range(600):
+        day = dt.date(2026, 10, 1) + dt.timedelta(days=n % 6)
+        at = dt.datetime.combine(day, dt.time(rng.randrange(24), rng.randrange(60)), dt.UTC)
+        escalated = rng.random() < 0.05
+        role = "architect" if escalated else rng.choice(["orchestrator", "implementer", "critic"])
+        provider, model = ("anthropic", "claude-opus-4-1") if escalated else ("zai", "glm-4.5")
+        tokens = (rng.randrange(0, 60_000), rng.randrange(0, 9_000), rng.randrange(0, 90_000),
+                  rng.randrange(0, 5_000), rng.randrange(0, 3_000))
+        events.append(llm_call(f"x-{n:04d}", at, role, provider, model, input_tokens=tokens[0],
+                               output_tokens=tokens[1], cache_read_tokens=tokens[2],
+                               cache_write_5m_tokens=tokens[3], cache_write_1h_tokens=tokens[4],
+                               escalated=escalated,
+                               escalation_trigger="security_implications" if escalated else None))
+        cost[day] = cost.get(day, D(0)) + _price(provider, model, tokens, at)
+        baseline[day] = baseline.get(day, D(0)) + _price("anthropic", "claude-opus-4-1", tokens, at)
+    write_events_lake(tmp_path / "lake", events)
+    (tmp_path / "prices.csv").write_text(OWN_PRICES)
+    settings = Settings(lake=tmp_path / "lake", warehouse=tmp_path / "w.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=tmp_path / "prices.csv")
+    build_warehouse(settings)
+
+    day = dt.date(2026, 10, 6)
+    assert main(["report", "--date", str(day), "--format", "text", "--warehouse",
+                 str(settings.warehouse)]) == 0
+    text = capsys.readouterr().out
+    mtd = sum((cost[d] for d in cost), D(0))
+    assert re.search(rf"^cost\s+\{fmt.usd(cost[day])}\s+\{fmt.usd(mtd)}$", text, re.M), text[:800]
+    assert re.search(rf"^all-Claude baseline\s+\{fmt.usd(baseline[day])}\s+", text, re.M)
+    for d in cost:   # and every day exactly, in JSON
+        assert main(["report", "--date", str(d), "--format", "json", "--warehouse",
+                     str(settings.warehouse)]) == 0
+        headline = json.loads(capsys.readouterr().out)["headline"]
+        assert D(headline["cost_usd"]) == cost[d], d
+        assert D(headline["baseline_cost_usd"]) == baseline[d], d
