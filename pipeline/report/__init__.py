@@ -103,6 +103,9 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     tty = sys.stdout.isatty()
     width = shutil.get_terminal_size((120, 40)).columns if tty else 120
-    sys.stdout.write(render(report, args.format, color=tty, width=width))
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(render(report, args.format, color=tty, width=width))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left early (`| head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -46,7 +46,9 @@ def _print_grid(console: Console, grid: f.Grid) -> None:
 def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -> str:
     """The whole report as text; ANSI colour codes only when ``color`` is true."""
     out = io.StringIO()
-    console = Console(file=out, width=width, force_terminal=color, no_color=not color,
+    # no_color=None lets rich honour the NO_COLOR convention on a TTY
+    console = Console(file=out, width=width, force_terminal=color,
+                      no_color=None if color else True,
                       color_system="standard" if color else None, highlight=False,
                       emoji=False, legacy_windows=False, soft_wrap=True)
     h = report.headline
