@@ -34,8 +34,12 @@ def _print_grid(console: Console, grid: f.Grid) -> None:
     table = Table(title=grid.title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
                   header_style="bold", pad_edge=False, show_edge=False)
     for i, name in enumerate(grid.header):
+        # A narrow terminal may wrap a header between words ("input tokens") but never cuts
+        # a figure: each column is at least as wide as its widest value and header word.
+        widest = max([len(f.status_word(row[i]) if i in grid.status_columns else row[i])
+                      for row in grid.rows] + [len(word) for word in name.split()])
         table.add_column(name, justify="right" if i in grid.numeric_columns else "left",
-                         no_wrap=True)
+                         min_width=widest, overflow="fold")
     for row in grid.rows:
         table.add_row(*(_status(c) if i in grid.status_columns else c
                         for i, c in enumerate(row)))

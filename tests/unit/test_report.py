@@ -182,6 +182,15 @@ def test_text_shows_money_to_the_cent_and_flags_unpriced_and_unknown():
     assert "break-even: month 5 of 60" in text
 
 
+def test_a_narrow_terminal_wraps_headers_but_never_cuts_a_figure():
+    text = render(sample_report(), "text", width=60)
+    assert "…" not in text
+    for cells in (fmt.role_grid(sample_report()).rows + fmt.model_grid(sample_report()).rows
+                  + fmt.escalation_grid(sample_report()).rows):
+        lines = [re.findall(r"\S+(?: \S+)*", line) for line in text.splitlines()]
+        assert [c for c in cells if c] in lines, cells   # the whole row on one line, uncut
+
+
 def test_markdown_is_github_tables_with_figures():
     md = render(sample_report(), "markdown")
     assert md.startswith("# modelmeter daily report - 2026-10-06\n")
