@@ -234,6 +234,8 @@ class SimModel:
     first_token_ms: float
     ms_per_output_token: float
     cache_writes: bool
+    context_tokens: int
+    max_output_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +266,7 @@ class SimulationProfile:
     escalated_calls_factor: float
     escalated_input_factor: float
     escalated_output_factor: float
+    escalated_cache_read_share: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +463,8 @@ class _SimModelSpec(_Strict):
     first_token_ms: Annotated[float, Field(ge=0)]
     ms_per_output_token: Annotated[float, Field(ge=0)]
     cache_writes: StrictBool = False
+    context_tokens: Annotated[StrictInt, Field(ge=1)] = 200_000
+    max_output_tokens: Annotated[StrictInt, Field(ge=1)] = 32_000
 
 
 class _SimFeedbackSpec(_Strict):
@@ -481,6 +486,7 @@ class _Escalated(_Strict):
     calls_factor: Annotated[float, Field(ge=1)] = 1.0
     input_factor: Annotated[float, Field(gt=0)] = 1.0
     output_factor: Annotated[float, Field(gt=0)] = 1.0
+    cache_read_share: _Ratio | None = None
 
 
 class _SimulationSpec(_Strict):
@@ -728,7 +734,8 @@ def _simulation(src: _Source, s: _SimulationSpec, policy: Policy) -> SimulationP
         if mname not in policy.models:
             raise src.error(f"unknown model {mname!r} (models: {', '.join(policy.models)})",
                             (*at, "models", mname))
-        models[mname] = SimModel(m.first_token_ms, m.ms_per_output_token, m.cache_writes)
+        models[mname] = SimModel(m.first_token_ms, m.ms_per_output_token, m.cache_writes,
+                                 m.context_tokens, m.max_output_tokens)
     routed = {ref.model for role in policy.roles.values() for ref in (role.primary, role.premium) if ref}
     for mname in sorted(routed - set(models)):
         raise src.error(f"no latency profile for model {mname!r}", (*at, "models"))
@@ -749,7 +756,8 @@ def _simulation(src: _Source, s: _SimulationSpec, policy: Policy) -> SimulationP
         think_time_min_s=s.think_time_s.min, think_time_max_s=s.think_time_s.max,
         escalated_calls_factor=s.escalated.calls_factor,
         escalated_input_factor=s.escalated.input_factor,
-        escalated_output_factor=s.escalated.output_factor)
+        escalated_output_factor=s.escalated.output_factor,
+        escalated_cache_read_share=s.escalated.cache_read_share)
 
 
 def _data_path(data: object, loc: Sequence[str | int]) -> _Path:
