@@ -15,7 +15,8 @@ Every row carries where it came from (``kafka_topic``, ``kafka_partition``, ``ka
 and when it landed (``ingested_at``), so that landed + rejected rows can be reconciled with
 committed offsets.
 
-Files appear atomically: written under a dot-prefixed temporary name in the same
+Files appear atomically: written under a dot-prefixed temporary name (ending in
+``.partial``, never matched by ``*.parquet``) in the same
 directory, fsynced, renamed, and the directory fsynced.
 """
 
@@ -159,7 +160,8 @@ def _fsync_dir(path: Path) -> None:
 def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "zstd") -> None:
     """Write ``table`` to ``path`` so that readers see either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}"
+    # not ending in .parquet, so that no reader glob ever picks up a half-written file
+    tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     try:
         with open(tmp, "wb") as fh:
             pq.write_table(table, fh, compression=compression)

@@ -97,5 +97,9 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
                         flush_seconds=args.flush_seconds, progress_seconds=args.progress_seconds,
                         max_events=args.max_events, until_idle=args.until_idle)
     install_signal_handlers(consumer)
-    consumer.run()
+    from pipeline.metrics import serve_metrics
+
+    settings.apply_umask()  # lake files: no access for others (MODELMETER_UMASK, default 027)
+    with serve_metrics(settings, consumer.stats):
+        consumer.run()
     return 0

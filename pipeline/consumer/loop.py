@@ -37,8 +37,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
     "max_poll_records": 5000,
-    "fetch_max_bytes": 32 * 1024 * 1024,
-    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    "fetch_max_bytes": 16 * 1024 * 1024,
+    "max_partition_fetch_bytes": 2 * 1024 * 1024,
     "fetch_max_wait_ms": 200,
     "max_poll_interval_ms": 300_000,
 }
@@ -163,6 +163,7 @@ class Consumer:
         topic = self.settings.topic
         last_message = time.monotonic()
         next_progress = time.monotonic() + self.progress_seconds
+        next_highwater = time.monotonic()  # lag, for the progress line and pipeline.metrics
         max_records = self.consumer_config["max_poll_records"]
         while not self._stop.is_set():
             limit = max_records
@@ -182,9 +183,11 @@ class Consumer:
                     last_message = now  # the idle clock starts once partitions are ours
             if self.until_idle is not None and now - last_message >= self.until_idle:
                 break
+            if now >= next_highwater:
+                next_highwater = now + 1.0
+                self._update_highwater(topic)
             if self.progress_seconds and now >= next_progress:
                 next_progress = now + self.progress_seconds
-                self._update_highwater(topic)
                 self._print_line("progress")
 
     def _raw_batch(self, records: dict[Any, list[Any]]) -> RawBatch:
@@ -333,6 +336,8 @@ class Consumer:
     def _update_highwater(self, topic: str) -> None:
         from kafka.structs import TopicPartition
 
+        for p in set(self.stats.highwater) - self._assigned:  # revoked: not our lag any more
+            self.stats.highwater.pop(p, None)
         for p in list(self._assigned):
             hw = self._consumer.highwater(TopicPartition(topic, p))
             if hw is not None:

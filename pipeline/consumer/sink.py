@@ -150,7 +150,7 @@ class Sink:
     """Validates raw batches, buffers them per partition, flushes by size, age and memory."""
 
     def __init__(self, settings: Settings, *, flush_events: int = 50_000,
-                 flush_seconds: float = 10.0, max_buffer_bytes: int = 96 * 1024 * 1024,
+                 flush_seconds: float = 10.0, max_buffer_bytes: int = 48 * 1024 * 1024,
                  dead_letter: DeadLetter | None = None, write_threads: int = 4) -> None:
         self.lake = Path(settings.lake)
         self.topic = settings.topic
@@ -229,11 +229,17 @@ class Sink:
         for table_name, parts in buf.tables.items():
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             landed += table.num_rows
+            # one sort by (day, offset), then one slice per day
             days = pc.cast(table["occurred_at"], pa.date32())
-            for day in pc.unique(days).to_pylist():
-                part = table.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-                jobs.append((part.sort_by("kafka_offset"),
-                             partition_dir(self.lake, table_name, day) / name))
+            order = pc.sort_indices(pa.table({"d": days, "o": table["kafka_offset"]}),
+                                    sort_keys=[("d", "ascending"), ("o", "ascending")])
+            table, days = table.take(order), days.take(order)
+            start = 0
+            for run in pc.value_counts(days).to_pylist():
+                count = run["counts"]
+                jobs.append((table.slice(start, count),
+                             partition_dir(self.lake, table_name, run["values"]) / name))
+                start += count
         if buf.rejects:
             received = [ingested.date() for _, ingested in buf.rejects]
             for day in sorted(set(received)):

@@ -143,18 +143,18 @@ def _loads(value: bytes | None) -> Any:
         return _BAD
 
 
-def _all_true(n: int) -> pa.Array:
-    return pa.array([True] * n, pa.bool_()) if n else pa.array([], pa.bool_())
+def _and(ok: pa.Array | None, cond: pa.Array) -> pa.Array:
+    """``ok AND cond`` where ``ok`` None means all true."""
+    return cond if ok is None else pc.and_(ok, cond)
 
 
 def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
-                  ) -> tuple[pa.Array, pa.Array]:
-    """(arrow array of the column, boolean mask of rows whose value passes ``spec``)."""
+                  ) -> tuple[pa.Array, pa.Array | None]:
+    """(arrow array of the column, mask of rows whose value passes ``spec``; None = all)."""
     allowed = _TYPES[spec.kind] | ({_NONE} if spec.nullable else set())
     types = set(map(type, col))
-    if types <= allowed:
-        ok = _all_true(n)
-    else:  # rare: some values of a wrong type; null them and flag their rows
+    ok: pa.Array | None = None
+    if not types <= allowed:  # rare: some values of a wrong type; null them and flag their rows
         good = [type(v) in allowed for v in col]
         col = [v if g else None for v, g in zip(col, good, strict=True)]
         ok = pa.array(good, pa.bool_())
@@ -162,7 +162,7 @@ def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
     if kind == "ts":
         strings = pa.array(col, pa.string())
         shaped = pc.fill_null(pc.match_substring_regex(strings, _RFC3339), False)
-        ok = pc.and_(ok, shaped)
+        ok = _and(ok, shaped)
         candidates = pc.if_else(shaped, strings, pa.scalar(None, pa.string()))
         try:
             arr = candidates.cast(_TS)
@@ -174,17 +174,17 @@ def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
                 except ValueError:
                     parsed.append(None)
             arr = pa.array(parsed, _TS)
-            ok = pc.and_(ok, pc.is_valid(arr))
+            ok = _and(ok, pc.is_valid(arr))
         in_range = pc.and_(pc.greater_equal(arr, pa.scalar(_MIN_OCCURRED, _TS)),
                            pc.less_equal(arr, pa.scalar(now + _MAX_FUTURE, _TS)))
-        return arr, pc.and_(ok, pc.fill_null(in_range, False))
+        return arr, _and(ok, pc.fill_null(in_range, False))
     if kind in ("int", "const"):
         try:
             arr = pa.array(col, pa.int64())
         except (OverflowError, pa.ArrowInvalid):  # beyond int64: flag those rows
             fits = [v is None or -(2**63) <= v < 2**63 for v in col]
             arr = pa.array([v if f else None for v, f in zip(col, fits, strict=True)], pa.int64())
-            ok = pc.and_(ok, pa.array(fits, pa.bool_()))
+            ok = _and(ok, pa.array(fits, pa.bool_()))
         if kind == "const":
             cond = pc.is_in(arr, value_set=pa.array(spec.values, pa.int64()))
         else:
@@ -205,9 +205,9 @@ def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
     if cond is not None:
         # a null where nulls are allowed passes; a null that replaced a bad value is
         # already flagged in ``ok``
-        ok = pc.and_(ok, pc.fill_null(cond, True))
-    if not spec.nullable:
-        ok = pc.and_(ok, pc.is_valid(arr))
+        ok = _and(ok, pc.fill_null(cond, True))
+    if not spec.nullable and arr.null_count:
+        ok = _and(ok, pc.is_valid(arr))
     return arr, ok
 
 
@@ -222,11 +222,12 @@ def _fast_group(event_type: str, shape: tuple[str, ...], objs: list[dict[str, An
     rows = list(map(itemgetter(*shape), objs)) if len(shape) > 1 else [(o[shape[0]],) for o in objs]
     cols = dict(zip(shape, zip(*rows, strict=True), strict=True))
     arrays: dict[str, pa.Array] = {}
-    ok = _all_true(n)
+    ok: pa.Array | None = None
     for spec in specs:
         if spec.name in cols:
             arr, col_ok = _check_column(spec, cols[spec.name], n, now)
-            ok = pc.and_(ok, col_ok)
+            if col_ok is not None:
+                ok = _and(ok, col_ok)
         else:
             arr = pa.nulls(n, spec.arrow)
             if spec.default is not None:
@@ -236,7 +237,9 @@ def _fast_group(event_type: str, shape: tuple[str, ...], objs: list[dict[str, An
         # escalated <=> escalation_trigger
         has_trigger = pc.is_valid(arrays["escalation_trigger"])
         escalated = pc.fill_null(arrays["escalated"], False)
-        ok = pc.and_(ok, pc.equal(escalated, has_trigger))
+        ok = _and(ok, pc.equal(escalated, has_trigger))
+    if ok is None:
+        ok = pa.array([True] * n, pa.bool_())
     return arrays, pc.fill_null(ok, False)
 
 

@@ -1,0 +1,135 @@
+"""Lake file naming, atomic writes and the consumer's crash-recovery rules (no broker)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.consumer.recovery import recover_partition
+from pipeline.lake import (
+    REJECTED_SCHEMA,
+    TEMP_PREFIX,
+    FileName,
+    clean_temp_files,
+    partition_dir,
+    partition_files,
+    write_table_atomic,
+)
+
+DAY = dt.date(2026, 11, 25)
+TS = dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC)
+
+
+def test_file_name_round_trips_and_sorts_by_offset():
+    name = FileName("agent-usage", 3, 1200, 1299)
+    assert str(name) == "agent-usage+3+00000000000000001200+00000000000000001299.parquet"
+    assert FileName.parse(str(name)) == name
+    assert sorted([str(FileName("t", 0, 10, 19)), str(FileName("t", 0, 9, 9))])[0].endswith(
+        "00000000000000000009+00000000000000000009.parquet")
+
+
+@pytest.mark.parametrize("bad", ["x.parquet", "t+1+5+6.parquet", f"{TEMP_PREFIX}abc-t+0+"
+                                 "00000000000000000000+00000000000000000001.parquet.partial",
+                                 "a+b+00000000000000000000+00000000000000000001.parquet"])
+def test_names_that_are_not_lake_files_parse_to_none(bad):
+    assert FileName.parse(bad) is None
+
+
+def rejected_rows(offsets: list[int], partition: int = 0) -> pa.Table:
+    n = len(offsets)
+    return pa.table({
+        "raw_key": [b"k"] * n, "raw_value": [b"v"] * n, "error": ["e"] * n,
+        "kafka_topic": ["t"] * n, "kafka_partition": pa.array([partition] * n, pa.int32()),
+        "kafka_offset": pa.array(offsets, pa.int64()),
+        "ingested_at": pa.array([TS] * n, pa.timestamp("us", tz="UTC")),
+    }, schema=REJECTED_SCHEMA)
+
+
+def put(lake, table: str, day: dt.date, name: FileName, offsets: list[int]):
+    path = partition_dir(lake, table, day) / str(name)
+    write_table_atomic(rejected_rows(offsets, name.partition), path)
+    return path
+
+
+def test_temporary_files_are_never_matched_by_a_parquet_glob(tmp_path, monkeypatch):
+    """A reader globbing ``*.parquet`` never sees a file that is still being written."""
+    seen = []
+    real = pq.write_table
+
+    def spy(table, where, **kw):  # look at the directory while the file is being written
+        seen.append(sorted(p.name for p in (tmp_path / "_rejected").glob("*/*.parquet")))
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(pq, "write_table", spy)
+    put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 1), [0, 1])
+    assert seen == [[]]
+    assert [p.name for p in (tmp_path / "_rejected").glob("*/*.parquet")] == [
+        str(FileName("t", 0, 0, 1))]
+
+
+def test_atomic_write_leaves_no_temp_file_and_replaces_a_previous_file(tmp_path):
+    path = put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 1), [0, 1])
+    put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 1), [0, 1])
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_recovery_deletes_files_at_or_after_the_committed_offset_in_every_table(tmp_path):
+    """Files of flushes whose commit never happened go; committed ones stay."""
+    keep = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(10)))]
+    gone = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 10, 19), list(range(10, 15))),
+            put(tmp_path, "_rejected", DAY + dt.timedelta(days=1), FileName("t", 0, 10, 19),
+                list(range(15, 20))),
+            put(tmp_path, "_rejected", DAY, FileName("t", 0, 20, 29), list(range(20, 30)))]
+    other = [put(tmp_path, "_rejected", DAY, FileName("t", 1, 10, 19), list(range(10, 20))),
+             put(tmp_path, "_rejected", DAY, FileName("t2", 0, 10, 19), list(range(10, 20)))]
+    rec = recover_partition(tmp_path, "t", 0, committed=10)
+    assert sorted(rec.deleted) == sorted(gone)
+    assert rec.position is None and not rec.straddling
+    assert all(p.exists() for p in keep + other)
+    assert not any(p.exists() for p in gone)
+
+
+def test_recovery_removes_only_the_partitions_temporary_files(tmp_path):
+    d = partition_dir(tmp_path, "llm_call", DAY)
+    d.mkdir(parents=True)
+    mine = d / f"{TEMP_PREFIX}abc-{FileName('t', 0, 5, 9)}.partial"
+    theirs = d / f"{TEMP_PREFIX}def-{FileName('t', 1, 5, 9)}.partial"
+    mine.write_bytes(b"partial")
+    theirs.write_bytes(b"partial")
+    rec = recover_partition(tmp_path, "t", 0, committed=5)
+    assert rec.temp_removed == 1 and not mine.exists() and theirs.exists()
+    assert clean_temp_files(tmp_path) == 1 and not theirs.exists()
+
+
+def test_a_file_straddling_the_committed_offset_is_kept_and_skipped(tmp_path):
+    """Cannot happen with this consumer; if it does, nothing is written twice."""
+    path = put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 19), list(range(20)))
+    rec = recover_partition(tmp_path, "t", 0, committed=10)
+    assert path.exists() and rec.position == 20
+    assert rec.straddling == [FileName("t", 0, 0, 19)]
+
+
+def test_without_a_commit_complete_flushes_are_kept_and_incomplete_ones_deleted(tmp_path):
+    """A new group (or a crash before the first commit): the lake says where to resume."""
+    complete = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(6))),
+                put(tmp_path, "_rejected", DAY + dt.timedelta(days=1), FileName("t", 0, 0, 9),
+                    list(range(6, 10)))]
+    partial = put(tmp_path, "_rejected", DAY, FileName("t", 0, 10, 19), list(range(10, 14)))
+    rec = recover_partition(tmp_path, "t", 0, committed=None)
+    assert rec.position == 10 and rec.deleted == [partial]
+    assert all(p.exists() for p in complete)
+
+
+def test_without_a_commit_or_files_nothing_changes(tmp_path):
+    rec = recover_partition(tmp_path / "missing", "t", 0, committed=None)
+    assert rec.position is None and rec.deleted == [] and rec.temp_removed == 0
+
+
+def test_partition_files_lists_one_partition_across_tables_and_days(tmp_path):
+    a = put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(10)))
+    b = put(tmp_path, "_rejected", DAY, FileName("t", 10, 0, 9), list(range(10)))
+    assert [p for p, _ in partition_files(tmp_path, "t", 0)] == [a]
+    assert [p for p, _ in partition_files(tmp_path, "t", 10)] == [b]
