@@ -46,6 +46,8 @@ SETTING_OPTIONS = {
     "--warehouse": ("warehouse", "DuckDB warehouse file (MODELMETER_WAREHOUSE, default data/warehouse.duckdb)"),
     "--policy": ("policy", "routing policy YAML (MODELMETER_POLICY, default schemas/routing_policy.yaml)"),
     "--prices": ("prices", "price book CSV (MODELMETER_PRICES, default schemas/prices.csv)"),
+    "--bootstrap-timeout": ("kafka_bootstrap_timeout", "seconds to reach Kafka at start before exit 2 (MODELMETER_BOOTSTRAP_TIMEOUT, default 30)"),
+    "--log-format": ("log_format", "text or json: one JSON object per log line (MODELMETER_LOG_FORMAT, default text)"),
 }
 
 
@@ -75,10 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicate-fraction", type=float, default=0.0,
                    help="share of events sent twice (producer retries, same event_id)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--summary-json", metavar="PATH",
-                   help="write the run's counts and token totals as JSON to PATH")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="producer processes (default: one per 40k events, at most the CPUs)")
 
     p = verbs.add_parser("consume", parents=[common], help="Kafka -> validated Parquet lake")
     p.add_argument("--until-idle", type=float, metavar="SECONDS",
@@ -91,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="flush buffers at least this often (default 10 s)")
     p.add_argument("--progress-seconds", type=float, default=5.0,
                    help="progress line interval (default 5 s; 0 = off)")
+    p.add_argument("--metrics-port", dest="setting_metrics_port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics and /healthz on PORT (MODELMETER_METRICS_PORT;"
+                        " default off; 0 = any free port)")
+    p.add_argument("--metrics-host", dest="setting_metrics_host", metavar="HOST",
+                   help="address of the metrics endpoint (MODELMETER_METRICS_HOST, default 127.0.0.1)")
+    p.add_argument("--health-max-commit-age", dest="setting_health_max_commit_age", type=float,
+                   metavar="SECONDS",
+                   help="/healthz fails when there is lag and no commit for SECONDS"
+                        " (MODELMETER_HEALTH_MAX_COMMIT_AGE, default 300)")
 
     p = verbs.add_parser("build", parents=[common], help="(re)build the warehouse from the lake")
     p.add_argument("--if-stale", action="store_true",
@@ -132,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings_from(args)
+        from pipeline.logs import configure_logging
+        configure_logging(settings)
         return int(_handler(args)(args, settings) or 0)
     except PipelineError as exc:
         if getattr(args, "debug", False):

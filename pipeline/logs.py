@@ -9,8 +9,8 @@ for log shippers; ``text`` (the default) is for people. Both go to standard erro
 pass through :class:`RedactFilter`, which replaces the settings' secrets (the SASL password)
 wherever they would appear - a last line of defence behind SecretStr, since a library
 logging raw protocol bytes at DEBUG would otherwise print a PLAIN password.
-kafka-python's own chatter is kept at WARNING unless the level is DEBUG, and its
-byte-level protocol dumps never go below INFO.
+Libraries log from WARNING only (kafka-python also at DEBUG, for connection
+troubleshooting, but never its byte-level protocol dumps).
 """
 
 from __future__ import annotations
@@ -89,10 +89,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it per test)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
     """Install modelmeter's handler on the root logger (replacing one installed before) and
     return it. ``stream`` defaults to standard error."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json"
                          else logging.Formatter(_TEXT_FORMAT))
@@ -103,8 +115,10 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
         old.close()
     root.addHandler(handler)
     level = logging.getLevelName(settings.log_level)
-    root.setLevel(level)
-    logging.getLogger("kafka").setLevel(level if level == logging.DEBUG
-                                        else max(level, logging.WARNING))
+    # modelmeter's own loggers at the asked level; libraries (great-expectations, kafka-python)
+    # only from WARNING, except kafka-python at DEBUG for connection troubleshooting.
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("pipeline").setLevel(level)
+    logging.getLogger("kafka").setLevel(level if level == logging.DEBUG else logging.NOTSET)
     logging.getLogger("kafka.protocol").setLevel(max(level, logging.INFO))
     return handler
