@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicate-fraction", type=float, default=0.0,
                    help="share of events sent twice (producer retries, same event_id)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--summary-json", metavar="PATH",
+                   help="write the run's counts and token totals as JSON to PATH")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="producer processes (default: one per 40k events, at most the CPUs)")
 
     p = verbs.add_parser("consume", parents=[common], help="Kafka -> validated Parquet lake")
     p.add_argument("--until-idle", type=float, metavar="SECONDS",
