@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("dq", parents=[common], help="data-quality checks (exit 0 pass, 1 fail, 2 cannot run)")
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument("--output", metavar="PATH",
+                   help="JSON result file (default <lake parent>/dq/dq-<date>.json)")
+    p.add_argument("--data-docs", metavar="DIR",
+                   help="great-expectations HTML data docs directory (default <lake parent>/dq/data_docs)")
+    p.add_argument("--no-data-docs", action="store_true", help="do not build the HTML data docs")
+    p.add_argument("--dq-config", metavar="PATH",
+                   help="thresholds and expectation suites (default schemas/dq.yaml)")
 
     p = verbs.add_parser("policy", help="routing policy: check it, or show a routing decision")
     policy_verbs = p.add_subparsers(dest="policy_verb", metavar="ACTION", required=True)

@@ -1,0 +1,92 @@
+"""Thresholds of the data-quality checks, read from ``schemas/dq.yaml``.
+
+::
+
+    config = load_dq_config(Path("schemas/dq.yaml"))
+    config.max_rejected_rate          # a fraction: 0.01 = 1 % of the day's messages
+    config.expectations_dir           # the great-expectations suite files
+
+Anything wrong raises :class:`DqConfigError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline._exceptions import ConfigError
+
+__all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "DqConfigError", "load_dq_config",
+           "default_config_path"]
+
+
+class DqConfigError(ConfigError):
+    """``schemas/dq.yaml`` (or the file given with ``--dq-config``) is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VolumeConfig(_Strict):
+    trailing_days: int = Field(7, ge=1, le=366)
+    min_history_days: int = Field(3, ge=1)
+    min_ratio: float = Field(0.5, ge=0)
+    max_ratio: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> VolumeConfig:
+        if self.min_ratio > self.max_ratio:
+            raise ValueError("min_ratio is above max_ratio")
+        if self.min_history_days > self.trailing_days:
+            raise ValueError("min_history_days is above trailing_days")
+        return self
+
+
+class FreshnessConfig(_Strict):
+    max_age_minutes: float = Field(60, gt=0)
+
+
+class DqConfig(_Strict):
+    """The validated thresholds; ``expectations_dir`` is resolved against the file's directory."""
+
+    expectations_dir: Path = Path("expectations")
+    max_prompt_tokens: int = Field(2_000_000, gt=0)
+    max_rejected_rate: float = Field(0.01, ge=0, le=1)
+    volume: VolumeConfig = Field(default_factory=lambda: VolumeConfig.model_validate({}))
+    freshness: FreshnessConfig = Field(default_factory=lambda: FreshnessConfig.model_validate({}))
+    max_listed_values: int = Field(10, ge=1, le=1000)
+
+
+def default_config_path() -> Path:
+    """``schemas/dq.yaml`` of the working directory, else the one next to this package."""
+    local = Path("schemas/dq.yaml")
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parents[2] / "schemas" / "dq.yaml"
+
+
+def load_dq_config(path: Path | str) -> DqConfig:
+    """Read and validate the thresholds file at ``path``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DqConfigError(f"{path}: cannot read the data-quality config: "
+                            f"{exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise DqConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+    try:
+        config = DqConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<top>"
+        raise DqConfigError(f"{path}: {where}: {first['msg']}") from None
+    suites = config.expectations_dir
+    if not suites.is_absolute():
+        suites = path.parent / suites
+    if not suites.is_dir():
+        raise DqConfigError(f"{path}: expectations_dir {suites} is not a directory")
+    return config.model_copy(update={"expectations_dir": suites})

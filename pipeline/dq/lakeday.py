@@ -1,0 +1,218 @@
+"""One day of the lake, as the frames the data-quality suites validate.
+
+*The day's files* are the Parquet files in that day's three partitions
+(``llm_call/event_date=D``, ``task_feedback/event_date=D``, ``_rejected/received_date=D``).
+*The day's flushes* are the distinct file names among them: each name is one flush of one
+Kafka partition covering offsets [first, last] (pipeline/lake.py), whose rows may be spread
+over several tables and over other days' partitions too - so the reconciliation reads every
+file of that name anywhere in the lake, and compares each flush with its neighbours among
+all the lake's flushes of the same Kafka partition.
+
+Everything here is pure (files in, frames out); great-expectations is not imported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.lake import (
+    EVENT_TABLES,
+    REJECTED_TABLE,
+    SCHEMAS,
+    TEMP_PREFIX,
+    FileName,
+    partition_dir,
+    partition_files,
+)
+
+__all__ = ["LakeDay", "load_lake_day", "flush_frame", "daily_event_counts", "schema_problem",
+           "null_columns"]
+
+_TABLES = (*EVENT_TABLES, REJECTED_TABLE)
+
+
+@dataclass
+class LakeDay:
+    """The frames of one day: per file, per table, per flush."""
+
+    lake: Path
+    day: dt.date
+    files: pd.DataFrame                      # one row per file of the day: file, table, schema_problem
+    tables: dict[str, pd.DataFrame]          # lake table -> the day's rows (schema-valid files only)
+    paths: dict[str, list[Path]] = field(default_factory=dict)   # lake table -> the day's files
+
+    @property
+    def flush_names(self) -> set[str]:
+        return {p.name for paths in self.paths.values() for p in paths}
+
+
+def schema_problem(actual: pa.Schema, table: str) -> str | None:
+    """What is wrong with a file's schema for lake ``table`` (names and types), or None."""
+    expected = SCHEMAS[table]
+    problems = []
+    missing = [f.name for f in expected if f.name not in actual.names]
+    extra = [name for name in actual.names if name not in expected.names]
+    if missing:
+        problems.append("missing column " + ", ".join(missing))
+    if extra:
+        problems.append("unexpected column " + ", ".join(extra))
+    for f in expected:
+        if f.name in actual.names and not actual.field(f.name).type.equals(f.type):
+            problems.append(f"{f.name} is {actual.field(f.name).type}, expected {f.type}")
+    return "; ".join(problems) or None
+
+
+def null_columns(frame: pd.DataFrame, table: str) -> pd.Series:
+    """Per row, the lake schema's non-nullable columns that are null (``"agent_id, role"``), else None."""
+    required = [f.name for f in SCHEMAS[table] if not f.nullable]
+    nulls = frame[required].isna()
+    result = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    for index, row in nulls[nulls.any(axis=1)].iterrows():
+        result.loc[index] = ", ".join(column for column, is_null in row.items() if is_null)
+    return result
+
+
+def _day_files(lake: Path, table: str, day: dt.date) -> list[Path]:
+    directory = partition_dir(lake, table, day)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and not p.name.startswith((TEMP_PREFIX, ".")))
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def _empty(table: str) -> pd.DataFrame:
+    return SCHEMAS[table].empty_table().to_pandas()
+
+
+def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
+    """Read the day's files; a file whose schema or name is wrong is listed, not read."""
+    lake = Path(lake)
+    rows: list[dict[str, object]] = []
+    tables: dict[str, pd.DataFrame] = {}
+    paths: dict[str, list[Path]] = {}
+    for table in _TABLES:
+        paths[table] = _day_files(lake, table, day)
+        good: list[pa.Table] = []
+        for path in paths[table]:
+            problem: str | None
+            if FileName.parse(path.name) is None:
+                problem = "not a lake file name (<topic>+<partition>+<first>+<last>.parquet)"
+            else:
+                try:
+                    data = pq.read_table(path)
+                except (OSError, pa.ArrowException) as exc:
+                    data, problem = None, f"unreadable: {exc}"
+                else:
+                    problem = schema_problem(data.schema, table)
+                if data is not None and problem is None:
+                    # nullable: a null in a key column is the keys_not_null check's to report
+                    good.append(data.select(SCHEMAS[table].names).cast(_nullable(SCHEMAS[table])))
+            relative = str(path.relative_to(lake))
+            rows.append({"file": relative, "table": table,
+                         "schema_problem": f"{relative}: {problem}" if problem else None})
+        tables[table] = (pa.concat_tables(good).to_pandas() if good else _empty(table))
+    files = pd.DataFrame(rows, columns=["file", "table", "schema_problem"])
+    return LakeDay(lake=lake, day=day, files=files, tables=tables, paths=paths)
+
+
+def _offsets(path: Path) -> list[int] | None:
+    """The kafka_offset values of one file, or None when they cannot be read."""
+    try:
+        column = pq.read_table(path, columns=["kafka_offset"]).column("kafka_offset")
+    except (OSError, KeyError, pa.ArrowException):
+        return None
+    if not pa.types.is_integer(column.type):
+        return None
+    return [int(v) for v in column.to_pylist() if v is not None]
+
+
+_FLUSH_COLUMNS = ["flush", "kafka_topic", "kafka_partition", "first_offset", "last_offset",
+                  "expected_offsets", "rows", "rejected_rows", "missing_offsets",
+                  "duplicate_offsets", "foreign_offsets", "gap_before", "gap_after"]
+
+
+def flush_frame(lake: Path, flush_names: set[str]) -> pd.DataFrame:
+    """One row per flush of the day with what reconciliation asserts.
+
+    ``missing_offsets`` / ``duplicate_offsets`` / ``foreign_offsets`` count offsets of
+    [first, last] found in no file of that name, offsets found more than once, and offsets
+    outside [first, last]. ``gap_before`` is ``first - previous.last - 1`` against the lake's
+    previous flush of the same Kafka partition (``gap_after`` likewise with the next one):
+    0 when they abut, positive = offsets lost between flushes, negative = an overlap
+    (double counting); null when there is no neighbour.
+    """
+    lake = Path(lake)
+    names = [n for n in (FileName.parse(text) for text in flush_names) if n is not None]
+    rows = []
+    for topic, partition in sorted({(n.topic, n.partition) for n in names}):
+        files = partition_files(lake, topic, partition)      # every table, every day
+        siblings = sorted({n for _, n in files}, key=lambda n: (n.first_offset, n.last_offset))
+        for name in sorted((n for n in names if (n.topic, n.partition) == (topic, partition)),
+                           key=lambda n: n.first_offset):
+            rows.append(_flush_row(name, [p for p, n in files if n == name], siblings))
+    frame = pd.DataFrame(rows, columns=_FLUSH_COLUMNS)
+    for column in ("gap_before", "gap_after"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _flush_row(name: FileName, paths: list[Path], siblings: list[FileName]) -> dict[str, object]:
+    offsets: list[int] = []
+    rejected_rows = 0
+    for path in paths:
+        values = _offsets(path)
+        if values is None:
+            continue                               # reported by the schema check
+        offsets.extend(values)
+        if path.parent.parent.name == REJECTED_TABLE:
+            rejected_rows += len(values)
+    inside = [o for o in offsets if name.first_offset <= o <= name.last_offset]
+    distinct = set(inside)
+    expected = name.last_offset - name.first_offset + 1
+    at = siblings.index(name)
+    before = siblings[at - 1] if at > 0 else None
+    after = siblings[at + 1] if at + 1 < len(siblings) else None
+    return {
+        "flush": str(name),
+        "kafka_topic": name.topic,
+        "kafka_partition": name.partition,
+        "first_offset": name.first_offset,
+        "last_offset": name.last_offset,
+        "expected_offsets": expected,
+        "rows": len(offsets),
+        "rejected_rows": rejected_rows,
+        "missing_offsets": expected - len(distinct),
+        "duplicate_offsets": len(inside) - len(distinct),
+        "foreign_offsets": len(offsets) - len(inside),
+        "gap_before": (name.first_offset - before.last_offset - 1) if before else None,
+        "gap_after": (after.first_offset - name.last_offset - 1) if after else None,
+    }
+
+
+def daily_event_counts(lake: Path, days: list[dt.date]) -> dict[dt.date, int]:
+    """Distinct event_ids per day over llm_call + task_feedback, for days that have files."""
+    counts: dict[dt.date, int] = {}
+    for day in days:
+        ids: set[str] = set()
+        seen_files = False
+        for table in EVENT_TABLES:
+            for path in _day_files(Path(lake), table, day):
+                seen_files = True
+                try:
+                    column = pq.read_table(path, columns=["event_id"]).column("event_id")
+                except (OSError, KeyError, pa.ArrowException):
+                    continue
+                ids.update(v for v in column.to_pylist() if v is not None)
+        if seen_files:
+            counts[day] = len(ids)
+    return counts

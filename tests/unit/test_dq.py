@@ -1,0 +1,466 @@
+"""``modelmeter dq``: a clean day passes; each crafted defect fails exactly its own check.
+
+The lakes here are written with pyarrow and pipeline.lake's schemas and file names, the
+way the consumer writes them: one flush of one Kafka partition covers offsets
+[first, last] and writes one file of that name into every table partition it touches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.cli import main
+from pipeline.dq import CHECKS, run_dq
+from pipeline.dq.lakeday import flush_frame, schema_problem
+from pipeline.lake import REJECTED_TABLE, SCHEMAS, FileName, partition_dir, write_table_atomic
+from pipeline.warehouse import build_warehouse
+from tests.conftest import REPO_ROOT
+
+DAY = dt.date(2025, 6, 10)
+TOPIC = "agent-usage"
+NOW = dt.datetime(2025, 6, 12, 3, 0, tzinfo=dt.UTC)      # two days later: a past day
+ALL_PASS_BUT_FRESHNESS = {name: "pass" for name in CHECKS} | {"freshness": "skip"}
+
+_ids = itertools.count()
+
+
+def _at(day: dt.date, minute: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) + dt.timedelta(minutes=minute)
+
+
+def call(day: dt.date = DAY, minute: int = 60, **overrides) -> dict:
+    """An llm_call lake row (without the kafka source columns): a default-model call."""
+    row = {
+        "event_id": f"call-{next(_ids)}", "event_type": "llm_call", "schema_version": 1,
+        "occurred_at": _at(day, minute), "agent_id": "implementer-1", "task_id": "task-1",
+        "role": "implementer", "provider": "zai", "model": "glm-4.5",
+        "input_tokens": 4000, "output_tokens": 700, "cache_read_tokens": 2000,
+        "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "latency_ms": 8000,
+        "status": "ok", "escalated": False, "escalation_trigger": None,
+        "policy_version": "2026.11.1", "task_type": "feature",
+    }
+    return row | overrides
+
+
+def escalated_call(day: dt.date = DAY, minute: int = 60, **overrides) -> dict:
+    premium = {"role": "architect", "provider": "anthropic", "model": "claude-opus-4-1",
+               "escalated": True, "escalation_trigger": "three_plus_services",
+               "cache_write_1h_tokens": 3000}
+    return call(day, minute, **(premium | overrides))
+
+
+def feedback(day: dt.date = DAY, minute: int = 90, **overrides) -> dict:
+    row = {
+        "event_id": f"fb-{next(_ids)}", "event_type": "task_feedback", "schema_version": 1,
+        "occurred_at": _at(day, minute), "agent_id": "critic-1", "task_id": "task-1",
+        "role": "critic", "satisfaction": 5, "escalation_needed": None, "review_consistent": True,
+    }
+    return row | overrides
+
+
+def rejected(error: str = "input_tokens: must be an integer, got string") -> dict:
+    return {"raw_key": b"task-1", "raw_value": b'{"input_tokens": "12"}', "error": error}
+
+
+class Lake:
+    """Writes flushes like the consumer: offsets assigned in order, one file name per flush."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.next_offset: dict[int, int] = defaultdict(int)
+
+    def flush(self, partition: int, items: list[tuple[str, dict]], *, received: dt.date = DAY,
+              first: int | None = None, event_day: dt.date | None = None,
+              nullable: bool = False) -> FileName:
+        """Land ``items`` ((table, row) pairs) as one flush of Kafka ``partition``.
+
+        ``first`` overrides the next offset (to make gaps and overlaps), ``event_day`` the
+        partition of event rows (normally the UTC date of occurred_at), ``nullable`` writes
+        the lake's column types with every column nullable (to land nulls).
+        """
+        start = self.next_offset[partition] if first is None else first
+        name = FileName(TOPIC, partition, start, start + len(items) - 1)
+        self.next_offset[partition] = name.last_offset + 1
+        groups: dict[tuple[str, dt.date], list[dict]] = defaultdict(list)
+        for offset, (table, row) in enumerate(items, start=start):
+            source = {"kafka_topic": TOPIC, "kafka_partition": partition, "kafka_offset": offset,
+                      "ingested_at": _at(received, 23 * 60)}
+            day = received if table == REJECTED_TABLE else (event_day or row["occurred_at"].date())
+            groups[(table, day)].append(row | source)
+        for (table, day), rows in groups.items():
+            schema = SCHEMAS[table]
+            if nullable:
+                schema = pa.schema([f.with_nullable(True) for f in schema])
+            write_table_atomic(pa.Table.from_pylist(rows, schema=schema),
+                               partition_dir(self.root, table, day) / str(name))
+        return name
+
+    def day(self, day: dt.date, *, calls: int = 30, rejects: int = 0) -> None:
+        """A plain day over Kafka partitions 0 and 1, two flushes each."""
+        for partition in (0, 1):
+            for half in (0, 1):
+                items = [("llm_call", call(day, 60 + i * 7 + half * 400 + partition))
+                         for i in range(calls // 4)]
+                items.append(("llm_call", escalated_call(day, 700 + half + partition)))
+                items.append(("task_feedback", feedback(day, 800 + half + partition)))
+                if rejects and partition == 0 and half == 0:
+                    items += [(REJECTED_TABLE, rejected())] * rejects
+                self.flush(partition, items, received=day)
+
+
+@pytest.fixture
+def settings(make_settings, tmp_path):
+    return make_settings(kafka=False)
+
+
+@pytest.fixture
+def lake(settings) -> Lake:
+    """Three days of history and the checked day, all clean."""
+    lake = Lake(Path(settings.lake))
+    for back in (3, 2, 1):
+        lake.day(DAY - dt.timedelta(days=back))
+    lake.day(DAY)
+    return lake
+
+
+def statuses(report) -> dict[str, str]:
+    return {r.name: r.status for r in report.results}
+
+
+def failures(report, name: str) -> list[str]:
+    return next(r.failures for r in report.results if r.name == name)
+
+
+def run(settings, day: dt.date = DAY, now: dt.datetime = NOW, **kwargs):
+    build_warehouse(settings) if not Path(settings.warehouse).exists() else None
+    return run_dq(settings, day, now=now, data_docs=False, **kwargs)
+
+
+def assert_only_fails(report, name: str) -> list[str]:
+    """``name`` failed and every other check passed (freshness skipped: a past day)."""
+    assert statuses(report) == ALL_PASS_BUT_FRESHNESS | {name: "fail"}, report.results
+    assert report.exit_code == 1
+    return failures(report, name)
+
+
+# --- a clean day ---------------------------------------------------------------------------
+
+def test_clean_day_passes_every_check(settings, lake):
+    """A clean past day: every check passes, freshness is skipped (not today), exit code 0."""
+    report = run(settings)
+    assert statuses(report) == ALL_PASS_BUT_FRESHNESS
+    assert report.exit_code == 0
+
+
+def test_clean_day_cli_exits_0_and_writes_json_and_data_docs(settings, lake, tmp_path, capsys):
+    """``modelmeter dq --date D``: exit 0, the summary on stdout, the JSON result and the
+    great-expectations data docs next to the lake by default."""
+    build_warehouse(settings)
+    code = main(["dq", "--date", DAY.isoformat(), "--lake", str(settings.lake),
+                 "--warehouse", str(settings.warehouse), "--policy", str(settings.policy),
+                 "--prices", str(settings.prices)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "14 checks: 13 passed, 0 failed, 1 skipped -> PASS" in out
+    result = json.loads((tmp_path / "dq" / f"dq-{DAY}.json").read_text())
+    assert result["status"] == "pass" and result["exit_code"] == 0
+    assert [c["name"] for c in result["checks"]] == list(CHECKS)
+    docs = tmp_path / "dq" / "data_docs" / "index.html"
+    assert docs.exists() and f"data docs: {docs.resolve()}" in out
+    assert "llm_call" in docs.read_text()
+
+
+# --- the acceptance case: an unpriced model --------------------------------------------------
+
+def test_unpriced_model_fails_naming_model_and_calls(settings, lake, tmp_path, capsys):
+    """A day holding 12 calls to a model without a price exits 1 and names the model."""
+    lake.flush(2, [("llm_call", call(provider="anthropic", model="claude-opus-9")) for _ in range(12)])
+    build_warehouse(settings)
+    code = main(["dq", "--date", DAY.isoformat(), "--lake", str(settings.lake),
+                 "--warehouse", str(settings.warehouse), "--policy", str(settings.policy),
+                 "--prices", str(settings.prices), "--output", str(tmp_path / "r.json"),
+                 "--no-data-docs"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  every_call_priced" in out
+    assert "unpriced: anthropic/claude-opus-9 (12 calls)" in out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["failed"] == ["every_call_priced"]
+
+
+def test_call_before_its_price_takes_effect_is_unpriced(settings, lake, tmp_path):
+    """Prices are looked up at occurred_at: a price from noon leaves the morning unpriced."""
+    book = (REPO_ROOT / "schemas" / "prices.csv").read_text().replace(
+        "zai,glm-4.5,2025-01-01T00:00:00Z", f"zai,glm-4.5,{DAY}T12:00:00Z")
+    (tmp_path / "prices.csv").write_text(book)
+    report = run(settings.with_overrides(prices=tmp_path / "prices.csv"))
+    assert statuses(report)["every_call_priced"] == "fail"
+    assert failures(report, "every_call_priced")[0].startswith("unpriced: zai/glm-4.5 (")
+
+
+# --- every other check, one crafted defect each ---------------------------------------------
+
+def test_wrong_column_type_fails_schema(settings, lake):
+    """A lake file whose latency_ms is int32 instead of int64 fails `schema`, naming the file."""
+    build_warehouse(settings)
+    path = sorted(partition_dir(settings.lake, "llm_call", DAY).iterdir())[0]
+    table = pq.read_table(path)
+    table = table.set_column(table.schema.get_field_index("latency_ms"), "latency_ms",
+                             table.column("latency_ms").cast(pa.int32()))
+    pq.write_table(table, path)
+    (message,) = assert_only_fails(run(settings), "schema")
+    assert path.name in message and "latency_ms is int32, expected int64" in message
+
+
+def test_schema_problem_names_missing_extra_and_mistyped_columns():
+    """schema_problem lists missing and unexpected columns and wrong types; None when equal."""
+    assert schema_problem(SCHEMAS["llm_call"], "llm_call") is None
+    schema = SCHEMAS["task_feedback"].remove(0).append(pa.field("extra", pa.string()))
+    schema = schema.set(schema.get_field_index("satisfaction"), pa.field("satisfaction", pa.string()))
+    problem = schema_problem(schema, "task_feedback")
+    assert problem == ("missing column event_id; unexpected column extra; "
+                       "satisfaction is string, expected int32")
+
+
+def test_null_key_fails_keys_not_null(settings, lake):
+    """A call landed with a null agent_id fails `keys_not_null` naming the column."""
+    lake.flush(2, [("llm_call", call(agent_id=None))], nullable=True)
+    (message,) = assert_only_fails(run(settings), "keys_not_null")
+    assert message.startswith("null in non-nullable column(s): agent_id (1 calls)")
+
+
+def test_duplicate_event_id_in_facts_fails_event_id_unique(settings, lake):
+    """A warehouse whose fct_llm_calls repeats an event_id of the day fails `event_id_unique`."""
+    build_warehouse(settings)
+    con = duckdb.connect(str(settings.warehouse))
+    con.execute("insert into fct_llm_calls select * from fct_llm_calls "
+                "where event_date = ? limit 1", [DAY])
+    con.close()
+    (message,) = assert_only_fails(run(settings), "event_id_unique")
+    assert message.startswith("event_id repeated in fct_llm_calls")
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    (call(DAY, 300, output_tokens=100_000_001), "output_tokens out of the contract's bounds: 100000001"),
+    (feedback(DAY, 300, satisfaction=0), "satisfaction outside 1..5: 0"),
+])
+def test_out_of_bounds_value_fails_value_bounds(settings, lake, row, expected):
+    """Token counts above 100,000,000 or a satisfaction of 0 fail `value_bounds`."""
+    lake.flush(2, [(row["event_type"], row)])
+    (message,) = assert_only_fails(run(settings), "value_bounds")
+    assert message.startswith(expected)
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    (escalated_call(escalation_trigger=None), "escalated call without escalation_trigger: 1 calls"),
+    (escalated_call(escalated=False), "escalation_trigger on a call that is not escalated: "
+                                      "three_plus_services (1 calls)"),
+])
+def test_escalated_without_trigger_or_trigger_without_escalation_fails(settings, lake, row, expected):
+    """escalated <=> escalation_trigger: either half broken fails `escalation_consistency`."""
+    lake.flush(2, [("llm_call", row)])
+    (message,) = assert_only_fails(run(settings), "escalation_consistency")
+    assert message.startswith(expected)
+
+
+def test_absurd_cache_tokens_fail_cache_tokens_sane(settings, lake):
+    """3M cache-read tokens on one call (beyond any context window) fail `cache_tokens_sane`."""
+    lake.flush(2, [("llm_call", call(cache_read_tokens=3_000_000))])
+    (message,) = assert_only_fails(run(settings), "cache_tokens_sane")
+    assert message.startswith("input + cache tokens beyond any context window: 3004000 (1 calls)")
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    (call(role="hacker"), "role unknown to the policy: hacker (1 calls)"),
+    (feedback(role="hacker"), "role unknown to the policy: hacker (1 events)"),
+    (escalated_call(escalation_trigger="gut_feeling"), "escalation_trigger unknown to the policy: gut_feeling"),
+    (escalated_call(escalation_trigger="multi_service_conflict"),
+     "escalation_trigger not a trigger of the call's role (role:trigger): architect:multi_service_conflict"),
+])
+def test_unknown_role_or_trigger_fails_known_roles_triggers(settings, lake, row, expected):
+    """Roles and triggers outside the policy (or a trigger of another role) fail `known_roles_triggers`."""
+    lake.flush(2, [(row["event_type"], row)])
+    report = run(settings)
+    messages = assert_only_fails(report, "known_roles_triggers")
+    assert any(m.startswith(expected) for m in messages), messages
+
+
+def test_event_in_the_wrong_partition_fails_occurred_at_in_partition(settings, lake):
+    """A call of the next day landed in the day's partition fails `occurred_at_in_partition`."""
+    lake.flush(2, [("llm_call", call(DAY + dt.timedelta(days=1), 0))], event_day=DAY)
+    (message,) = assert_only_fails(run(settings), "occurred_at_in_partition")
+    assert message.startswith("occurred_at outside the partition's date: 2025-06-11T00:00:00+00:00")
+
+
+def _flush_items(n: int) -> list[tuple[str, dict]]:
+    return [("llm_call", call(DAY, 900 + i)) for i in range(n)]
+
+
+def test_gap_between_flushes_fails_reconciliation(settings, lake):
+    """Offsets 5 past the previous flush's end (lost events) fail `reconciliation`."""
+    name = lake.flush(0, _flush_items(3), first=lake.next_offset[0] + 5)
+    messages = assert_only_fails(run(settings), "reconciliation")
+    assert messages == [f"gap (>0 lost) or overlap (<0 double) with the previous flush: 1 flushes: "
+                        f"{name} (gap_before=5) (expected 0)",
+                        "gap (>0 lost) or overlap (<0 double) with the next flush: 1 flushes: "
+                        f"{TOPIC}+0+{name.first_offset - 14:020d}+{name.first_offset - 6:020d}.parquet "
+                        "(gap_after=5) (expected 0)"]
+
+
+def test_overlapping_flushes_fail_reconciliation(settings, lake):
+    """A flush re-covering the previous flush's last 3 offsets (double counting) fails."""
+    lake.flush(1, _flush_items(4), first=lake.next_offset[1] - 3)
+    messages = assert_only_fails(run(settings), "reconciliation")
+    assert any("(gap_before=-3)" in m for m in messages), messages
+
+
+def test_missing_file_of_a_flush_fails_reconciliation(settings, lake):
+    """A flush whose task_feedback file is gone leaves its offsets unaccounted for."""
+    name = lake.flush(2, _flush_items(3) + [("task_feedback", feedback())])
+    (partition_dir(settings.lake, "task_feedback", DAY) / str(name)).unlink()
+    (message,) = assert_only_fails(run(settings), "reconciliation")
+    assert message == (f"offsets of the flush found in no file (lost events): 1 flushes: {name} "
+                       "(missing_offsets=1) (expected 0)")
+
+
+def test_offset_landed_twice_fails_reconciliation(settings, lake):
+    """The same offset in two files of one flush (a row in two tables) is double counting."""
+    name = lake.flush(2, _flush_items(3))
+    path = partition_dir(settings.lake, "llm_call", DAY) / str(name)
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
+    (message,) = assert_only_fails(run(settings), "reconciliation")
+    assert "(duplicate_offsets=1)" in message
+
+
+def test_flush_frame_reads_every_file_of_a_flush_across_days_and_tables(settings):
+    """One flush split over two event days and the rejected table reconciles as one."""
+    lake = Lake(Path(settings.lake))
+    name = lake.flush(0, [("llm_call", call(DAY)), ("llm_call", call(DAY - dt.timedelta(days=1))),
+                          (REJECTED_TABLE, rejected()), ("task_feedback", feedback())])
+    frame = flush_frame(Path(settings.lake), {str(name)})
+    row = frame.iloc[0].to_dict()
+    assert row["rows"] == 4 and row["rejected_rows"] == 1 and row["expected_offsets"] == 4
+    assert row["missing_offsets"] == row["duplicate_offsets"] == row["foreign_offsets"] == 0
+    assert pd.isna(row["gap_before"]) and pd.isna(row["gap_after"])     # no neighbour flush
+
+
+def test_stale_warehouse_fails_warehouse_complete(settings, lake):
+    """Events landed after the warehouse was built fail `warehouse_complete`, naming them."""
+    build_warehouse(settings)
+    late = call(DAY, 1000)
+    lake.flush(2, [("llm_call", late)])
+    (message,) = assert_only_fails(run(settings), "warehouse_complete")
+    assert message == f"event_id missing from fct_llm_calls: 1 calls: {late['event_id']} (expected)" \
+        or message.startswith(f"event_id missing from fct_llm_calls: 1 calls: {late['event_id']}")
+
+
+def test_rejected_rate_above_threshold_fails(settings, settings_lake_with_rejects):
+    """2 dead-lettered messages among 38 (5.3 %) fail `rejected_rate` (threshold 1 %)."""
+    (message,) = assert_only_fails(run(settings), "rejected_rate")
+    assert message == "rejected-event rate 0.05263 (expected 0..0.01)"
+
+
+@pytest.fixture
+def settings_lake_with_rejects(settings):
+    lake = Lake(Path(settings.lake))
+    for back in (3, 2, 1):
+        lake.day(DAY - dt.timedelta(days=back))
+    lake.day(DAY, rejects=2)
+    return lake
+
+
+def test_volume_far_below_trailing_median_fails(settings):
+    """8 events against a trailing median of 36 fail `volume`."""
+    lake = Lake(Path(settings.lake))
+    for back in (3, 2, 1):
+        lake.day(DAY - dt.timedelta(days=back))
+    lake.day(DAY, calls=0)
+    (message,) = assert_only_fails(run(settings), "volume")
+    assert message == "events / trailing median 0.2222 (expected 0.5..2)"
+
+
+def test_volume_is_skipped_without_history(settings):
+    """With fewer than 3 trailing days of data the volume check is skipped, not failed."""
+    Lake(Path(settings.lake)).day(DAY)
+    report = run(settings)
+    assert statuses(report) == ALL_PASS_BUT_FRESHNESS | {"volume": "skip"}
+    assert report.exit_code == 0
+    assert next(r.reason for r in report.results if r.name == "volume") == \
+        "0 day(s) with data in the trailing 7, need 3"
+
+
+@pytest.mark.parametrize(("now", "status"), [
+    (_at(DAY, 13 * 60 + 40), "pass"),     # newest event 13:22, checked 18 minutes later
+    (_at(DAY, 23 * 60), "fail"),          # nothing for 9.6 hours
+])
+def test_freshness_of_today(settings, lake, now, status):
+    """Checking today: the newest event must be under 60 minutes old; volume is skipped."""
+    report = run(settings, now=now)
+    expected = {name: "pass" for name in CHECKS} | {"volume": "skip", "freshness": status}
+    assert statuses(report) == expected
+    if status == "fail":
+        assert failures(report, "freshness")[0].startswith("minutes since the newest event 57")
+
+
+# --- cannot run: exit 2 with one line --------------------------------------------------------
+
+def _dq(settings, *extra: str) -> list[str]:
+    return ["dq", "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
+            "--policy", str(settings.policy), "--prices", str(settings.prices), "--no-data-docs",
+            *extra]
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--date", "2025-13-01"], "modelmeter: error: --date 2025-13-01: not a date (YYYY-MM-DD)"),
+    (["--date", "2025-06-09"], "modelmeter: error: no lake partition for 2025-06-09 in "),
+])
+def test_cannot_run_exits_2_with_one_line(settings, args, error, capsys):
+    """A bad date or a day without any lake file: exit 2, one line naming the problem."""
+    Lake(Path(settings.lake)).day(DAY)
+    assert main(_dq(settings, *args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(error) and err.count("\n") == 1, err
+
+
+def test_missing_lake_exits_2(settings, capsys):
+    """No lake directory at all: exit 2 naming it."""
+    assert main(_dq(settings, "--date", DAY.isoformat())) == 2
+    assert capsys.readouterr().err == f"modelmeter: error: no lake at {settings.lake} " \
+                                      "(set MODELMETER_LAKE or --lake)\n"
+
+
+def test_invalid_suite_file_exits_2_naming_it(settings, tmp_path, capsys):
+    """The suites are read from files: an unknown expectation type is a one-line exit 2."""
+    Lake(Path(settings.lake)).day(DAY)
+    suites = tmp_path / "expectations"
+    suites.mkdir()
+    for path in (REPO_ROOT / "schemas" / "expectations").glob("*.json"):
+        (suites / path.name).write_text(path.read_text())
+    broken = json.loads((suites / "flushes.json").read_text())
+    broken["expectations"][0]["type"] = "expect_offsets_to_be_nice"
+    (suites / "flushes.json").write_text(json.dumps(broken))
+    (tmp_path / "dq.yaml").write_text("expectations_dir: expectations\n")
+    assert main(_dq(settings, "--date", DAY.isoformat(), "--dq-config", str(tmp_path / "dq.yaml"))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"modelmeter: error: {suites / 'flushes.json'}: invalid expectation suite")
+    assert "expect_offsets_to_be_nice" in err
+
+
+def test_every_check_has_expectations_in_the_suite_files():
+    """Each named check is backed by at least one expectation of the repo's suite files."""
+    from pipeline.dq.gx import load_suite
+    checks = set()
+    for path in (REPO_ROOT / "schemas" / "expectations").glob("*.json"):
+        checks |= load_suite(path).checks
+    assert checks == set(CHECKS)
