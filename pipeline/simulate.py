@@ -617,7 +617,7 @@ def simulate(policy: Policy, run: SimRun, settings: Any, *, workers: int | None 
 
     ``workers`` producer processes share the chunks (default: one per 40k events, at most
     the CPU count); the messages are the same whatever the number. ``progress(messages)`` is
-    called as chunks are acknowledged by the SDK's buffer.
+    called as each chunk is handed to the producer; the return waits for the broker's acks.
     """
     from pipeline.kafka_admin import ensure_topics
 
