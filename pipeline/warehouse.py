@@ -6,7 +6,8 @@ table, in layers run in this order::
     sql/_macros.sql      exact_ratio, token_cost, kpi_status
     (python)             dim_prices (price book), dim_policy, dim_roles, dim_triggers,
                          dim_kpi_targets (routing policy)
-    sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources)
+    sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources;
+                         temporary tables: not stored in the warehouse)
     sql/dims/            dim_dates
     sql/facts/           fct_llm_calls, fct_task_feedback, fct_task_verdicts, fct_escalated_tasks
     sql/marts/           daily_cost_by_role, daily_cost_by_model, kpi_daily, kpi_monthly, ...
@@ -69,6 +70,9 @@ __all__ = [
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LAYERS = ("staging", "dims", "facts", "marts")
+#: Layers materialised as temporary tables: used by the build, not stored in the warehouse
+#: (staging is the lake typed and deduplicated; storing it would double the file for nothing).
+BUILD_ONLY_LAYERS = frozenset({"staging"})
 MACROS_FILE = "_macros.sql"
 
 # lake table -> (name of the view the staging models read, its partition column)
@@ -192,6 +196,9 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
     from pipeline.policy import load_policy
 
     say = progress or (lambda line: None)
+    # The warehouse's mtime becomes this instant, before any input is read: an input written
+    # during the build is newer than the warehouse, so `build --if-stale` rebuilds for it.
+    inputs_read_ns = time.time_ns()
     started = time.monotonic()
     built_at = dt.datetime.now(dt.UTC)
     target = Path(settings.warehouse)
@@ -239,6 +246,7 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
             con.execute("checkpoint")
         finally:
             con.close()
+        os.utime(building, ns=(inputs_read_ns, inputs_read_ns))
         _fsync(building)
         # A WAL next to the target would be replayed into the new file: nobody writes the
         # warehouse in place, so one can only be stale.
@@ -301,7 +309,8 @@ def _run_layer(con: duckdb.DuckDBPyConnection, models: Iterable[Model], result: 
     for model in models:
         body = model.sql.strip().rstrip(";")
         try:
-            con.execute(f"create or replace table {model.name} as\n{body}")
+            kind = "temp table" if model.layer in BUILD_ONLY_LAYERS else "table"
+            con.execute(f"create or replace {kind} {model.name} as\n{body}")
         except duckdb.Error as exc:
             raise WarehouseError(f"sql/{model.layer}/{model.name}.sql: {_first_line(exc)}") from None
         result.rows[model.name] = _count(con, model.name)

@@ -18,8 +18,10 @@ create or replace macro exact_ratio(numerator, denominator) as (
 );
 
 -- USD cost of one call: sum over the five token kinds of tokens x USD per million tokens / 1e6.
--- Prices have at most 6 decimals (pipeline.prices checks it), so each product is exact at
--- scale 6 and the division by 1e6 (a multiplication by 0.000001) is exact at scale 12.
+-- Prices have at most 6 decimals and are below 1e9 (pipeline.prices checks both), so the cast
+-- to DECIMAL(18,6) is exact, each product is exact at scale 6 and the division by 1e6 (a
+-- multiplication by 0.000001) is exact at scale 12. Pass prices already cast to
+-- DECIMAL(18,6) (fct_llm_calls does): casting DECIMAL(38,12) per row is ~20x slower.
 -- NULL when any price is NULL (no price in force): unpriced is never $0.
 create or replace macro token_cost(
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
@@ -28,11 +30,11 @@ create or replace macro token_cost(
 ) as (
     cast(
         cast(
-            cast(input_tokens as decimal(18, 0)) * cast(usd_per_mtok_input as decimal(24, 6))
-            + cast(output_tokens as decimal(18, 0)) * cast(usd_per_mtok_output as decimal(24, 6))
-            + cast(cache_read_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_read as decimal(24, 6))
-            + cast(cache_write_5m_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_write_5m as decimal(24, 6))
-            + cast(cache_write_1h_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_write_1h as decimal(24, 6))
+            cast(input_tokens as decimal(18, 0)) * cast(usd_per_mtok_input as decimal(18, 6))
+            + cast(output_tokens as decimal(18, 0)) * cast(usd_per_mtok_output as decimal(18, 6))
+            + cast(cache_read_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_read as decimal(18, 6))
+            + cast(cache_write_5m_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_write_5m as decimal(18, 6))
+            + cast(cache_write_1h_tokens as decimal(18, 0)) * cast(usd_per_mtok_cache_write_1h as decimal(18, 6))
             as decimal(38, 6)
         ) * cast('0.000001' as decimal(7, 6))
         as decimal(38, 12)

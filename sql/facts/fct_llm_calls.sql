@@ -12,7 +12,18 @@ calls as (
 ),
 
 prices as (
-    select * from dim_prices
+    -- DECIMAL(18,6) holds every valid price exactly and keeps token_cost fast
+    select
+        provider,
+        model,
+        effective_from,
+        effective_to,
+        cast(usd_per_mtok_input as decimal(18, 6)) as usd_per_mtok_input,
+        cast(usd_per_mtok_output as decimal(18, 6)) as usd_per_mtok_output,
+        cast(usd_per_mtok_cache_read as decimal(18, 6)) as usd_per_mtok_cache_read,
+        cast(usd_per_mtok_cache_write_5m as decimal(18, 6)) as usd_per_mtok_cache_write_5m,
+        cast(usd_per_mtok_cache_write_1h as decimal(18, 6)) as usd_per_mtok_cache_write_1h
+    from dim_prices
 ),
 
 policy as (
