@@ -15,10 +15,11 @@ from decimal import Decimal
 from html import escape
 
 from pipeline.report import formatting as f
-from pipeline.report.data import DailyReport
+from pipeline.report.data import TREND_DAYS, DailyReport
 
 __all__ = [
     "CHART_IDS",
+    "CHART_TITLES",
     "cost_by_role_chart",
     "savings_trend_chart",
     "model_share_chart",
@@ -29,6 +30,12 @@ __all__ = [
 
 CHART_IDS = ("chart-cost-by-role", "chart-savings-trend", "chart-model-share",
              "chart-escalations")
+CHART_TITLES = dict(zip(CHART_IDS, (
+    "Cost by role, stacked by model",
+    f"Cost reduction over the last {TREND_DAYS} days against the target",
+    "Share of calls by model against the default-model target",
+    "Escalations by trigger: cost and false-positive rate",
+), strict=True))
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 _PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
@@ -97,7 +104,8 @@ def _no_data(chart_id: str, title: str, message: str) -> str:
 
 def cost_by_role_chart(report: DailyReport) -> str:
     """Horizontal bars: each role's cost of the day, stacked by model."""
-    chart_id, title = CHART_IDS[0], "Cost by role, stacked by model"
+    chart_id = CHART_IDS[0]
+    title = CHART_TITLES[chart_id]
     colours = model_colours(report)
     roles = [r.role for r in report.roles]
     priced = [c for c in report.cost_by_role_model if c.cost_usd]
@@ -131,7 +139,8 @@ def cost_by_role_chart(report: DailyReport) -> str:
 
 def savings_trend_chart(report: DailyReport) -> str:
     """Daily cost reduction (savings / baseline) over the trend window against the target band."""
-    chart_id, title = CHART_IDS[1], f"Savings over the last {len(report.trend)} days vs target"
+    chart_id = CHART_IDS[1]
+    title = CHART_TITLES[chart_id]
     points = [(i, p) for i, p in enumerate(report.trend) if p.savings_pct is not None]
     if not points:
         return _no_data(chart_id, title, "no priced calls in the last days")
@@ -205,7 +214,8 @@ def savings_trend_chart(report: DailyReport) -> str:
 
 def model_share_chart(report: DailyReport) -> str:
     """One 100% bar: the day's share of calls by model, with the default-model target line."""
-    chart_id, title = CHART_IDS[2], "Share of calls by model vs the default-model target"
+    chart_id = CHART_IDS[2]
+    title = CHART_TITLES[chart_id]
     models = [m for m in report.models if m.share_of_calls]
     if not models:
         return _no_data(chart_id, title, "no calls this day")
@@ -243,7 +253,8 @@ def model_share_chart(report: DailyReport) -> str:
 
 def escalations_chart(report: DailyReport) -> str:
     """Horizontal bars: cost of the escalated calls per trigger, with calls and FP rate."""
-    chart_id, title = CHART_IDS[3], "Escalations by trigger: cost and false-positive rate"
+    chart_id = CHART_IDS[3]
+    title = CHART_TITLES[chart_id]
     rows = report.escalations
     if not rows:
         return _no_data(chart_id, title, "no escalated calls this day")

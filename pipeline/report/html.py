@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from pipeline.report import formatting as f
-from pipeline.report.charts import all_charts
+from pipeline.report.charts import CHART_TITLES, all_charts
 from pipeline.report.data import DailyReport
 
 __all__ = ["render_html"]
@@ -42,6 +42,7 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .status-no_data { color: var(--nodata); }
 figure { margin: 10px 0 18px; }
 figcaption { color: var(--muted); font-size: .9rem; margin-top: 4px; }
+h3.chart-title { font-size: .95rem; font-weight: 600; margin: 0 0 6px; }
 svg.chart { max-width: 100%; height: auto; display: block; }
 svg .label, svg .value, svg .axis, svg .note { fill: var(--fg); }
 svg .axis, svg .note { fill: var(--muted); }
@@ -49,6 +50,7 @@ svg .grid { stroke: var(--line); stroke-width: 1; }
 ul.warnings li { margin: 2px 0; }
 .warning { color: var(--missed); font-weight: 600; }
 footer { color: var(--muted); font-size: .85rem; margin-top: 32px; }
+@media (max-width: 960px) { th, td { padding: 4px 5px; } body { padding: 12px; } }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; }
   section, figure, table { break-inside: avoid; page-break-inside: avoid; }
@@ -83,8 +85,11 @@ def _table(grid: f.Grid, table_id: str) -> str:
             f'<tbody>{"".join(body)}</tbody></table>')
 
 
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+def _figure(charts: dict[str, str], chart_id: str, caption: str) -> str:
+    # The heading is aria-hidden: the svg's own <title> already names it for screen readers.
+    return (f'<figure><h3 class="chart-title" aria-hidden="true">'
+            f"{escape(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 
 def render_html(report: DailyReport) -> str:
@@ -114,21 +119,21 @@ def render_html(report: DailyReport) -> str:
             "\x00", _status(h.mtd_status)) + "</p>",
         _table(f.headline_grid(report), "table-headline"), "</section>",
         '<section id="roles" aria-labelledby="h-roles"><h2 id="h-roles">Per role</h2>',
-        _figure(charts["chart-cost-by-role"], "Cost of the day by role, each bar split by model "
+        _figure(charts, "chart-cost-by-role", "Cost of the day by role, each bar split by model "
                 "(unpriced calls are not drawn; see data warnings)."),
         _table(f.role_grid(report), "table-roles"), "</section>",
         '<section id="models" aria-labelledby="h-models"><h2 id="h-models">Per model</h2>',
-        _figure(charts["chart-model-share"], "Share of the day's calls by model; the dashed "
+        _figure(charts, "chart-model-share", "Share of the day's calls by model; the dashed "
                 "line marks the default-model share target."),
         _table(f.model_grid(report), "table-models"), "</section>",
         '<section id="kpis" aria-labelledby="h-kpis"><h2 id="h-kpis">KPI scorecard</h2>',
         _table(f.kpi_grid(report), "table-kpis"),
-        _figure(charts["chart-savings-trend"], "Daily cost reduction against the all-Claude "
+        _figure(charts, "chart-savings-trend", "Daily cost reduction against the all-Claude "
                 "baseline; the shaded band is the target; the larger dot is the report day."),
         "</section>",
         '<section id="escalations" aria-labelledby="h-escalations">'
         '<h2 id="h-escalations">Escalations by trigger</h2>',
-        _figure(charts["chart-escalations"], "Cost of the escalated (premium-model) calls per "
+        _figure(charts, "chart-escalations", "Cost of the escalated (premium-model) calls per "
                 "trigger, with the calls and the false-positive rate of reviewed tasks."),
         _table(f.escalation_grid(report), "table-escalations"), "</section>",
         '<section id="roi" aria-labelledby="h-roi"><h2 id="h-roi">ROI projection</h2><ul>',
