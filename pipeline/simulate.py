@@ -77,6 +77,10 @@ class SimRun:
             raise ConfigError(f"--events must be >= 0, got {self.events}")
         if self.days < 1:
             raise ConfigError(f"--days must be >= 1, got {self.days}")
+        earliest = dt.date(2020, 1, 1)  # the contract rejects occurred_at before 2020
+        if (self.end_date - earliest).days + 1 < self.days:
+            raise ConfigError(f"--days {self.days} ending {self.end_date} would start before "
+                              f"{earliest}, the earliest occurred_at the contract accepts")
         for name, value in (("--bad-fraction", self.bad_fraction),
                             ("--duplicate-fraction", self.duplicate_fraction)):
             if not (0.0 <= value <= 1.0) or math.isnan(value):
@@ -611,6 +615,15 @@ def _worker(policy: Policy, run: SimRun, settings: Any, indexes: list[int], out:
         out.put(("error", f"{type(exc).__name__}: {exc}", 1))
 
 
+def _workers(run: SimRun, workers: int | None) -> int:
+    """Producer processes for ``run``: as asked, or one per 40k events up to the CPU count."""
+    if workers is None:
+        workers = max(1, min(os.cpu_count() or 1, run.events // _MIN_EVENTS_PER_WORKER, 4))
+    elif workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    return max(1, min(workers, run.chunks or 1))
+
+
 def simulate(policy: Policy, run: SimRun, settings: Any, *, workers: int | None = None,
              progress: Callable[[int], None] | None = None) -> Summary:
     """Produce ``run``'s traffic to ``settings.topic``; returns what was sent.
@@ -623,10 +636,8 @@ def simulate(policy: Policy, run: SimRun, settings: Any, *, workers: int | None 
 
     _profile(policy)  # a policy without a simulation section fails before touching Kafka
     _window(run)
+    workers = _workers(run, workers)
     ensure_topics(settings)
-    if workers is None:
-        workers = max(1, min(os.cpu_count() or 1, run.events // _MIN_EVENTS_PER_WORKER, 4))
-    workers = max(1, min(workers, run.chunks or 1))
     total = Summary()
 
     def add(part: Summary, n: int) -> None:
@@ -701,13 +712,17 @@ def run_cli(args: argparse.Namespace, settings: Any) -> int:
     if run.end_date < now.date():
         run = SimRun(**{**{f: getattr(run, f) for f in SimRun.__dataclass_fields__}, "not_after": None})
     policy = load_policy(settings.policy)
+    _profile(policy)
+    _workers(run, args.workers)  # bad options fail before the progress bar starts
     expected = (run.events + math.floor(run.events * run.bad_fraction)
                 + math.floor(run.events * run.duplicate_fraction))
     started = time.perf_counter()
-    if args.no_progress:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if args.no_progress or not console.is_terminal:  # a bar in a log file is noise
         summary = simulate(policy, run, settings, workers=args.workers)
     else:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -719,7 +734,7 @@ def run_cli(args: argparse.Namespace, settings: Any) -> int:
 
         columns = (TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                    TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("messages", total=expected)
             summary = simulate(policy, run, settings, workers=args.workers,
                                progress=lambda n: bar.advance(task, n))

@@ -324,6 +324,7 @@ def test_a_rule_that_cannot_stay_quiet_is_a_config_error():
     ({"duplicate_fraction": -0.1}, "--duplicate-fraction must be between 0 and 1"),
     ({"days": 0}, "--days must be >= 1"),
     ({"events": -1}, "--events must be >= 0"),
+    ({"days": 5000}, "--days 5000 ending 2026-10-31 would start before 2020-01-01"),
 ])
 def test_run_parameters_are_checked(kwargs, message):
     values = {"events": 10, "days": 1, "end_date": END, "seed": 1} | kwargs
@@ -345,6 +346,7 @@ def test_policy_without_simulation_section_is_a_config_error(tmp_path):
     (["--start-date", "31/10/2026"], "--start-date: expected YYYY-MM-DD, got '31/10/2026'"),
     (["--start-date", "2999-01-01"], "--start-date 2999-01-01 is in the future"),
     (["--bad-fraction", "2"], "--bad-fraction must be between 0 and 1, got 2.0"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
 ])
 def test_cli_bad_options_are_one_line_exit_2_before_touching_kafka(capsys, argv, message):
     # an unreachable broker: the options are checked first, so this never connects
