@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--if-stale", action="store_true",
                    help="skip when the warehouse is newer than every lake file, the price book "
                         "and the policy")
+    p.add_argument("--full", action="store_true",
+                   help="rebuild everything from the lake (default: only changed event_date "
+                        "partitions when the price book, policy and models are unchanged)")
 
     p = verbs.add_parser("report", parents=[common], help="the daily report")
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")

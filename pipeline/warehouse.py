@@ -1,23 +1,23 @@
 """``modelmeter build``: the finance warehouse from the lake, the price book and the policy.
 
 The models live in ``sql/`` at the repository root, one ``select`` per file named as its
-table, in layers run in this order::
+table (jaffle-shop style)::
 
     sql/_macros.sql      exact_ratio, token_cost, kpi_status
     (python)             dim_prices (price book), dim_policy, dim_roles, dim_triggers,
                          dim_kpi_targets (routing policy)
     sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources;
                          temporary tables: not stored in the warehouse)
-    sql/dims/            dim_dates
     sql/facts/           fct_llm_calls, fct_task_feedback, fct_task_verdicts, fct_escalated_tasks
+    sql/dims/            dim_dates (the span of the facts)
     sql/marts/           daily_cost_by_role, daily_cost_by_model, kpi_daily, kpi_monthly, ...
     (python)             mart_roi (pipeline.policy.roi_projection), mart_lake_manifest,
                          mart_build_info
 
-Inside a layer a model runs after the models it names. The lake is read through
-``lake_llm_call``, ``lake_task_feedback`` and ``lake_rejected``, temporary views over the
-lake's finished files (temporary ``.tmp-*`` files of a writer are skipped) or empty tables of
-the lake schema when a table has no files yet.
+A model runs after every model it names; otherwise layers run in the order staging, dims,
+facts, marts. The lake is read through ``lake_llm_call``, ``lake_task_feedback`` and
+``lake_rejected``, temporary views over the lake's finished files (a writer's temporary
+files are skipped) or empty tables of the lake schema when a table has no files yet.
 
 The build writes ``<warehouse>.building-<pid>`` and then ``os.replace``-s it over the
 warehouse, so a reader sees the old warehouse or the new one, never half of one, and a
@@ -28,9 +28,14 @@ connection opened before the swap keeps reading the old file. Readers should use
     con = open_warehouse_readonly(settings.warehouse)
     con.sql("select * from kpi_daily").fetchall()
 
-``mart_lake_manifest`` (one row per lake file with size and mtime) is what an incremental
-build (issue 9) compares to recompute only new or changed event_date partitions; today every
-build is a full rebuild.
+Incremental builds: ``mart_lake_manifest`` records every lake file (size, mtime) and
+``mart_build_info.inputs_fingerprint`` the price book, policy, lake path and code. When the
+fingerprint is unchanged, the next build starts from a copy of the warehouse and recomputes
+only the event_date partitions whose files changed in the models marked
+``-- incremental: partition event_date, key event_id`` (the big facts); everything
+downstream of them is rebuilt from the facts. An event_id found in both a changed and an
+unchanged partition (which a full build would deduplicate across partitions) makes the
+build fall back to a full one, as does ``--full``.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ import graphlib
 import hashlib
 import os
 import re
+import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -53,7 +60,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline._exceptions import ConfigError, PipelineError, WarehouseError
-from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
+from pipeline.lake import EVENT_TABLES, REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
 from pipeline.prices import PriceBook, load_price_book
 
 __all__ = [
@@ -109,6 +116,10 @@ class BuildResult:
     rows: dict[str, int] = field(default_factory=dict)
     lake_files: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    mode: str = "full"  # or "incremental"
+    #: lake table -> event_date partitions recomputed by an incremental build
+    rebuilt_partitions: dict[str, list[str]] = field(default_factory=dict)
+    fingerprint: str = ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +202,15 @@ def is_stale(settings: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def build_warehouse(settings: Any, *, progress: Progress | None = None) -> BuildResult:
-    """Build the warehouse of ``settings`` from scratch and swap it in atomically."""
+def build_warehouse(settings: Any, *, progress: Progress | None = None,
+                    full: bool = False) -> BuildResult:
+    """Build the warehouse of ``settings`` and swap it in atomically.
+
+    Incremental when possible: with the same price book, policy and models as the current
+    warehouse, only the event_date partitions whose lake files changed (new, rewritten or
+    removed files, per ``mart_lake_manifest``) are recomputed in the incremental facts; the
+    other models are rebuilt from the facts. ``full=True`` rebuilds everything from the lake.
+    """
     from pipeline.policy import load_policy
 
     say = progress or (lambda line: None)
@@ -200,12 +218,11 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
     # during the build is newer than the warehouse, so `build --if-stale` rebuilds for it.
     inputs_read_ns = time.time_ns()
     started = time.monotonic()
-    built_at = dt.datetime.now(dt.UTC)
     target = Path(settings.warehouse)
     book = load_price_book(settings.prices)
     policy = load_policy(settings.policy)
     policy_sha256 = hashlib.sha256(Path(settings.policy).read_bytes()).hexdigest()
-    result = BuildResult(warehouse=target, built_at=built_at)
+    result = BuildResult(warehouse=target, built_at=dt.datetime.now(dt.UTC))
 
     lake = Path(settings.lake)
     if not lake.is_dir():
@@ -213,6 +230,17 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
         say(f"build: warning: {result.warnings[-1]}")
     files = lake_files(lake)
     result.lake_files = {table: len(found) for table, found in files.items()}
+    models = ordered_models(discover_models())
+    result.fingerprint = _fingerprint(lake, book.sha256, policy_sha256)
+    plan, reason = (None, "full rebuild asked") if full else _incremental_plan(
+        target, result.fingerprint, files, models)
+    if plan is None:
+        say(f"build: full build ({reason})")
+    else:
+        result.mode = "incremental"
+        result.rebuilt_partitions = {t: sorted(p) for t, p in plan.items()}
+        say("build: incremental: " + ", ".join(
+            f"{t} {len(p)} changed partition(s)" for t, p in plan.items()))
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -221,6 +249,8 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     _remove_database_files(building)
     try:
+        if plan is not None:
+            shutil.copyfile(target, building)
         con = duckdb.connect(str(building))
         try:
             con.execute("set TimeZone = 'UTC'")
@@ -229,16 +259,11 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
             _load_dims(con, book, policy, result)
             say(f"build: dims (price book, policy): {_counts(result, 'dim_')} "
                 f"in {time.monotonic() - step:.1f}s")
-            _register_lake(con, files)
-            models = discover_models()
-            for layer in LAYERS:
-                step = time.monotonic()
-                names = _run_layer(con, models[layer], result)
-                say(f"build: {layer}: " + ", ".join(f"{n} {result.rows[n]}" for n in names)
-                    + f" in {time.monotonic() - step:.1f}s")
+            _register_lake(con, files, plan)
+            _run_models(con, models, plan, result, say)
             step = time.monotonic()
             _load_mart_roi(con, policy, result)
-            _load_manifest(con, lake, files, result)
+            _load_manifest(con, files, result)
             result.seconds = time.monotonic() - started
             _load_build_info(con, settings, book, policy, policy_sha256, result)
             say(f"build: python marts: mart_roi {result.rows['mart_roi']}, mart_lake_manifest "
@@ -253,6 +278,10 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
         Path(f"{target}.wal").unlink(missing_ok=True)
         os.replace(building, target)
         _fsync(target.parent)
+    except _NeedsFullBuild as exc:
+        _remove_database_files(building)
+        say(f"build: incremental build not possible ({exc}); rebuilding in full")
+        return build_warehouse(settings, progress=progress, full=True)
     except duckdb.Error as exc:
         _remove_database_files(building)
         raise WarehouseError(f"building {target} failed: {_first_line(exc)}") from None
@@ -260,40 +289,67 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None) -> Build
         _remove_database_files(building)
         raise
     result.seconds = time.monotonic() - started
-    say(f"build: wrote {target} in {result.seconds:.1f}s")
+    say(f"build: wrote {target} ({result.mode}) in {result.seconds:.1f}s")
     return result
+
+
+class _NeedsFullBuild(Exception):
+    """An incremental build found something only a full build handles correctly."""
 
 
 @dataclass(frozen=True, slots=True)
 class Model:
-    """One SQL model: ``sql/<layer>/<name>.sql``."""
+    """One SQL model: ``sql/<layer>/<name>.sql``.
+
+    A model whose header has ``-- incremental: partition <column>, key <column>`` is
+    rebuilt per partition in incremental builds: its rows of the changed partitions are
+    deleted and recomputed from the lake files of those partitions.
+    """
 
     layer: str
     name: str
     path: Path
     sql: str
+    partition_column: str | None = None
+    key_column: str | None = None
+
+
+_INCREMENTAL = re.compile(r"^--\s*incremental:\s*partition\s+(\w+)\s*,\s*key\s+(\w+)", re.M)
 
 
 def discover_models(sql_dir: Path | None = None) -> dict[str, list[Model]]:
-    """The models of each layer, ordered so that every model runs after those it selects from."""
+    """The models of each layer (``sql/<layer>/*.sql``), by name."""
     sql_dir = sql_dir or SQL_DIR
     models: dict[str, list[Model]] = {}
     for layer in LAYERS:
-        found = [Model(layer, p.stem, p, p.read_text(encoding="utf-8"))
-                 for p in sorted((sql_dir / layer).glob("*.sql"))]
+        found = []
+        for path in sorted((sql_dir / layer).glob("*.sql")):
+            sql = path.read_text(encoding="utf-8")
+            marker = _INCREMENTAL.search(sql)
+            found.append(Model(layer, path.stem, path, sql, *(marker.groups() if marker else ())))
         models[layer] = found
-    by_name = {m.name: m for layer_models in models.values() for m in layer_models}
-    for layer, found in models.items():
-        names = {m.name for m in found}
-        graph = {m.name: {n for n in _references(m.sql) if n in names and n != m.name}
-                 for m in found}
-        try:
-            order = list(graphlib.TopologicalSorter(graph).static_order())
-        except graphlib.CycleError as exc:
-            raise WarehouseError(f"sql/{layer}: models select from each other in a cycle: "
-                                 f"{exc.args[1]}") from None
-        models[layer] = [by_name[n] for n in order]
     return models
+
+
+def ordered_models(models: dict[str, list[Model]]) -> list[Model]:
+    """Every model after the models it selects from; otherwise in layer order, then by name."""
+    by_name = {m.name: m for found in models.values() for m in found}
+    graph = {m.name: {n for n in _references(m.sql) if n in by_name and n != m.name}
+             for m in by_name.values()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        raise WarehouseError(f"sql/: models select from each other in a cycle: {exc.args[1]}") from None
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    order: list[Model] = []
+    done: set[str] = set()
+    remaining = sorted(by_name.values(), key=lambda m: (rank[m.layer], m.name))
+    while remaining:
+        chosen = next(m for m in remaining if graph[m.name] <= done)
+        order.append(chosen)
+        done.add(chosen.name)
+        remaining.remove(chosen)
+    return order
 
 
 _WORD = re.compile(r"\b[a-z_][a-z0-9_]*\b")
@@ -304,18 +360,121 @@ def _references(sql: str) -> set[str]:
     return set(_WORD.findall(without_comments.lower()))
 
 
-def _run_layer(con: duckdb.DuckDBPyConnection, models: Iterable[Model], result: BuildResult) -> list[str]:
-    names = []
-    for model in models:
+def _lake_sources(model: Model, by_name: dict[str, Model]) -> set[str]:
+    """The lake tables ``model`` reads, directly or through the models it selects from."""
+    views = {view: table for table, (view, _) in _SOURCES.items()}
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = [model]
+    while stack:
+        current = stack.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        refs = _references(current.sql)
+        found |= {views[r] for r in refs if r in views}
+        stack.extend(by_name[r] for r in refs if r in by_name and r != current.name)
+    return found
+
+
+def _run_models(con: duckdb.DuckDBPyConnection, models: list[Model],
+                plan: dict[str, set[str]] | None, result: BuildResult, say: Progress) -> None:
+    by_name = {m.name: m for m in models}
+    layer_started = time.monotonic()
+    done_in_layer: list[str] = []
+    for index, model in enumerate(models):
         body = model.sql.strip().rstrip(";")
         try:
-            kind = "temp table" if model.layer in BUILD_ONLY_LAYERS else "table"
-            con.execute(f"create or replace {kind} {model.name} as\n{body}")
+            if plan is not None and model.partition_column:
+                partitions = set().union(*(plan.get(t, set()) for t in _lake_sources(model, by_name)))
+                _merge_partitions(con, model, body, sorted(partitions))
+            else:
+                kind = "temp table" if model.layer in BUILD_ONLY_LAYERS else "table"
+                con.execute(f"create or replace {kind} {model.name} as\n{body}")
         except duckdb.Error as exc:
             raise WarehouseError(f"sql/{model.layer}/{model.name}.sql: {_first_line(exc)}") from None
         result.rows[model.name] = _count(con, model.name)
-        names.append(model.name)
-    return names
+        done_in_layer.append(model.name)
+        last_of_run = index + 1 == len(models) or models[index + 1].layer != model.layer
+        if last_of_run:
+            say(f"build: {model.layer}: " + ", ".join(f"{n} {result.rows[n]}" for n in done_in_layer)
+                + f" in {time.monotonic() - layer_started:.1f}s")
+            layer_started, done_in_layer = time.monotonic(), []
+
+
+def _merge_partitions(con: duckdb.DuckDBPyConnection, model: Model, body: str,
+                      partitions: list[str]) -> None:
+    """Replace the rows of ``partitions`` of ``model`` with the recomputed ones."""
+    part, key = model.partition_column, model.key_column
+    con.execute(f"create or replace temp table _increment as\n{body}")
+    con.execute("create or replace temp table _changed_partitions (value date)")
+    if partitions:
+        con.executemany("insert into _changed_partitions values (?)",
+                        [[dt.date.fromisoformat(p)] for p in partitions])
+    clash = con.execute(
+        f"select count(*) from _increment as i join {model.name} as t on t.{key} = i.{key} "
+        f"where t.{part} not in (select value from _changed_partitions)").fetchone()
+    if clash and clash[0]:
+        raise _NeedsFullBuild(f"{clash[0]} {key}(s) of {model.name} also in unchanged partitions")
+    con.execute(f"delete from {model.name} where {part} in (select value from _changed_partitions)")
+    con.execute(f"insert into {model.name} by name select * from _increment")
+    con.execute("drop table _increment")
+
+
+def _fingerprint(lake: Path, prices_sha256: str, policy_sha256: str) -> str:
+    """What an incremental build must share with the previous one: inputs other than the lake, code."""
+    digest = hashlib.sha256()
+    for part in (str(lake.resolve()), prices_sha256, policy_sha256):
+        digest.update(part.encode() + b"\0")
+    package = Path(__file__).resolve().parent
+    code = sorted(SQL_DIR.rglob("*.sql")) + [package / n for n in (
+        "warehouse.py", "prices.py", "policy.py", "lake.py")]
+    for path in code:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _incremental_plan(target: Path, fingerprint: str, files: dict[str, list[LakeFile]],
+                      models: list[Model]) -> tuple[dict[str, set[str]] | None, str]:
+    """(changed partitions per event table, "") for an incremental build, or (None, why not)."""
+    if not target.is_file():
+        return None, "no warehouse yet"
+    by_name = {m.name: m for m in models}
+    for model in models:
+        if model.layer in BUILD_ONLY_LAYERS or model.partition_column:
+            continue
+        partial = [r for r in _references(model.sql)
+                   if r in by_name and by_name[r].layer in BUILD_ONLY_LAYERS
+                   and _lake_sources(by_name[r], by_name) & set(EVENT_TABLES)]
+        if partial:
+            return None, f"{model.name} reads {partial[0]} directly"
+    try:
+        con = open_warehouse_readonly(target)
+    except PipelineError as exc:
+        return None, str(exc)
+    try:
+        row = con.execute("select inputs_fingerprint from mart_build_info").fetchone()
+        manifest = con.execute("select lake_table, partition_value, file_name, bytes, modified_ns "
+                               "from mart_lake_manifest").fetchall()
+    except duckdb.Error:
+        return None, "the warehouse predates incremental builds"
+    finally:
+        con.close()
+    if not row or row[0] != fingerprint:
+        return None, "price book, policy, lake path or models changed"
+    before: dict[tuple[str, str], set[tuple[str, int, int]]] = defaultdict(set)
+    for table, partition, name, size, modified_ns in manifest:
+        before[(table, partition)].add((name, size, modified_ns))
+    now: dict[tuple[str, str], set[tuple[str, int, int]]] = defaultdict(set)
+    for table, found in files.items():
+        for f in found:
+            now[(table, f.partition)].add((f.path.name, f.bytes, f.mtime_ns))
+    plan: dict[str, set[str]] = {table: set() for table in EVENT_TABLES}
+    for table, partition in before.keys() | now.keys():
+        if table in plan and before.get((table, partition)) != now.get((table, partition)):
+            plan[table].add(partition)
+    return plan, ""
 
 
 def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -325,9 +484,13 @@ def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise WarehouseError(f"{path.name}: {_first_line(exc)}") from None
 
 
-def _register_lake(con: duckdb.DuckDBPyConnection, files: dict[str, list[LakeFile]]) -> None:
+def _register_lake(con: duckdb.DuckDBPyConnection, files: dict[str, list[LakeFile]],
+                   plan: dict[str, set[str]] | None = None) -> None:
+    """lake_<table> views over the lake's files; with a plan, only the changed partitions'."""
     for table, (view, partition_column) in _SOURCES.items():
         found = files.get(table, [])
+        if plan is not None and table in plan:
+            found = [f for f in found if f.partition in plan[table]]
         if found:
             paths = ", ".join(_sql_str(str(f.path)) for f in found)
             con.execute(
@@ -430,7 +593,7 @@ def _load_mart_roi(con: duckdb.DuckDBPyConnection, policy: Any, result: BuildRes
     result.rows["mart_roi"] = table.num_rows
 
 
-def _load_manifest(con: duckdb.DuckDBPyConnection, lake: Path, files: dict[str, list[LakeFile]],
+def _load_manifest(con: duckdb.DuckDBPyConnection, files: dict[str, list[LakeFile]],
                    result: BuildResult) -> None:
     every = [f for found in files.values() for f in found]
     table = pa.table({
@@ -439,6 +602,7 @@ def _load_manifest(con: duckdb.DuckDBPyConnection, lake: Path, files: dict[str, 
         "file_name": pa.array([f.path.name for f in every], pa.string()),
         "path": pa.array([str(f.path) for f in every], pa.string()),
         "bytes": pa.array([f.bytes for f in every], pa.int64()),
+        "modified_ns": pa.array([f.mtime_ns for f in every], pa.int64()),
         "modified_at": pa.array([dt.datetime.fromtimestamp(f.mtime_ns / 1e9, dt.UTC) for f in every],
                                 pa.timestamp("us", tz="UTC")),
     })
@@ -467,6 +631,10 @@ def _load_build_info(con: duckdb.DuckDBPyConnection, settings: Any, book: PriceB
         "policy_sha256": [policy_sha256],
         "policy_version": [policy.version],
         "build_seconds": pa.array([Decimal(str(round(result.seconds, 3)))], pa.decimal128(18, 3)),
+        "build_mode": [result.mode],
+        "rebuilt_partitions": pa.array([sum(len(p) for p in result.rebuilt_partitions.values())],
+                                       pa.int64()),
+        "inputs_fingerprint": [result.fingerprint],
     })
     _create_from_arrow(con, "mart_build_info", table)
     result.rows["mart_build_info"] = 1
@@ -486,7 +654,7 @@ def run_cli(args: argparse.Namespace, settings: Any) -> int:
         say(f"build: {settings.warehouse} is newer than the lake, price book and policy; skipped")
         return 0
     try:
-        build_warehouse(settings, progress=say)
+        build_warehouse(settings, progress=say, full=getattr(args, "full", False))
     except PipelineError:
         raise
     except OSError as exc:

@@ -3,11 +3,11 @@
 with
 
 calls as (
-    select event_date from stg_llm_calls
+    select event_date from fct_llm_calls
 ),
 
 feedback as (
-    select event_date from stg_task_feedback
+    select event_date from fct_task_feedback
 ),
 
 span as (

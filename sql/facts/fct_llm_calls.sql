@@ -1,4 +1,5 @@
 -- fct_llm_calls: one row per distinct llm_call event_id, priced.
+-- incremental: partition event_date, key event_id
 -- key: event_id.
 -- cost_usd: the call's tokens at the price of (provider, model) in force at occurred_at
 -- (effective_from <= occurred_at < effective_to, an open effective_to never ends);

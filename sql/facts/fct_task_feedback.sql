@@ -1,4 +1,5 @@
 -- fct_task_feedback: one row per distinct task_feedback event_id.
+-- incremental: partition event_date, key event_id
 -- key: event_id.
 with
 

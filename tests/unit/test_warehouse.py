@@ -23,6 +23,7 @@ from tests.golden import (
     DAY_B,
     DAY_C,
     llm_call,
+    task_feedback,
     write_events_lake,
     write_golden_lake,
     write_midday_price_book,
@@ -541,3 +542,102 @@ def test_acceptance_costs_shares_and_kpis_equal_an_independent_decimal_computati
     # at:     123457x0.45 + 9876x1.85 + 55555x0.095 = 55555.65 + 18270.6 + 5277.725 = 79103.975 / 1e6
     assert edge == {"edge-1": D("0.10191245"), "edge-0": D("0.079103975")}
     con.close()
+
+
+# --- incremental builds --------------------------------------------------------------------
+
+
+def snapshot(path: Path) -> dict[str, list]:
+    """Every table's rows (build metadata aside), sorted, for comparing two warehouses."""
+    con = open_warehouse_readonly(path)
+    try:
+        tables = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_name <> 'mart_build_info'"
+        ).fetchall()]
+        return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
+    finally:
+        con.close()
+
+
+def full_build_snapshot(settings: Settings, root: Path) -> dict[str, list]:
+    reference = settings.with_overrides(warehouse=root / "reference.duckdb")
+    assert build_warehouse(reference, full=True).mode == "full"
+    return snapshot(reference.warehouse)
+
+
+def test_incremental_builds_recompute_only_changed_partitions_and_equal_a_full_build(tmp_path):
+    """New day, a new file in an existing day, a removed day: each incremental build touches only
+    those event_date partitions and gives exactly the tables of a full build."""
+    settings = settings_for(tmp_path)
+    write_golden_lake(settings.lake)
+    assert build_warehouse(settings).mode == "full"
+    day_d = dt.datetime(2025, 6, 4, 9, tzinfo=UTC)
+
+    # a new day lands (calls and feedback)
+    write_events_lake(settings.lake, [
+        llm_call("d-01", day_d, "architect", "anthropic", "claude-opus-4-1", task_id="t-d01",
+                 input_tokens=700, escalated=True, escalation_trigger="security_implications"),
+        llm_call("d-02", day_d, "implementer", "zai", "glm-4.5", input_tokens=300),
+        task_feedback("fd-01", day_d + dt.timedelta(hours=1), "t-d01", satisfaction=4,
+                      escalation_needed=False)], topic="late")
+    result = build_warehouse(settings)
+    assert result.mode == "incremental"
+    assert result.rebuilt_partitions == {"llm_call": ["2025-06-04"], "task_feedback": ["2025-06-04"]}
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+
+    # an existing day gets one more file: a retry of a-01 from another topic and a new call
+    a01 = llm_call("a-01", dt.datetime(2025, 6, 1, 8, tzinfo=UTC), "orchestrator", "zai", "glm-4.5",
+                   input_tokens=1000, output_tokens=200, cache_read_tokens=5000, task_type="plan")
+    write_events_lake(settings.lake, [a01, llm_call("a-10", dt.datetime(2025, 6, 1, 23, tzinfo=UTC),
+                                                    "critic", "zai", "glm-4.5", input_tokens=5)],
+                      topic="retries")
+    result = build_warehouse(settings)
+    assert result.mode == "incremental"
+    assert result.rebuilt_partitions == {"llm_call": ["2025-06-01"], "task_feedback": []}
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+    con = open_warehouse_readonly(settings.warehouse)
+    assert con.execute("select count(*), sum(landed_copies) from fct_llm_calls where event_id = 'a-01'"
+                       ).fetchone() == (1, 2)
+    con.close()
+
+    # a day disappears from the lake (e.g. an operator removed a bad partition)
+    for path in settings.lake.glob("*/event_date=2025-06-03/*.parquet"):
+        path.unlink()
+    result = build_warehouse(settings)
+    assert result.mode == "incremental"
+    assert result.rebuilt_partitions == {"llm_call": ["2025-06-03"], "task_feedback": ["2025-06-03"]}
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+
+
+def test_changed_price_book_forces_a_full_build(tmp_path):
+    """A different price book reprices every partition: the build is full, not incremental."""
+    settings = settings_for(tmp_path)
+    write_golden_lake(settings.lake)
+    build_warehouse(settings)
+    lines: list[str] = []
+    midday = settings.with_overrides(prices=write_midday_price_book(tmp_path / "midday.csv"))
+    assert build_warehouse(midday, progress=lines.append).mode == "full"
+    assert any("price book, policy" in line for line in lines)
+    con = open_warehouse_readonly(settings.warehouse)
+    assert con.execute("select cost_usd from fct_llm_calls where event_id = 'a-04'").fetchone() \
+        == (D("0.00216"),)
+    con.close()
+
+
+def test_event_id_in_a_changed_and_an_unchanged_partition_falls_back_to_a_full_build(tmp_path):
+    """A retry carrying another day's occurred_at lands in another partition: the incremental
+    build cannot deduplicate it across partitions, so it rebuilds in full (one row per event_id)."""
+    settings = settings_for(tmp_path)
+    write_golden_lake(settings.lake)
+    build_warehouse(settings)
+    write_events_lake(settings.lake, [llm_call("a-02", dt.datetime(2025, 6, 5, 9, tzinfo=UTC),
+                                               "architect", "zai", "glm-4.5", input_tokens=1)],
+                      topic="odd")
+    lines: list[str] = []
+    assert build_warehouse(settings, progress=lines.append).mode == "full"
+    assert any("rebuilding in full" in line for line in lines)
+    con = open_warehouse_readonly(settings.warehouse)
+    assert con.execute("select count(*), any_value(model) from fct_llm_calls where event_id = 'a-02'"
+                       ).fetchone() == (1, "claude-opus-4-1")
+    con.close()
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
