@@ -18,6 +18,7 @@ never through a binary float).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -700,8 +701,7 @@ def _build(src: _Source) -> Policy:
         path=src.path)
     if spec.simulation is not None:
         sim = _simulation(src, spec.simulation, policy)
-        policy = Policy(**{**{f: getattr(policy, f) for f in Policy.__dataclass_fields__},
-                           "simulation": sim})
+        policy = dataclasses.replace(policy, simulation=sim)
     return policy
 
 

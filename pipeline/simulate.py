@@ -22,6 +22,7 @@ both counts are exact: ``floor(events x fraction)``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -710,7 +711,7 @@ def run_cli(args: argparse.Namespace, settings: Any) -> int:
                  seed=args.seed, bad_fraction=args.bad_fraction,
                  duplicate_fraction=args.duplicate_fraction, not_after=now)
     if run.end_date < now.date():
-        run = SimRun(**{**{f: getattr(run, f) for f in SimRun.__dataclass_fields__}, "not_after": None})
+        run = dataclasses.replace(run, not_after=None)
     policy = load_policy(settings.policy)
     _profile(policy)
     _workers(run, args.workers)  # bad options fail before the progress bar starts
