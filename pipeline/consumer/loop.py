@@ -41,6 +41,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "max_partition_fetch_bytes": 2 * 1024 * 1024,
     "fetch_max_wait_ms": 200,
     "max_poll_interval_ms": 300_000,
+    "metadata_max_age_ms": 60_000,
 }
 
 
@@ -148,6 +149,7 @@ class Consumer:
             self._consumer = create_client(KafkaConsumer, self.settings, group_id=self.group,
                                            client_id="modelmeter-consume",
                                            **self.consumer_config)
+            self._wait_for_topic_metadata()
             self._consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
             self._loop()
             self._commit(self._sink.flush())
@@ -267,10 +269,10 @@ class Consumer:
     async def _on_revoked(self, revoked: list[Any], *, commit: bool) -> None:
         partitions = [tp.partition for tp in revoked if tp.topic == self.settings.topic]
         sink = self._sink
-        if not partitions or sink is None:
-            return
+        if not partitions or sink is None or self._no_flush:
+            return  # stopping after an error: nothing more is written or committed
         try:
-            if self._fatal is None and not self._no_flush:
+            if self._fatal is None:
                 if commit:
                     flushed = await self._in_thread(lambda: sink.flush(partitions))
                     offsets = self._offsets(flushed)
@@ -332,6 +334,17 @@ class Consumer:
                                  path=str(lake)) from None
         if not lake.is_dir():
             raise LakeWriteError("the lake is not a directory", path=str(lake))
+
+    def _wait_for_topic_metadata(self, timeout_s: float = 30.0) -> None:
+        """Know the topic's partitions before joining the group: a group leader without them
+        assigns nothing and may not rejoin until the next metadata refresh."""
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.partitions_for_topic(self.settings.topic):
+            if time.monotonic() > deadline:
+                from pipeline._exceptions import KafkaError
+                raise KafkaError(f"topic {self.settings.topic} has no partitions after "
+                                 f"{timeout_s:g} s")
+            time.sleep(0.2)
 
     def _update_highwater(self, topic: str) -> None:
         from kafka.structs import TopicPartition

@@ -400,7 +400,8 @@ class SinkProcess:
                 return out
 
     def forget(self, partitions: Iterable[int]) -> None:
-        self._conn.send(("forget", list(partitions)))
+        with contextlib.suppress(BrokenPipeError, OSError):  # a dead writer holds nothing
+            self._conn.send(("forget", list(partitions)))
 
     def close(self) -> None:
         with contextlib.suppress(BrokenPipeError, OSError):
