@@ -104,8 +104,10 @@ def wait_for_broker(settings: Settings, *, deadline: float) -> None:
             except OSError as exc:
                 last_error = f"{host}:{port}: {exc.strerror or exc.__class__.__name__}"
                 continue
+            sock: socket.socket = raw
             try:
-                sock = _tls_handshake(ctx, raw, host, port, settings) if ctx else raw
+                if ctx:
+                    sock = _tls_handshake(ctx, raw, host, port, settings)
                 if settings.kafka_security_protocol in SASL_PROTOCOLS:
                     _sasl_probe(sock, host, port, settings)
                 return
@@ -113,6 +115,7 @@ def wait_for_broker(settings: Settings, *, deadline: float) -> None:
                 # went away mid-probe (restarting?): try again
                 last_error = f"{host}:{port}: {exc.__class__.__name__}"
             finally:
+                sock.close()  # the TLS socket owns the descriptor once wrapped
                 raw.close()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
