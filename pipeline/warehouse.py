@@ -14,8 +14,8 @@ table (jaffle-shop style)::
     (python)             mart_roi (pipeline.policy.roi_projection), mart_lake_manifest,
                          mart_build_info
 
-A model runs after every model it names; otherwise layers run in the order staging, dims,
-facts, marts. The lake is read through ``lake_llm_call``, ``lake_task_feedback`` and
+A model runs after every model it names; otherwise layers run in the order of
+:data:`LAYERS` (staging, facts, dims, marts). The lake is read through ``lake_llm_call``, ``lake_task_feedback`` and
 ``lake_rejected``, temporary views over the lake's finished files (a writer's temporary
 files are skipped) or empty tables of the lake schema when a table has no files yet.
 
@@ -76,7 +76,10 @@ __all__ = [
 ]
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-LAYERS = ("staging", "dims", "facts", "marts")
+# Folders of sql/, in the order their models run when dependencies allow. The dimensions from
+# files (price book, policy) are loaded first, from Python; sql/dims/ derives dimensions from
+# the facts (dim_dates spans them), so it runs after sql/facts/.
+LAYERS = ("staging", "facts", "dims", "marts")
 #: Layers materialised as temporary tables: used by the build, not stored in the warehouse
 #: (staging is the lake typed and deduplicated; storing it would double the file for nothing).
 BUILD_ONLY_LAYERS = frozenset({"staging"})
