@@ -7,7 +7,7 @@ table (jaffle-shop style)::
     (python)             dim_prices (price book), dim_policy, dim_roles, dim_triggers,
                          dim_kpi_targets (routing policy)
     sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources;
-                         temporary tables: not stored in the warehouse)
+                         temporary views: not stored in the warehouse)
     sql/facts/           fct_llm_calls, fct_task_feedback, fct_task_verdicts, fct_escalated_tasks
     sql/dims/            dim_dates (the span of the facts)
     sql/marts/           daily_cost_by_role, daily_cost_by_model, kpi_daily, kpi_monthly, ...
@@ -80,8 +80,8 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 # files (price book, policy) are loaded first, from Python; sql/dims/ derives dimensions from
 # the facts (dim_dates spans them), so it runs after sql/facts/.
 LAYERS = ("staging", "facts", "dims", "marts")
-#: Layers materialised as temporary tables: used by the build, not stored in the warehouse
-#: (staging is the lake typed and deduplicated; storing it would double the file for nothing).
+#: Layers created as temporary views: read by the build, not stored in the warehouse (staging
+#: is the lake typed and deduplicated; materialising it would cost a pass and memory for nothing).
 BUILD_ONLY_LAYERS = frozenset({"staging"})
 MACROS_FILE = "_macros.sql"
 
@@ -392,15 +392,17 @@ def _run_models(con: duckdb.DuckDBPyConnection, models: list[Model],
                 partitions = set().union(*(plan.get(t, set()) for t in _lake_sources(model, by_name)))
                 _merge_partitions(con, model, body, sorted(partitions))
             else:
-                kind = "temp table" if model.layer in BUILD_ONLY_LAYERS else "table"
+                kind = "temp view" if model.layer in BUILD_ONLY_LAYERS else "table"
                 con.execute(f"create or replace {kind} {model.name} as\n{body}")
         except duckdb.Error as exc:
             raise WarehouseError(f"sql/{model.layer}/{model.name}.sql: {_first_line(exc)}") from None
-        result.rows[model.name] = _count(con, model.name)
+        if model.layer not in BUILD_ONLY_LAYERS:  # counting a view would run it once more
+            result.rows[model.name] = _count(con, model.name)
         done_in_layer.append(model.name)
         last_of_run = index + 1 == len(models) or models[index + 1].layer != model.layer
         if last_of_run:
-            say(f"build: {model.layer}: " + ", ".join(f"{n} {result.rows[n]}" for n in done_in_layer)
+            say(f"build: {model.layer}: "
+                + ", ".join(f"{n} {result.rows.get(n, 'view')}" for n in done_in_layer)
                 + f" in {time.monotonic() - layer_started:.1f}s")
             layer_started, done_in_layer = time.monotonic(), []
 
