@@ -1,0 +1,301 @@
+"""Consumer benchmarks: ``ingest`` (+ ``memory``), ``scale_out`` and ``confluent_raw``.
+
+Figures (bench/run.py calls :func:`run_ingest` and :func:`run_scale_out`):
+
+- ``ingest``: a topic of N pre-produced events is drained by one
+  ``modelmeter consume --max-events N`` subprocess (start-up included: interpreter, imports,
+  group join, recovery); landed events/s = N / wall seconds, checked against the lake (every
+  offset landed exactly once). In the same run, before and after it, the raw kafka-python
+  poll-only rate of the same topic (``python bench/ingest.py raw ...``: same fetch settings
+  as the consumer, records counted, nothing else). ratio = landed / mean raw; goal >= 0.8.
+- ``memory``: peak RSS of that consumer run (the process and its lake-writer child, sampled
+  every 50 ms, and the kernel's VmHWM of each); goal <= 300 MB.
+- ``scale_out``: the same topic drained by one consumer process, then by two in one group,
+  each into a fresh lake; time until the group's committed offsets cover all N events.
+  goal: two >= 1.6x one.
+- ``confluent_raw``: librdkafka's raw consume rate of the same topic (issue 9 item 3), when
+  kafka-python's raw rate is below 100k events/s.
+
+Run one raw measurement by hand::
+
+    .venv/bin/python bench/ingest.py raw --bootstrap 127.0.0.1:PORT --topic T --events N
+    .venv/bin/python bench/ingest.py raw --client confluent --bootstrap ... --topic T --events N
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (  # noqa: E402
+    MODELMETER,
+    PYTHON,
+    command_text,
+    lake_counts,
+    log,
+    produce_events,
+    run_timed,
+    start_sampled,
+)
+
+__all__ = ["fill_topic", "run_ingest", "run_scale_out", "run_confluent_raw", "raw_rate"]
+
+HERE = Path(__file__).resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# raw client rates (run as a subprocess: ``python bench/ingest.py raw ...``)
+# --------------------------------------------------------------------------------------------
+
+def _raw_kafka_python(bootstrap: str, topic: str, events: int) -> tuple[int, float]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from pipeline.consumer import CONSUMER_DEFAULTS
+
+    config = {k: v for k, v in CONSUMER_DEFAULTS.items() if k not in ("max_poll_interval_ms",)}
+    started = time.perf_counter()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **config)
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    count = 0
+    deadline = time.monotonic() + 600
+    while count < events and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=1000).values():
+            count += len(records)
+    seconds = time.perf_counter() - started
+    consumer.close()
+    return count, seconds
+
+
+def _raw_confluent(bootstrap: str, topic: str, events: int) -> tuple[int, float]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    started = time.perf_counter()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    meta = consumer.list_topics(topic, timeout=30)
+    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.topics[topic].partitions)]
+    consumer.assign(parts)
+    count = 0
+    deadline = time.monotonic() + 600
+    while count < events and time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+            if msg.error() is None:
+                count += 1
+    seconds = time.perf_counter() - started
+    consumer.close()
+    return count, seconds
+
+
+def raw_argv(bootstrap: str, topic: str, events: int, client: str = "kafka-python") -> list[str]:
+    return [PYTHON, str(HERE), "raw", "--client", client, "--bootstrap", bootstrap,
+            "--topic", topic, "--events", str(events)]
+
+
+def raw_rate(bootstrap: str, topic: str, events: int, client: str = "kafka-python") -> dict:
+    """One raw poll-only pass over the topic, in a fresh process."""
+    argv = raw_argv(bootstrap, topic, events, client)
+    timed = run_timed(argv).check()
+    result = json.loads(timed.stdout)
+    if result["events"] < events:
+        raise RuntimeError(f"raw {client} read only {result['events']} of {events} events")
+    result["wall_seconds"] = round(timed.seconds, 3)
+    result["command"] = timed.command
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# topics and consumers
+# --------------------------------------------------------------------------------------------
+
+def fill_topic(settings, events: int, *, seed: int = 11) -> dict:
+    """Create the topic (6 partitions) and pre-produce ``events`` valid events of yesterday."""
+    import numpy as np
+
+    from bench.gen_lake import Traffic, day_tables, to_json_values
+    from pipeline.kafka_admin import ensure_topics
+
+    ensure_topics(settings)
+    traffic = Traffic.from_policy(settings.policy)
+    yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    started = time.perf_counter()
+    llm, fb, _, _ = day_tables(traffic, yesterday, events, np.random.default_rng(seed),
+                               id_prefix=f"k{seed}-")
+    messages = to_json_values(llm) + to_json_values(fb)
+    # interleave calls and feedback as agents send them: by time
+    times = np.concatenate([t.column("occurred_at").to_numpy().view("i8") for t in (llm, fb)])
+    messages = [messages[i] for i in np.argsort(times, kind="stable")]
+    made = time.perf_counter() - started
+    mean_bytes = sum(len(v) for _, v in messages) / max(1, len(messages))
+    seconds = produce_events(settings.kafka_bootstrap_servers, settings.topic, messages)
+    log(f"pre-produced {len(messages):,} events ({mean_bytes:.0f} bytes each) to {settings.topic} "
+        f"in {seconds:.1f} s (generated in {made:.1f} s)")
+    return {"events": len(messages), "mean_value_bytes": round(mean_bytes)}
+
+
+def consume_argv(settings, *, group: str, lake: Path, max_events: int | None = None,
+                 until_idle: float | None = None, flush_seconds: float | None = None) -> list[str]:
+    argv = [MODELMETER, "consume", "--bootstrap-servers", settings.kafka_bootstrap_servers,
+            "--topic", settings.topic, "--lake", str(lake), "--group", group,
+            "--progress-seconds", "0"]
+    if max_events is not None:
+        argv += ["--max-events", str(max_events)]
+    if until_idle is not None:
+        argv += ["--until-idle", str(until_idle)]
+    if flush_seconds is not None:
+        argv += ["--flush-seconds", str(flush_seconds)]
+    return argv
+
+
+def _check_lake(lake: Path, events: int) -> dict:
+    counts = lake_counts(lake)
+    rows = counts["llm_call"] + counts["task_feedback"] + counts["_rejected"]
+    if rows != events or counts["distinct_offsets"] != events:
+        raise RuntimeError(f"lake {lake} holds {rows} rows / {counts['distinct_offsets']} distinct "
+                           f"offsets, expected {events}: {counts}")
+    return counts
+
+
+def run_ingest(settings, workdir: Path, events: int) -> tuple[dict, dict, list[float]]:
+    """The ``ingest`` and ``memory`` figures; also returns the raw kafka-python rates."""
+    raws = []
+    log(f"ingest: raw kafka-python poll-only pass 1 over {events:,} events")
+    raws.append(raw_rate(settings.kafka_bootstrap_servers, settings.topic, events))
+    lake = workdir / f"lake-ingest-{uuid.uuid4().hex[:6]}"
+    argv = consume_argv(settings, group=f"bench-ingest-{uuid.uuid4().hex[:6]}", lake=lake,
+                        max_events=events)
+    log(f"ingest: {command_text(argv)}")
+    timed = run_timed(argv).check()
+    counts = _check_lake(lake, events)
+    log("ingest: raw kafka-python poll-only pass 2")
+    raws.append(raw_rate(settings.kafka_bootstrap_servers, settings.topic, events))
+    raw = statistics.mean(r["events_per_s"] for r in raws)
+    landed = events / timed.seconds
+    ratio = landed / raw
+    ingest = {
+        "events": events, "landed_events_per_s": round(landed), "consume_seconds": round(timed.seconds, 2),
+        "raw_kafka_python_events_per_s": round(raw),
+        "raw_runs_events_per_s": [r["events_per_s"] for r in raws],
+        "ratio": round(ratio, 3), "goal": "ratio >= 0.8", "met": ratio >= 0.8,
+        "lake": {k: counts[k] for k in ("llm_call", "task_feedback", "_rejected", "distinct_offsets")},
+        "command": timed.command, "raw_command": raws[0]["command"],
+    }
+    memory = {
+        "peak_pss_mb": round(timed.peak_pss_bytes / 2**20, 1),
+        "peak_rss_sum_mb": round(timed.peak_rss_bytes / 2**20, 1),
+        "peak_vmhwm_mb_largest_process": round(timed.peak_hwm_bytes / 2**20, 1),
+        "what": "modelmeter consume is two processes (poller + lake writer); peak_pss_mb is "
+                "their summed PSS (shared library pages counted once), peak_rss_sum_mb their "
+                "summed RSS (shared pages counted twice), sampled every 100 ms while draining "
+                f"{events:,} events; the goal is judged on PSS",
+        "goal": "<= 300 MB", "met": timed.peak_pss_bytes <= 300 * 2**20, "command": timed.command,
+    }
+    log(f"ingest: landed {landed:,.0f}/s vs raw {raw:,.0f}/s (ratio {ratio:.2f}); "
+        f"peak PSS {memory['peak_pss_mb']} MB")
+    return ingest, memory, [r["events_per_s"] for r in raws]
+
+
+def _committed(admin, group: str) -> int:
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    except Exception:  # the group does not exist yet (the consumer is still starting)
+        return 0
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
+def _drain_with(settings, workdir: Path, events: int, consumers: int) -> dict:
+    """Start ``consumers`` processes in one fresh group; seconds until all N are committed."""
+    from kafka import KafkaAdminClient
+
+    group = f"bench-scale{consumers}-{uuid.uuid4().hex[:6]}"
+    lake = workdir / f"lake-{group}"
+    # a short flush interval so that the last partial flushes commit promptly: the clock
+    # stops at the last commit, and the default 10 s timer would dominate small runs
+    argv = consume_argv(settings, group=group, lake=lake, until_idle=600, flush_seconds=1)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    started = time.perf_counter()
+    procs = [start_sampled(argv)[0] for _ in range(consumers)]
+    try:
+        done = 0
+        deadline = time.monotonic() + 1800
+        while done < events:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{consumers} consumers did not drain {events} events in time")
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a consumer exited early ({proc.returncode}): "
+                                       f"{proc.stderr.read()[-2000:] if proc.stderr else ''}")
+            time.sleep(0.2)
+            done = _committed(admin, group)
+        seconds = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.communicate(timeout=120)
+            except Exception:
+                proc.kill()
+                proc.communicate()
+        admin.close()
+    _check_lake(lake, events)
+    return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
+            "command": command_text(argv) + (f"  (x{consumers}, same group)" if consumers > 1 else "")}
+
+
+def run_scale_out(settings, workdir: Path, events: int) -> dict:
+    log(f"scale_out: one consumer draining {events:,} events")
+    one = _drain_with(settings, workdir, events, 1)
+    log(f"scale_out: two consumers in one group draining {events:,} events")
+    two = _drain_with(settings, workdir, events, 2)
+    speedup = one["seconds"] / two["seconds"]
+    log(f"scale_out: one {one['events_per_s']:,}/s, two {two['events_per_s']:,}/s ({speedup:.2f}x)")
+    return {"events": events, "one_consumer": one, "two_consumers": two,
+            "speedup": round(speedup, 2), "goal": ">= 1.6x on 2 cores", "met": speedup >= 1.6,
+            "cpus": os.cpu_count(),
+            "method": "fresh group and lake per run, --flush-seconds 1; seconds from process "
+                      "start until the group's committed offsets cover every event"}
+
+
+def run_confluent_raw(settings, events: int, kafka_python_rates: list[float]) -> dict:
+    log("confluent_raw: librdkafka poll-only pass")
+    result = raw_rate(settings.kafka_bootstrap_servers, settings.topic, events, client="confluent")
+    kp = statistics.mean(kafka_python_rates)
+    return {"events": events, "confluent_events_per_s": result["events_per_s"],
+            "kafka_python_events_per_s": round(kp),
+            "speedup_over_kafka_python": round(result["events_per_s"] / kp, 2),
+            "why": "raw kafka-python is below 100k events/s on this machine (issue 9 item 3)",
+            "command": result["command"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="raw poll-only consumption rate of a topic")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("raw")
+    p.add_argument("--client", choices=["kafka-python", "confluent"], default="kafka-python")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--events", type=int, required=True)
+    args = parser.parse_args(argv)
+    fn = _raw_kafka_python if args.client == "kafka-python" else _raw_confluent
+    count, seconds = fn(args.bootstrap, args.topic, args.events)
+    print(json.dumps({"client": args.client, "events": count, "seconds": round(seconds, 3),
+                      "events_per_s": round(count / seconds)}))
+    return 0 if count >= args.events else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Producer benchmark: the SDK's events/s vs raw kafka-python ``send`` of the same bytes.
+
+    .venv/bin/python bench/producer.py sdk --bootstrap 127.0.0.1:PORT --topic T --events N
+    .venv/bin/python bench/producer.py raw --bootstrap 127.0.0.1:PORT --topic T --events N
+
+Both sides run in a fresh process, build the same N events (bench/gen_lake.py's traffic,
+yesterday) before the clock starts, then time sending them all and flushing until every one
+is acknowledged. ``sdk`` calls ``UsageProducer.llm_call(...)`` / ``task_feedback(...)`` as an
+agent does (contract validation, JSON serialisation, bounded buffer, delivery tracking);
+``raw`` sends, with a bare ``KafkaProducer`` configured exactly like the SDK's, the bytes the
+SDK produces for those events (key = task_id). bench/run.py alternates raw, sdk, raw, sdk
+and keeps the best rate of each; goal sdk / raw >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import PYTHON, log, run_timed  # noqa: E402
+
+__all__ = ["run_producer"]
+
+HERE = Path(__file__).resolve()
+
+
+def _events(events: int, seed: int) -> list[dict]:
+    import numpy as np
+
+    from bench.gen_lake import Traffic, day_tables
+
+    traffic = Traffic.from_policy()
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    llm, fb, _, _ = day_tables(traffic, day, events, np.random.default_rng(seed),
+                               id_prefix=f"p{seed}-{time.time_ns()}-")
+    rows = llm.to_pylist() + fb.to_pylist()
+    rows.sort(key=lambda r: r["occurred_at"])
+    return rows
+
+
+def _sdk(bootstrap: str, topic: str, rows: list[dict]) -> float:
+    from pipeline.sdk import UsageProducer
+    from pipeline.settings import Settings
+
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic=topic)
+    calls = []
+    for row in rows:
+        kind = row.pop("event_type")
+        row.pop("schema_version")
+        calls.append((kind == "llm_call", row))
+    with UsageProducer(settings, create_topics=False) as meter:
+        llm_call, task_feedback = meter.llm_call, meter.task_feedback
+        started = time.perf_counter()
+        for is_call, kwargs in calls:
+            if is_call:
+                llm_call(**kwargs)
+            else:
+                task_feedback(**kwargs)
+        meter.flush()
+        return time.perf_counter() - started
+
+
+def _raw(bootstrap: str, topic: str, rows: list[dict]) -> float:
+    from kafka import KafkaProducer
+
+    from pipeline.contract import validate_event
+    from pipeline.sdk import _PRODUCER_DEFAULTS
+
+    # the exact bytes the SDK sends for these events
+    messages = []
+    for row in rows:
+        event = validate_event(row)
+        messages.append((event.task_id.encode(),
+                         event.__pydantic_serializer__.to_json(event, exclude_none=True)))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER_DEFAULTS)
+    producer.partitions_for(topic)
+    try:
+        send = producer.send
+        started = time.perf_counter()
+        futures = [send(topic, value=value, key=key) for key, value in messages]
+        producer.flush()
+        seconds = time.perf_counter() - started
+        failed = sum(1 for f in futures if f.failed())
+        if failed:
+            raise RuntimeError(f"{failed} raw sends failed")
+        return seconds
+    finally:
+        producer.close()
+
+
+def _argv(side: str, bootstrap: str, topic: str, events: int) -> list[str]:
+    return [PYTHON, str(HERE), side, "--bootstrap", bootstrap, "--topic", topic,
+            "--events", str(events)]
+
+
+def run_producer(settings, events: int, rounds: int = 2) -> dict:
+    """The ``producer`` figure: raw and sdk alternated ``rounds`` times, best rate of each."""
+    from pipeline.kafka_admin import ensure_topics
+
+    ensure_topics(settings)
+    rates: dict[str, list[int]] = {"raw": [], "sdk": []}
+    commands = {}
+    for i in range(rounds):
+        for side in ("raw", "sdk"):
+            argv = _argv(side, settings.kafka_bootstrap_servers, settings.topic, events)
+            log(f"producer: {side} round {i + 1}/{rounds} ({events:,} events)")
+            timed = run_timed(argv).check()
+            rates[side].append(json.loads(timed.stdout)["events_per_s"])
+            commands[side] = timed.command
+    sdk, raw = max(rates["sdk"]), max(rates["raw"])
+    ratio = sdk / raw
+    log(f"producer: sdk {sdk:,}/s vs raw {raw:,}/s (ratio {ratio:.2f})")
+    return {"events": events, "sdk_events_per_s": sdk, "raw_kafka_python_events_per_s": raw,
+            "sdk_runs": rates["sdk"], "raw_runs": rates["raw"], "ratio": round(ratio, 3),
+            "goal": "ratio >= 0.8", "met": ratio >= 0.8,
+            "command": commands["sdk"], "raw_command": commands["raw"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("side", choices=["sdk", "raw"])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args(argv)
+    rows = _events(args.events, args.seed)
+    fn = _sdk if args.side == "sdk" else _raw
+    seconds = fn(args.bootstrap, args.topic, rows)
+    print(json.dumps({"side": args.side, "events": len(rows), "seconds": round(seconds, 3),
+                      "events_per_s": round(len(rows) / seconds)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

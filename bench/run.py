@@ -1,0 +1,116 @@
+"""``make bench``: every performance figure of issue 9, side by side in one run.
+
+    .venv/bin/python bench/run.py                 # the issue's sizes (1M events, 10M-event lake)
+    .venv/bin/python bench/run.py --quick         # a fast smoke pass with small sizes
+    .venv/bin/python bench/run.py --only ingest,producer --events 200000
+
+Prints ONE JSON document on stdout and writes it to bench/results.json (``--output``);
+progress goes to stderr. Each figure has its value(s), its goal, ``met`` and the exact command
+that measured it. Kafka figures use a private broker (ops/kafka/kafka.sh on free ports, a
+temporary data dir), never a developer's broker on 9092. Compared things run in the same
+process run, alternated where it helps; goals are ratios because shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import REPO_ROOT, log, machine, private_broker, settings_for  # noqa: E402
+
+FIGURES = ("producer", "ingest", "scale_out", "build")
+QUICK = {"events": 50_000, "producer_events": 20_000, "lake_events": 300_000}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000,
+                        help="events pre-produced for ingest/memory/scale_out (default 1M)")
+    parser.add_argument("--producer-events", type=int, default=200_000,
+                        help="events sent per producer run (default 200k)")
+    parser.add_argument("--lake-events", type=int, default=10_000_000,
+                        help="events of the generated 30-day lake for build (default 10M)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"small sizes for a smoke run ({QUICK})")
+    parser.add_argument("--only", default=",".join(FIGURES),
+                        help=f"comma-separated figures among {', '.join(FIGURES)} "
+                             "(ingest includes memory and confluent_raw)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds where compared (default 2)")
+    parser.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed)")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.producer_events, args.lake_events = (
+            QUICK["events"], QUICK["producer_events"], QUICK["lake_events"])
+    only = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = [f for f in only if f not in FIGURES]
+    if unknown:
+        parser.error(f"--only: unknown figure {unknown[0]!r} (figures: {', '.join(FIGURES)})")
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    shown = ["--quick"] if args.quick else [
+        f"--events {args.events}", f"--producer-events {args.producer_events}",
+        f"--lake-events {args.lake_events}"]
+    doc: dict = {"command": " ".join([".venv/bin/python bench/run.py", *shown,
+                                      f"--only {','.join(only)}", f"--rounds {args.rounds}"]),
+                 "machine": machine(), "sizes": {"events": args.events,
+                                                 "producer_events": args.producer_events,
+                                                 "lake_events": args.lake_events},
+                 "figures": {}}
+    figures = doc["figures"]
+    started = time.perf_counter()
+    try:
+        if any(f in only for f in ("producer", "ingest", "scale_out")):
+            with private_broker(workdir) as broker:
+                if "producer" in only:
+                    from bench.producer import run_producer
+
+                    figures["producer"] = run_producer(
+                        settings_for(broker, "bench-producer", workdir), args.producer_events,
+                        rounds=args.rounds)
+                if "ingest" in only or "scale_out" in only:
+                    from bench.ingest import (
+                        fill_topic,
+                        run_confluent_raw,
+                        run_ingest,
+                        run_scale_out,
+                    )
+
+                    settings = settings_for(broker, "bench-ingest", workdir)
+                    doc["topic"] = fill_topic(settings, args.events)
+                    if "ingest" in only:
+                        ingest, memory, raws = run_ingest(settings, workdir, args.events)
+                        figures["ingest"], figures["memory"] = ingest, memory
+                        if max(raws) < 100_000:
+                            figures["confluent_raw"] = run_confluent_raw(settings, args.events, raws)
+                    if "scale_out" in only:
+                        figures["scale_out"] = run_scale_out(settings, workdir, args.events)
+        if "build" in only:
+            from bench.build import run_build
+
+            figures["build"] = run_build(workdir, args.lake_events, rounds=max(1, args.rounds - 1))
+    finally:
+        doc["seconds"] = round(time.perf_counter() - started, 1)
+        doc["all_met"] = bool(figures) and all(
+            fig.get("met", True) for fig in figures.values() if isinstance(fig, dict))
+        text = json.dumps(doc, indent=2)
+        print(text)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n", encoding="utf-8")
+        log(f"wrote {args.output}")
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,528 @@
+"""``make chaos``: fault injection against a real broker, then an exactly-once audit.
+
+    .venv/bin/python ops/chaos.py [--events 200000] [--bad-fraction 0.01]
+        [--duplicate-fraction 0.01] [--kills 5] [--broker-restarts 1] [--seed S] [--json PATH]
+
+What it does, on its own broker (ops/kafka/kafka.sh on free ports, a temporary data dir) and
+its own temporary lake and warehouse:
+
+1. ``modelmeter simulate`` (a subprocess, ``--summary-json``) produces the events, with bad
+   messages and producer retries (same event_id), while ``modelmeter consume`` subprocesses
+   land them (short flush intervals, so that kills hit every phase of a flush: writing,
+   renamed-but-not-committed, committing);
+2. meanwhile, in a seeded random order with random pauses: the consumer is SIGKILLed
+   ``--kills`` times (a random member of the group each time) and restarted; the broker is
+   restarted ``--broker-restarts`` times while the simulator is still producing; a second
+   consumer joins the group for part of the run and leaves it (two rebalances);
+3. the running consumers are stopped, the topic is drained with
+   ``modelmeter consume --until-idle``, and ``modelmeter build`` builds the warehouse;
+4. the audit, against the simulator's own account of what it sent (its summary, and its
+   events regenerated deterministically from the same seed):
+
+   - the lake's distinct valid event_ids are exactly the simulator's (none missing, none
+     extra);
+   - ``_rejected`` holds exactly as many rows as bad messages were sent;
+   - every offset of the topic is in the lake exactly once (landed + rejected rows by
+     (partition, offset)), and every partition's committed offset is its end offset;
+   - no temporary file is left in the lake;
+   - the warehouse holds each event once and its token totals (every kind) and cost and
+     baseline cost totals equal the producer-side totals exactly (Decimal, from the
+     simulator's events and the price book).
+
+Prints one JSON summary (every count, expected vs actual, ``ok``) and exits 0 only when
+everything matches (1 otherwise, 2 on bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from pipeline.prices import TOKEN_KINDS  # noqa: E402
+
+MODELMETER = str(Path(sys.executable).parent / "modelmeter")
+GROUP = "modelmeter-chaos"
+TOPIC = "chaos-agent-usage"
+_MILLION = Decimal(1_000_000)
+
+
+def log(message: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Options:
+    events: int = 200_000
+    bad_fraction: float = 0.01
+    duplicate_fraction: float = 0.01
+    kills: int = 5
+    broker_restarts: int = 1
+    seed: int = 20261126
+    days: int = 30
+    flush_events: int = 10_000
+    flush_seconds: float = 2.0
+    pause_min: float = 2.0     # seconds between two faults, at least
+    pause_max: float = 6.0
+    drain_idle: float = 8.0
+
+
+@dataclass
+class ConsumerProc:
+    """One ``modelmeter consume`` subprocess (output to a log file)."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+    exits: list[int] = field(default_factory=list)
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.started_at = time.monotonic()
+        with open(self.log_path, "a") as out:
+            out.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')}\n")
+            out.flush()
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=REPO_ROOT)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.exits.append(self.proc.wait())
+
+    def stop(self, timeout: float = 120) -> int:
+        """SIGTERM (flush, commit, exit 0) and wait."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.exits.append(code)
+        return code
+
+
+def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
+    finally:
+        consumer.close()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    finally:
+        admin.close()
+
+
+def _group_empty(bootstrap: str, group: str) -> bool:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+        return not info.get("members")
+    finally:
+        admin.close()
+
+
+def _produced(bootstrap: str, topic: str) -> int:
+    with contextlib.suppress(Exception):  # broker restarting: unknown yet
+        return sum(_end_offsets(bootstrap, topic).values())
+    return -1
+
+
+# --------------------------------------------------------------------------------------------
+# expected totals from the simulator's own events
+# --------------------------------------------------------------------------------------------
+
+def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any]:
+    """Regenerate the simulator's events (deterministic) and total their tokens and cost."""
+    from pipeline.policy import load_policy
+    from pipeline.prices import load_price_book
+    from pipeline.simulate import SimRun, iter_chunks
+
+    policy = load_policy(settings.policy)
+    book = load_price_book(settings.prices)
+    base = policy.baseline_model
+    run = SimRun(**run_args)
+    ids: list[str] = []
+    tokens: Counter[str] = Counter()
+    cost = baseline = Decimal(0)
+    calls = feedback = unpriced = bad = duplicates = 0
+    for chunk in iter_chunks(policy, run):
+        bad += sum(chunk.bad_kinds.values())
+        duplicates += chunk.duplicates
+        for ev in chunk.events:
+            ids.append(ev["event_id"])
+            if ev["event_type"] != "llm_call":
+                feedback += 1
+                continue
+            calls += 1
+            for kind in TOKEN_KINDS:
+                tokens[kind] += ev[f"{kind}_tokens"]
+            at = dt.datetime.fromisoformat(ev["occurred_at"]).astimezone(dt.UTC)
+            price = book.price_at(ev["provider"], ev["model"], at)
+            base_price = book.price_at(base.provider, base.model, at)
+            if price is None or base_price is None:
+                unpriced += 1
+                continue
+            for kind in TOKEN_KINDS:
+                n = Decimal(ev[f"{kind}_tokens"])
+                cost += n * getattr(price, f"usd_per_mtok_{kind}") / _MILLION
+                baseline += n * getattr(base_price, f"usd_per_mtok_{kind}") / _MILLION
+    return {"event_ids": ids, "llm_call_events": calls, "task_feedback_events": feedback,
+            "tokens": {k: tokens[k] for k in TOKEN_KINDS}, "cost_usd": cost,
+            "baseline_cost_usd": baseline, "unpriced_calls": unpriced, "bad_messages": bad,
+            "duplicates": duplicates}
+
+
+# --------------------------------------------------------------------------------------------
+# the audit
+# --------------------------------------------------------------------------------------------
+
+def audit(settings, summary: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    import duckdb
+    import pyarrow as pa
+
+    lake = Path(settings.lake)
+    checks: dict[str, dict[str, Any]] = {}
+
+    def check(name: str, want: Any, got: Any) -> None:
+        checks[name] = {"expected": want, "actual": got, "ok": want == got}
+
+    con = duckdb.connect()
+    try:
+        def src(table: str) -> str | None:
+            if not any(lake.glob(f"{table}/*/*.parquet")):
+                return None
+            return f"read_parquet('{lake}/{table}/*/*.parquet', hive_partitioning = false)"
+
+        events = [s for s in (src("llm_call"), src("task_feedback")) if s]
+        rejected = src("_rejected")
+        event_rows = sum(con.execute(f"select count(*) from {s}").fetchall()[0][0] for s in events)
+        rejected_rows = con.execute(f"select count(*) from {rejected}").fetchall()[0][0] if rejected else 0
+        con.register("sim_ids", pa.table({"event_id": expected["event_ids"]}))
+        union_ids = " union all ".join(f"select event_id from {s}" for s in events) or \
+            "select null::varchar as event_id where false"
+        con.execute(f"create temp table lake_ids as select distinct event_id from ({union_ids})")
+        distinct = con.execute("select count(*) from lake_ids").fetchall()[0][0]
+        missing = con.execute("select count(*) from sim_ids anti join lake_ids using (event_id)").fetchall()[0][0]
+        extra = con.execute("select count(*) from lake_ids anti join sim_ids using (event_id)").fetchall()[0][0]
+        offsets = " union all ".join(f"select kafka_partition, kafka_offset from {s}"
+                                     for s in [*events, *([rejected] if rejected else [])])
+        distinct_offsets = con.execute(
+            f"select count(*) from (select distinct * from ({offsets}))").fetchall()[0][0]
+    finally:
+        con.close()
+
+    end = _end_offsets(settings.kafka_bootstrap_servers, settings.topic)
+    committed = _committed(settings.kafka_bootstrap_servers, GROUP, settings.topic)
+    topic_messages = sum(end.values())
+
+    check("simulator_regenerated_valid_events", summary["valid_events"], len(expected["event_ids"]))
+    check("simulator_regenerated_bad_messages", summary["bad_messages"], expected["bad_messages"])
+    check("landed_distinct_valid_events", summary["distinct_event_ids"], distinct)
+    check("missing_event_ids", 0, missing)
+    check("unexpected_event_ids", 0, extra)
+    check("rejected_rows", summary["bad_messages"], rejected_rows)
+    check("lake_rows_are_topic_messages", topic_messages, event_rows + rejected_rows)
+    check("distinct_offsets_are_topic_messages", topic_messages, distinct_offsets)
+    check("committed_offsets_are_end_offsets", end, {p: committed.get(p, -1) for p in end})
+    temp_files = sorted(str(p.relative_to(lake)) for p in lake.rglob(".*") if p.is_file())
+    check("temporary_files_left", [], temp_files)
+
+    from pipeline.warehouse import open_warehouse_readonly
+
+    wh = open_warehouse_readonly(settings.warehouse)
+    try:
+        sums = ", ".join(f"sum({k}_tokens)::hugeint" for k in TOKEN_KINDS)
+        row = wh.execute(f"select count(*), count(distinct event_id), {sums}, sum(cost_usd), "
+                         "sum(baseline_cost_usd), count(*) filter (where not is_priced) "
+                         "from fct_llm_calls").fetchall()[0]
+        fb = wh.execute("select count(*), count(distinct event_id) from fct_task_feedback").fetchall()[0]
+    finally:
+        wh.close()
+    n_calls, n_distinct_calls = row[0], row[1]
+    wh_tokens = dict(zip(TOKEN_KINDS, (int(x or 0) for x in row[2:7]), strict=True))
+    check("warehouse_llm_calls", summary["llm_call_events"], n_calls)
+    check("warehouse_llm_calls_distinct", n_calls, n_distinct_calls)
+    check("warehouse_task_feedback", summary["task_feedback_events"], fb[0])
+    check("warehouse_task_feedback_distinct", fb[0], fb[1])
+    check("warehouse_tokens", summary["tokens"], wh_tokens)
+    check("warehouse_tokens_vs_regenerated_events", expected["tokens"], wh_tokens)
+    check("warehouse_cost_usd", str(expected["cost_usd"]), str(row[7]) if row[7] is not None else None)
+    check("warehouse_baseline_cost_usd", str(expected["baseline_cost_usd"]),
+          str(row[8]) if row[8] is not None else None)
+    check("warehouse_unpriced_calls", expected["unpriced_calls"], row[9])
+    # exact equality of the Decimals, not of their printed forms
+    for name, key, value in (("warehouse_cost_usd", "cost_usd", row[7]),
+                             ("warehouse_baseline_cost_usd", "baseline_cost_usd", row[8])):
+        checks[name]["ok"] = value is not None and Decimal(value) == expected[key]
+    counts = {"topic_messages": topic_messages, "lake_event_rows": event_rows,
+              "lake_distinct_event_ids": distinct, "lake_rejected_rows": rejected_rows,
+              "lake_duplicate_rows": event_rows - distinct}
+    return {"counts": counts, "checks": checks}
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+def _plan(opts: Options) -> list[str]:
+    """The faults in order: the broker restart(s) first (while the simulator is producing),
+    then the kills; a second consumer joins after the first kill and leaves before the last."""
+    plan = ["broker"] * opts.broker_restarts + ["kill"] * opts.kills
+    first_kill = opts.broker_restarts
+    plan.insert(min(first_kill + 1, len(plan)), "join")
+    plan.insert(len(plan) - 1 if opts.kills >= 2 else len(plan), "leave")
+    return plan
+
+
+def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
+    """Run the scenario; ``broker`` is a started, restartable broker or None (start our own)."""
+    from pipeline.kafka_admin import ensure_topics
+    from pipeline.settings import Settings
+    from tests.kafka_broker import LocalBroker
+
+    rng = random.Random(opts.seed)
+    own_broker = broker is None
+    if own_broker:
+        broker = LocalBroker(data_dir=workdir / "kafka")
+        log(f"starting a private broker on {broker.bootstrap}")
+        broker.start()
+    settings = Settings(kafka_bootstrap_servers=broker.bootstrap,
+                        topic=f"{TOPIC}-{opts.seed}-{os.getpid()}",
+                        lake=workdir / "lake", warehouse=workdir / "warehouse.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    common = ["--bootstrap-servers", settings.kafka_bootstrap_servers, "--topic", settings.topic,
+              "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
+              "--policy", str(settings.policy), "--prices", str(settings.prices)]
+    end_date = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    run_args = {"events": opts.events, "days": opts.days, "end_date": end_date, "seed": opts.seed,
+                "bad_fraction": opts.bad_fraction, "duplicate_fraction": opts.duplicate_fraction}
+    messages = (opts.events + math.floor(opts.events * opts.bad_fraction)
+                + math.floor(opts.events * opts.duplicate_fraction))
+    consume = [MODELMETER, "consume", *common, "--group", GROUP, "--flush-events",
+               str(opts.flush_events), "--flush-seconds", str(opts.flush_seconds),
+               "--progress-seconds", "0"]
+    consumers = {name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log")
+                 for name in ("a", "b")}
+    timeline: list[dict[str, Any]] = []
+    started = time.monotonic()
+
+    def note(action: str, **details: Any) -> None:
+        timeline.append({"t": round(time.monotonic() - started, 2), "action": action, **details})
+        log(f"{action} {details if details else ''}")
+
+    sim = None
+    try:
+        ensure_topics(settings)
+        summary_path = workdir / "simulate-summary.json"
+        sim_argv = [MODELMETER, "simulate", *common, "--events", str(opts.events), "--days",
+                    str(opts.days), "--start-date", end_date.isoformat(), "--seed", str(opts.seed),
+                    "--bad-fraction", str(opts.bad_fraction), "--duplicate-fraction",
+                    str(opts.duplicate_fraction), "--no-progress", "--summary-json",
+                    str(summary_path)]
+        sim_log = open(workdir / "simulate.log", "w")  # noqa: SIM115 - closed in finally
+        sim = subprocess.Popen(sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        sim_log.close()
+        note("simulate started", messages=messages)
+        consumers["a"].start()
+        note("consumer a started")
+
+        for step in _plan(opts):
+            if step == "broker":
+                time.sleep(rng.uniform(0.2, 1.0))
+            else:
+                time.sleep(rng.uniform(opts.pause_min, opts.pause_max))
+            if step == "kill":
+                victim = rng.choice([c for c in consumers.values() if c.running] or [consumers["a"]])
+                if not victim.running:
+                    victim.start()
+                    time.sleep(opts.pause_min)
+                victim.kill()
+                note("SIGKILL consumer", consumer=victim.name, produced=_produced(
+                    settings.kafka_bootstrap_servers, settings.topic))
+                time.sleep(rng.uniform(0.0, 1.0))
+                victim.start()
+                note("consumer restarted", consumer=victim.name)
+            elif step == "broker":
+                # mid-stream: while the simulator still has messages to send, when possible
+                deadline = time.monotonic() + 60
+                while sim.poll() is None and time.monotonic() < deadline:
+                    done = _produced(settings.kafka_bootstrap_servers, settings.topic)
+                    if done >= messages * 0.2:
+                        break
+                    time.sleep(0.2)
+                produced = _produced(settings.kafka_bootstrap_servers, settings.topic)
+                note("broker restart", produced=produced, simulator_running=sim.poll() is None)
+                broker.restart()
+                note("broker back")
+            elif step == "join":
+                consumers["b"].start()
+                note("consumer b joined the group")
+            elif step == "leave" and consumers["b"].running:
+                code = consumers["b"].stop()
+                note("consumer b left the group (SIGTERM)", exit_code=code)
+
+        code = sim.wait(timeout=900)
+        note("simulate finished", exit_code=code)
+        if code != 0:
+            raise RuntimeError(f"modelmeter simulate exited {code}: "
+                               f"{(workdir / 'simulate.log').read_text()[-2000:]}")
+        summary = json.loads(summary_path.read_text())
+        time.sleep(opts.pause_min)  # let a just-restarted consumer start before stopping it
+        for consumer in consumers.values():
+            if consumer.running:
+                note(f"stopping consumer {consumer.name} (SIGTERM)", exit_code=consumer.stop())
+        deadline = time.monotonic() + 90
+        while not _group_empty(settings.kafka_bootstrap_servers, GROUP) and time.monotonic() < deadline:
+            time.sleep(1)  # killed members leave when their session times out
+        drain = [MODELMETER, "consume", *common, "--group", GROUP, "--until-idle",
+                 str(opts.drain_idle), "--progress-seconds", "0"]
+        with open(workdir / "consumer-drain.log", "w") as out:
+            code = subprocess.run(drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                  timeout=1800).returncode
+        note("drained (--until-idle)", exit_code=code)
+        if code != 0:
+            raise RuntimeError(f"the drain exited {code}: "
+                               f"{(workdir / 'consumer-drain.log').read_text()[-2000:]}")
+        with open(workdir / "build.log", "w") as out:
+            code = subprocess.run([MODELMETER, "build", *common], stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=REPO_ROOT, timeout=1800).returncode
+        note("modelmeter build", exit_code=code)
+        if code != 0:
+            raise RuntimeError(f"modelmeter build exited {code}: "
+                               f"{(workdir / 'build.log').read_text()[-2000:]}")
+        log("auditing")
+        expected = expected_from_simulator(settings, run_args)
+        result = audit(settings, summary, expected)
+    finally:
+        if sim is not None and sim.poll() is None:
+            sim.kill()
+            sim.wait()
+        for consumer in consumers.values():
+            if consumer.running:
+                assert consumer.proc is not None
+                consumer.proc.kill()
+                consumer.proc.wait()
+        if own_broker:
+            broker.stop()
+
+    kills = sum(1 for t in timeline if t["action"] == "SIGKILL consumer")
+    restarts = sum(1 for t in timeline if t["action"] == "broker restart")
+    ok = all(c["ok"] for c in result["checks"].values())
+    return {
+        "ok": ok,
+        "options": {k: getattr(opts, k) for k in Options.__dataclass_fields__},
+        "faults": {"consumer_kills": kills, "broker_restarts": restarts,
+                   "second_consumer": any(t["action"].startswith("consumer b joined") for t in timeline),
+                   "consumer_exit_codes": {c.name: c.exits for c in consumers.values()}},
+        "simulator": {k: summary[k] for k in ("valid_events", "distinct_event_ids", "llm_call_events",
+                                              "task_feedback_events", "duplicates", "bad_messages",
+                                              "messages", "tokens")},
+        "expected_cost_usd": str(expected["cost_usd"]),
+        "expected_baseline_cost_usd": str(expected["baseline_cost_usd"]),
+        **result,
+        "failed_checks": [name for name, c in result["checks"].items() if not c["ok"]],
+        "timeline": timeline,
+        "seconds": round(time.monotonic() - started, 1),
+        "workdir": str(workdir),
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ops/chaos.py", description=__doc__.split("\n\n")[0])
+    d = Options()
+    parser.add_argument("--events", type=int, default=d.events)
+    parser.add_argument("--bad-fraction", type=float, default=d.bad_fraction)
+    parser.add_argument("--duplicate-fraction", type=float, default=d.duplicate_fraction)
+    parser.add_argument("--kills", type=int, default=d.kills)
+    parser.add_argument("--broker-restarts", type=int, default=d.broker_restarts)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--days", type=int, default=d.days)
+    parser.add_argument("--flush-events", type=int, default=d.flush_events,
+                        help="consumer --flush-events during the faults (default 10000)")
+    parser.add_argument("--flush-seconds", type=float, default=d.flush_seconds,
+                        help="consumer --flush-seconds during the faults (default 2)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
+    parser.add_argument("--workdir", type=Path, help="keep broker data, lake, warehouse and logs here")
+    args = parser.parse_args(argv)
+    for name in ("events", "kills", "broker_restarts", "days", "flush_events"):
+        if getattr(args, name) < (1 if name in ("events", "days", "flush_events") else 0):
+            parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
+    for name in ("bad_fraction", "duplicate_fraction"):
+        if not 0 <= getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
+    opts = Options(events=args.events, bad_fraction=args.bad_fraction,
+                   duplicate_fraction=args.duplicate_fraction, kills=args.kills,
+                   broker_restarts=args.broker_restarts, seed=args.seed, days=args.days,
+                   flush_events=args.flush_events, flush_seconds=args.flush_seconds)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-chaos-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_chaos(opts, workdir=workdir)
+    except Exception as exc:
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "workdir": str(workdir)}
+    text = json.dumps(result, indent=2, default=_json_default)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    if result["ok"] and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif not result["ok"]:
+        log(f"FAILED: {result.get('failed_checks') or result.get('error')}; "
+            f"logs and data kept in {workdir}")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
