@@ -323,6 +323,9 @@ _INCREMENTAL = re.compile(r"^--\s*incremental:\s*partition\s+(\w+)\s*,\s*key\s+(
 def discover_models(sql_dir: Path | None = None) -> dict[str, list[Model]]:
     """The models of each layer (``sql/<layer>/*.sql``), by name."""
     sql_dir = sql_dir or SQL_DIR
+    if not (sql_dir / MACROS_FILE).is_file():
+        raise WarehouseError(f"the SQL models are not in {sql_dir}: install modelmeter from its "
+                             "source tree (pip install -e .)")
     models: dict[str, list[Model]] = {}
     for layer in LAYERS:
         found = []

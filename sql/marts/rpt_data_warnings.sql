@@ -1,7 +1,8 @@
 -- rpt_data_warnings: one row per (event_date, warning, subject) that needs attention, plus
 -- one 'lake_freshness' row per day. key: (event_date, warning, subject).
 -- warning            subject                  events
--- unpriced_calls     provider/model           calls with no price in force (own or baseline model)
+-- unpriced_calls     provider/model           calls with no price in force for their model (or
+--                                             '<baseline provider/model> (baseline)' when only the baseline lacks one)
 -- unknown_role       role                     llm_call and task_feedback events of a role not in the policy
 -- unknown_trigger    role/escalation_trigger  escalated calls whose trigger is not one of the role's
 -- duplicate_events   event type               extra copies landed by producer retries (counted once)
@@ -21,10 +22,22 @@ rejected as (
     select * from stg_rejected
 ),
 
+policy as (
+    select * from dim_policy
+),
+
 warnings as (
-    select event_date, 'unpriced_calls' as warning, provider || '/' || model as subject,
-           count(*) as events, max(ingested_at) as last_ingested_at
-    from calls where not is_priced
+    select
+        event_date,
+        'unpriced_calls' as warning,
+        case
+            when price_effective_from is null then provider || '/' || model
+            else policy.baseline_provider || '/' || policy.baseline_model || ' (baseline)'
+        end as subject,
+        count(*) as events,
+        max(ingested_at) as last_ingested_at
+    from calls cross join policy
+    where not is_priced
     group by all
 
     union all

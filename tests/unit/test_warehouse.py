@@ -641,3 +641,21 @@ def test_event_id_in_a_changed_and_an_unchanged_partition_falls_back_to_a_full_b
                        ).fetchone() == (1, "claude-opus-4-1")
     con.close()
     assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+
+
+def test_call_without_a_baseline_price_is_unpriced_and_names_the_baseline(tmp_path):
+    """When only the baseline model has no price in force, the call is unpriced (all money NULL)
+    and the data warning names the baseline model, not the call's own model."""
+    prices = tmp_path / "prices.csv"
+    prices.write_text("".join(line + "\n" for line in PRICES.read_text().splitlines()
+                              if "claude-opus-4-1" not in line))
+    settings = settings_for(tmp_path, prices=prices)
+    write_events_lake(settings.lake, [llm_call("x-1", dt.datetime(2025, 7, 1, 9, tzinfo=UTC),
+                                               "implementer", "zai", "glm-4.5", input_tokens=10)])
+    build_warehouse(settings)
+    con = open_warehouse_readonly(settings.warehouse)
+    assert con.execute("select is_priced, cost_usd, baseline_cost_usd, savings_usd from fct_llm_calls"
+                       ).fetchone() == (False, None, None, None)
+    assert con.execute("select subject, events from rpt_data_warnings where warning = 'unpriced_calls'"
+                       ).fetchall() == [("anthropic/claude-opus-4-1 (baseline)", 1)]
+    con.close()
