@@ -250,6 +250,7 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None,
     except OSError as exc:
         raise WarehouseError(f"cannot create {target.parent}: {exc.strerror or exc}") from None
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
+    _remove_abandoned_builds(target)
     _remove_database_files(building)
     try:
         if plan is not None:
@@ -704,6 +705,25 @@ def _sql_str(text: str) -> str:
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _remove_abandoned_builds(target: Path) -> None:
+    """Delete ``<warehouse>.building-<pid>`` files of builds whose process no longer exists."""
+    for leftover in target.parent.glob(f"{target.name}.building-*"):
+        pid_text = leftover.name.rsplit("-", 1)[1].removesuffix(".wal")
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        leftover.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _remove_database_files(path: Path) -> None:

@@ -659,3 +659,17 @@ def test_call_without_a_baseline_price_is_unpriced_and_names_the_baseline(tmp_pa
     assert con.execute("select subject, events from rpt_data_warnings where warning = 'unpriced_calls'"
                        ).fetchall() == [("anthropic/claude-opus-4-1 (baseline)", 1)]
     con.close()
+
+
+def test_files_of_a_killed_build_are_removed_by_the_next_build(tmp_path):
+    """A build killed mid-way leaves <warehouse>.building-<pid>; the next build deletes it once
+    that process is gone, and leaves a running build's file alone."""
+    settings = settings_for(tmp_path)
+    dead_pid = 2**22 + 1  # above Linux's largest pid: no such process
+    abandoned = tmp_path / f"warehouse.duckdb.building-{dead_pid}"
+    abandoned.write_bytes(b"half a database")
+    (tmp_path / f"warehouse.duckdb.building-{dead_pid}.wal").write_bytes(b"wal")
+    running = tmp_path / f"warehouse.duckdb.building-{os.getppid()}"
+    running.write_bytes(b"another build in progress")
+    build_warehouse(settings)
+    assert sorted(p.name for p in tmp_path.glob("warehouse.duckdb.building-*")) == [running.name]
