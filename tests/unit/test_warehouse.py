@@ -673,3 +673,33 @@ def test_files_of_a_killed_build_are_removed_by_the_next_build(tmp_path):
     running.write_bytes(b"another build in progress")
     build_warehouse(settings)
     assert sorted(p.name for p in tmp_path.glob("warehouse.duckdb.building-*")) == [running.name]
+
+
+def test_finance_connection_survives_a_build_by_another_process(tmp_path):
+    """A plain duckdb.connect(read_only=True) stays usable while `modelmeter build` runs in another
+    process and swaps the file; a reader that reconnects sees the new data."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    settings = settings_for(tmp_path)
+    write_events_lake(settings.lake, [llm_call("x-1", dt.datetime(2025, 7, 1, 9, tzinfo=UTC),
+                                               "implementer", "zai", "glm-4.5", input_tokens=10)])
+    build_warehouse(settings)
+    finance = duckdb.connect(str(settings.warehouse), read_only=True)
+    assert finance.execute("select count(*) from fct_llm_calls").fetchone() == (1,)
+    write_events_lake(settings.lake, [llm_call("x-2", dt.datetime(2025, 7, 2, 9, tzinfo=UTC),
+                                               "implementer", "zai", "glm-4.5", input_tokens=10)],
+                      topic="other-topic")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "build", "--lake", str(settings.lake),
+         "--warehouse", str(settings.warehouse), "--policy", str(POLICY), "--prices", str(PRICES)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "build: staging:" in done.stderr and "build: marts:" in done.stderr
+    assert finance.execute("select count(*) from fct_llm_calls").fetchone() == (1,)
+    finance.close()
+    fresh = open_warehouse_readonly(settings.warehouse)
+    assert fresh.execute("select count(*) from fct_llm_calls").fetchone() == (2,)
+    fresh.close()
