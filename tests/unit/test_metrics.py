@@ -127,8 +127,9 @@ def test_health_fails_only_with_lag_and_an_old_commit() -> None:
 def test_server_serves_metrics_and_healthz_over_http() -> None:
     """/metrics has every documented name; /healthz is 200 then 503 with a JSON reason."""
     s = ConsumerStats()
+    s.started_monotonic -= 10  # started 10 s ago, never committed
     s.highwater, s.committed = {0: 5}, {0: 5}
-    server = MetricsServer(s, topic="t", max_commit_age=0.01).start("127.0.0.1", 0)
+    server = MetricsServer(s, topic="t", max_commit_age=5).start("127.0.0.1", 0)
     try:
         base = f"http://127.0.0.1:{server.port}"
         text = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
@@ -137,7 +138,7 @@ def test_server_serves_metrics_and_healthz_over_http() -> None:
         with urllib.request.urlopen(f"{base}/healthz", timeout=5) as resp:
             assert resp.status == 200
             assert json.loads(resp.read())["status"] == "ok"
-        s.highwater = {0: 9}  # lag 4, never committed, limit 0.01 s
+        s.highwater = {0: 9}  # lag 4, no commit for 10 s, limit 5 s
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{base}/healthz", timeout=5)
         assert err.value.code == 503
