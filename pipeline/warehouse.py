@@ -114,7 +114,6 @@ class BuildResult:
 
     warehouse: Path
     built_at: dt.datetime
-    skipped: bool = False
     seconds: float = 0.0
     rows: dict[str, int] = field(default_factory=dict)
     lake_files: dict[str, int] = field(default_factory=dict)
