@@ -121,6 +121,9 @@ class Settings(BaseSettings):
         The overrides are validated like the environment is (a password becomes a SecretStr,
         "027" an octal umask); the environment is not read again.
         """
+        unknown = set(overrides) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values = {k: v for k, v in overrides.items() if v is not None}
         if not values:
             return self

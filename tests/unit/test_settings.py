@@ -40,6 +40,8 @@ def test_with_overrides_validates_like_the_environment() -> None:
     assert SECRET not in repr(settings)
     assert settings.umask == 0o077
     assert settings.topic == "agent-usage"
+    with pytest.raises(TypeError, match="topik"):
+        Settings().with_overrides(topik="typo")
 
 
 def test_environment_names_of_design_section_2(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
