@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,22 +229,36 @@ class _ConnectionErrors(logging.Handler):
         self.errors.extend(a for a in args if isinstance(a, BaseException))
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: tuple[bool, int] = (True, logging.NOTSET)
+
+
 @contextmanager
 def _quiet_bootstrap() -> Iterator[_ConnectionErrors]:
     """While a client bootstraps, kafka-python's per-attempt warnings are collected instead
-    of printed: a failed start is one line that names the last error, not a screenful."""
+    of printed: a failed start is one line that names the last error, not a screenful.
+    Safe when several threads make clients at once (the last one out restores logging)."""
+    global _quiet_depth, _quiet_saved
     handler = _ConnectionErrors()
     kafka_log = logging.getLogger("kafka")
-    saved = kafka_log.propagate, kafka_log.level
-    kafka_log.addHandler(handler)
-    kafka_log.propagate = False
-    if kafka_log.getEffectiveLevel() > logging.WARNING:
-        kafka_log.setLevel(logging.WARNING)
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = (kafka_log.propagate, kafka_log.level)
+            kafka_log.propagate = False
+            if kafka_log.getEffectiveLevel() > logging.WARNING:
+                kafka_log.setLevel(logging.WARNING)
+        _quiet_depth += 1
+        kafka_log.addHandler(handler)
     try:
         yield handler
     finally:
-        kafka_log.removeHandler(handler)
-        kafka_log.propagate, kafka_log.level = saved[0], saved[1]
+        with _quiet_lock:
+            kafka_log.removeHandler(handler)
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                kafka_log.propagate = _quiet_saved[0]
+                kafka_log.setLevel(_quiet_saved[1])  # setLevel: also clears logging's level cache
 
 
 def _explain(errors: list[BaseException]) -> str:
