@@ -113,7 +113,31 @@ def _range(kwargs: dict[str, Any]) -> str:
     return f" (expected {_fmt(low)}..{_fmt(high)}{' exclusive' if kwargs.get('strict_max') else ''})"
 
 
-def _describe(result: Any, index_column: str | None, limit: int) -> str:
+def _exact_counts(frame: pd.DataFrame, config: Any) -> list[dict[str, Any]] | None:
+    """Every unexpected value with its count, for the expectations whose unexpected values
+    are plain to name (great-expectations samples at most 200 of them); None otherwise."""
+    kwargs = config.kwargs
+    column = kwargs.get("column")
+    if column not in frame.columns:
+        return None
+    data = frame
+    if kwargs.get("row_condition"):
+        if kwargs.get("condition_parser") != "pandas":
+            return None
+        data = frame.query(kwargs["row_condition"])
+    values = data[column].dropna()
+    if config.type == "expect_column_values_to_be_null":
+        bad = values
+    elif config.type == "expect_column_values_to_be_in_set":
+        bad = values[~values.isin(list(kwargs["value_set"]))]
+    else:
+        return None
+    counts = bad.astype(object).value_counts()
+    return [{"value": v, "count": int(n)}
+            for v, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))]
+
+
+def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int) -> str:
     """``<explain>: <values>`` for a failed expectation."""
     config = result.expectation_config
     meta = config.meta or {}
@@ -126,6 +150,9 @@ def _describe(result: Any, index_column: str | None, limit: int) -> str:
     column = kwargs.get("column")
     count = res.get("unexpected_count")
     counts = [c for c in res.get("partial_unexpected_counts") or [] if c.get("value") is not None]
+    if count and sum(c["count"] for c in counts) != count:      # a sample: count them all
+        exact = _exact_counts(frame, config)
+        counts = exact if exact is not None and sum(c["count"] for c in exact) == count else []
     by_index = res.get("partial_unexpected_index_list") or []
     show = meta.get("show", "values")
     if show == "observed":            # a one-row frame of day-level numbers
@@ -239,7 +266,7 @@ class GxRunner:
                 expectation=config.type,
                 column=config.kwargs.get("column"),
                 success=bool(item.success),
-                message=None if item.success else _describe(item, index_column, self.limit),
+                message=None if item.success else _describe(item, frame, index_column, self.limit),
             ))
         return outcomes
 

@@ -25,6 +25,7 @@ from pipeline.dq.lakeday import flush_frame, schema_problem
 from pipeline.lake import REJECTED_TABLE, SCHEMAS, FileName, partition_dir, write_table_atomic
 from pipeline.warehouse import build_warehouse
 from tests.conftest import REPO_ROOT
+from tests.golden import DAY_A, DAY_B, write_golden_lake
 
 DAY = dt.date(2025, 6, 10)
 TOPIC = "agent-usage"
@@ -198,6 +199,15 @@ def test_unpriced_model_fails_naming_model_and_calls(settings, lake, tmp_path, c
     assert result["failed"] == ["every_call_priced"]
 
 
+def test_unpriced_counts_are_exact_beyond_the_values_great_expectations_samples(settings):
+    """250 unpriced calls are counted as 250 (great-expectations itself samples 200 values)."""
+    lake = Lake(Path(settings.lake))
+    lake.day(DAY)
+    lake.flush(2, [("llm_call", call(model="glm-9", minute=i)) for i in range(250)])
+    report = run(settings)
+    assert failures(report, "every_call_priced") == ["unpriced: zai/glm-9 (250 calls)"]
+
+
 def test_call_before_its_price_takes_effect_is_unpriced(settings, lake, tmp_path):
     """Prices are looked up at occurred_at: a price from noon leaves the morning unpriced."""
     book = (REPO_ROOT / "schemas" / "prices.csv").read_text().replace(
@@ -206,6 +216,18 @@ def test_call_before_its_price_takes_effect_is_unpriced(settings, lake, tmp_path
     report = run(settings.with_overrides(prices=tmp_path / "prices.csv"))
     assert statuses(report)["every_call_priced"] == "fail"
     assert failures(report, "every_call_priced")[0].startswith("unpriced: zai/glm-4.5 (")
+
+
+def test_call_without_a_baseline_price_is_unpriced(settings, lake, tmp_path):
+    """No price for the policy's baseline model: no baseline cost, so every call is unpriced
+    (the Opus calls for their own model, the GLM calls for the baseline)."""
+    book = "\n".join(line for line in (REPO_ROOT / "schemas" / "prices.csv").read_text().splitlines()
+                     if ",claude-opus-4-1," not in line) + "\n"
+    (tmp_path / "prices.csv").write_text(book)
+    settings = settings.with_overrides(prices=tmp_path / "prices.csv")
+    (message,) = assert_only_fails(run(settings), "every_call_priced")
+    assert message == ("unpriced: baseline anthropic/claude-opus-4-1 (28 calls), "
+                       "anthropic/claude-opus-4-1 (4 calls)")
 
 
 # --- every other check, one crafted defect each ---------------------------------------------
@@ -464,3 +486,24 @@ def test_every_check_has_expectations_in_the_suite_files():
     for path in (REPO_ROOT / "schemas" / "expectations").glob("*.json"):
         checks |= load_suite(path).checks
     assert checks == set(CHECKS)
+
+
+# --- the golden lake (tests/golden.py) -------------------------------------------------------
+
+def test_golden_lake_clean_day_passes_and_cost_day_names_its_defects(settings):
+    """The hand-made golden lake: its clean "share day" passes; its "cost day" fails exactly
+    on the defects planted in it (an unpriced model, an unknown role and trigger, a rejected
+    message among 12) and names them."""
+    write_golden_lake(Path(settings.lake))
+    build_warehouse(settings)
+    clean = run(settings, DAY_B)
+    assert clean.exit_code == 0
+    assert {r.status for r in clean.results} == {"pass", "skip"}
+    cost_day = run(settings, DAY_A)
+    assert [r.name for r in cost_day.results if r.status == "fail"] == [
+        "every_call_priced", "known_roles_triggers", "rejected_rate"]
+    assert failures(cost_day, "every_call_priced") == ["unpriced: zai/glm-5-preview (1 calls)"]
+    assert sorted(failures(cost_day, "known_roles_triggers")) == [
+        "escalation_trigger not a trigger of the call's role (role:trigger): architect:gut_feeling (1 calls)",
+        "escalation_trigger unknown to the policy: gut_feeling (1 calls)",
+        "role unknown to the policy: tester (1 calls)"]
