@@ -304,9 +304,10 @@ class _NeedsFullBuild(Exception):
 class Model:
     """One SQL model: ``sql/<layer>/<name>.sql``.
 
-    A model whose header has ``-- incremental: partition <column>, key <column>`` is
+    A model whose header has ``-- incremental: partition <column>[, key <column>]`` is
     rebuilt per partition in incremental builds: its rows of the changed partitions are
-    deleted and recomputed from the lake files of those partitions.
+    deleted and recomputed (its select, restricted to those partitions). With a key, a key
+    value also present in an unchanged partition makes the build fall back to a full one.
     """
 
     layer: str
@@ -317,7 +318,7 @@ class Model:
     key_column: str | None = None
 
 
-_INCREMENTAL = re.compile(r"^--\s*incremental:\s*partition\s+(\w+)\s*,\s*key\s+(\w+)", re.M)
+_INCREMENTAL = re.compile(r"^--\s*incremental:\s*partition\s+(\w+)(?:\s*,\s*key\s+(\w+))?", re.M)
 
 
 def discover_models(sql_dir: Path | None = None) -> dict[str, list[Model]]:
@@ -414,17 +415,22 @@ def _merge_partitions(con: duckdb.DuckDBPyConnection, model: Model, body: str,
                       partitions: list[str]) -> None:
     """Replace the rows of ``partitions`` of ``model`` with the recomputed ones."""
     part, key = model.partition_column, model.key_column
-    con.execute(f"create or replace temp table _increment as\n{body}")
-    con.execute("create or replace temp table _changed_partitions (value date)")
-    if partitions:
-        con.executemany("insert into _changed_partitions values (?)",
-                        [[dt.date.fromisoformat(p)] for p in partitions])
-    clash = con.execute(
-        f"select count(*) from _increment as i join {model.name} as t on t.{key} = i.{key} "
-        f"where t.{part} not in (select value from _changed_partitions)").fetchone()
-    if clash and clash[0]:
-        raise _NeedsFullBuild(f"{clash[0]} {key}(s) of {model.name} also in unchanged partitions")
-    con.execute(f"delete from {model.name} where {part} in (select value from _changed_partitions)")
+    # A literal list (not a subquery) so that DuckDB pushes the filter down to the scans.
+    values = ", ".join(f"date '{dt.date.fromisoformat(p).isoformat()}'" for p in partitions)
+
+    def changed(column: str) -> str:
+        return f"{column} in ({values})" if partitions else "false"
+
+    in_changed = changed(str(part))
+    con.execute(f"create or replace temp table _increment as\n"
+                f"select * from (\n{body}\n) where {in_changed}")
+    if key:
+        clash = con.execute(
+            f"select count(*) from _increment as i join {model.name} as t on t.{key} = i.{key} "
+            f"where not {changed(f't.{part}')}").fetchone()
+        if clash and clash[0]:
+            raise _NeedsFullBuild(f"{clash[0]} {key}(s) of {model.name} also in unchanged partitions")
+    con.execute(f"delete from {model.name} where {in_changed}")
     con.execute(f"insert into {model.name} by name select * from _increment")
     con.execute("drop table _increment")
 

@@ -4,7 +4,7 @@
 with
 
 calls as (
-    select * from fct_llm_calls
+    select * from mart_daily_call_summary
 ),
 
 aggregated as (
@@ -12,8 +12,8 @@ aggregated as (
         event_date,
         provider,
         model,
-        count(*) as calls,
-        count(*) filter (where not is_priced) as unpriced_calls,
+        cast(sum(calls) as bigint) as calls,
+        cast(coalesce(sum(calls) filter (where not is_priced), 0) as bigint) as unpriced_calls,
         cast(sum(input_tokens) as bigint) as input_tokens,
         cast(sum(output_tokens) as bigint) as output_tokens,
         cast(sum(cache_read_tokens) as bigint) as cache_read_tokens,

@@ -4,16 +4,16 @@
 with
 
 calls as (
-    select * from fct_llm_calls
+    select * from mart_daily_call_summary
 ),
 
 aggregated as (
     select
         event_date,
         role,
-        count(*) as calls,
-        count(*) filter (where escalated) as escalated_calls,
-        count(*) filter (where not is_priced) as unpriced_calls,
+        cast(sum(calls) as bigint) as calls,
+        cast(coalesce(sum(calls) filter (where escalated), 0) as bigint) as escalated_calls,
+        cast(coalesce(sum(calls) filter (where not is_priced), 0) as bigint) as unpriced_calls,
         cast(sum(input_tokens) as bigint) as input_tokens,
         cast(sum(output_tokens) as bigint) as output_tokens,
         cast(sum(cache_read_tokens) as bigint) as cache_read_tokens,

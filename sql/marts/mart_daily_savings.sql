@@ -7,15 +7,15 @@ days as (
 ),
 
 calls as (
-    select * from fct_llm_calls
+    select * from mart_daily_call_summary
 ),
 
 aggregated as (
     select
         event_date,
-        count(*) as calls,
-        count(*) filter (where is_priced) as priced_calls,
-        count(*) filter (where not is_priced) as unpriced_calls,
+        sum(calls) as calls,
+        coalesce(sum(calls) filter (where is_priced), 0) as priced_calls,
+        coalesce(sum(calls) filter (where not is_priced), 0) as unpriced_calls,
         sum(cost_usd) as cost_usd,
         sum(baseline_cost_usd) as baseline_cost_usd,
         sum(savings_usd) as savings_usd
@@ -26,9 +26,9 @@ aggregated as (
 final as (
     select
         days.event_date,
-        coalesce(aggregated.calls, 0) as calls,
-        coalesce(aggregated.priced_calls, 0) as priced_calls,
-        coalesce(aggregated.unpriced_calls, 0) as unpriced_calls,
+        cast(coalesce(aggregated.calls, 0) as bigint) as calls,
+        cast(coalesce(aggregated.priced_calls, 0) as bigint) as priced_calls,
+        cast(coalesce(aggregated.unpriced_calls, 0) as bigint) as unpriced_calls,
         aggregated.cost_usd,
         aggregated.baseline_cost_usd,
         aggregated.savings_usd,

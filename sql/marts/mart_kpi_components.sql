@@ -9,7 +9,7 @@ days as (
 ),
 
 calls as (
-    select * from fct_llm_calls
+    select * from mart_daily_call_summary
 ),
 
 feedback as (
@@ -23,9 +23,9 @@ escalated_tasks as (
 calls_by_day as (
     select
         event_date,
-        count(*) as calls,
-        count(*) filter (where is_default_model) as default_model_calls,
-        count(*) filter (where not is_priced) as unpriced_calls,
+        sum(calls) as calls,
+        coalesce(sum(calls) filter (where is_default_model), 0) as default_model_calls,
+        coalesce(sum(calls) filter (where not is_priced), 0) as unpriced_calls,
         sum(cost_usd) as cost_usd,
         sum(savings_usd) as savings_usd,
         sum(baseline_cost_usd) as baseline_cost_usd

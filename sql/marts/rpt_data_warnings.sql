@@ -11,7 +11,7 @@
 with
 
 calls as (
-    select * from fct_llm_calls
+    select * from mart_daily_call_summary
 ),
 
 feedback as (
@@ -31,39 +31,39 @@ warnings as (
         event_date,
         'unpriced_calls' as warning,
         case
-            when price_effective_from is null then provider || '/' || model
+            when not has_model_price then provider || '/' || model
             else policy.baseline_provider || '/' || policy.baseline_model || ' (baseline)'
         end as subject,
-        count(*) as events,
-        max(ingested_at) as last_ingested_at
+        sum(calls) as events,
+        max(last_ingested_at) as last_ingested_at
     from calls cross join policy
     where not is_priced
     group by all
 
     union all
-    select event_date, 'unknown_role', role, count(*), max(ingested_at)
+    select event_date, 'unknown_role', role, sum(events), max(last_ingested_at)
     from (
-        select event_date, role, ingested_at from calls where not is_known_role
+        select event_date, role, calls as events, last_ingested_at from calls where not is_known_role
         union all
-        select event_date, role, ingested_at from feedback where not is_known_role
+        select event_date, role, 1, ingested_at from feedback where not is_known_role
     )
     group by all
 
     union all
-    select event_date, 'unknown_trigger', role || '/' || escalation_trigger, count(*),
-           max(ingested_at)
+    select event_date, 'unknown_trigger', role || '/' || escalation_trigger, sum(calls),
+           max(last_ingested_at)
     from calls where not is_known_trigger
     group by all
 
     union all
-    select event_date, 'duplicate_events', event_type, sum(landed_copies - 1), max(ingested_at)
+    select event_date, 'duplicate_events', event_type, sum(extra_copies), max(last_ingested_at)
     from (
-        select event_date, 'llm_call' as event_type, landed_copies, ingested_at from calls
+        select event_date, 'llm_call' as event_type, extra_copies, last_ingested_at from calls
         union all
-        select event_date, 'task_feedback', landed_copies, ingested_at from feedback
+        select event_date, 'task_feedback', landed_copies - 1, ingested_at from feedback
     )
-    where landed_copies > 1
     group by all
+    having sum(extra_copies) > 0
 
     union all
     select received_date, 'rejected_events', kafka_topic, count(*), max(ingested_at)
@@ -71,11 +71,11 @@ warnings as (
     group by all
 
     union all
-    select event_date, 'lake_freshness', event_type, count(*), max(ingested_at)
+    select event_date, 'lake_freshness', event_type, sum(events), max(last_ingested_at)
     from (
-        select event_date, 'llm_call' as event_type, ingested_at from calls
+        select event_date, 'llm_call' as event_type, calls as events, last_ingested_at from calls
         union all
-        select event_date, 'task_feedback', ingested_at from feedback
+        select event_date, 'task_feedback', 1, ingested_at from feedback
     )
     group by all
 ),
