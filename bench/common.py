@@ -216,7 +216,8 @@ def lake_counts(lake: Path) -> dict[str, int]:
             counts["distinct_offsets"] = 0
     finally:
         con.close()
-    counts["temp_files"] = sum(1 for p in lake.rglob(".*") if p.is_file())
+    counts["temp_files"] = sum(1 for p in lake.rglob("*") if p.is_file()
+                              and (p.name.startswith(".") or p.name.endswith(".partial")))
     return counts
 
 

@@ -154,17 +154,6 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         admin.close()
 
 
-def _group_empty(bootstrap: str, group: str) -> bool:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        info = admin.describe_groups([group]).get(group, {})
-        return not info.get("members")
-    finally:
-        admin.close()
-
-
 def _produced(bootstrap: str, topic: str) -> int:
     with contextlib.suppress(Exception):  # broker restarting: unknown yet
         return sum(_end_offsets(bootstrap, topic).values())
@@ -268,7 +257,8 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any]) -> dict[s
     check("lake_rows_are_topic_messages", topic_messages, event_rows + rejected_rows)
     check("distinct_offsets_are_topic_messages", topic_messages, distinct_offsets)
     check("committed_offsets_are_end_offsets", end, {p: committed.get(p, -1) for p in end})
-    temp_files = sorted(str(p.relative_to(lake)) for p in lake.rglob(".*") if p.is_file())
+    temp_files = sorted(str(p.relative_to(lake)) for p in lake.rglob("*")
+                        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial")))
     check("temporary_files_left", [], temp_files)
 
     from pipeline.warehouse import open_warehouse_readonly
@@ -412,22 +402,29 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             raise RuntimeError(f"modelmeter simulate exited {code}: "
                                f"{(workdir / 'simulate.log').read_text()[-2000:]}")
         summary = json.loads(summary_path.read_text())
-        time.sleep(opts.pause_min)  # let a just-restarted consumer start before stopping it
         for consumer in consumers.values():
             if consumer.running:
+                # a stop, not another kill: let a just-restarted consumer get going first
+                time.sleep(max(0.0, consumer.started_at + opts.pause_max - time.monotonic()))
                 note(f"stopping consumer {consumer.name} (SIGTERM)", exit_code=consumer.stop())
-        deadline = time.monotonic() + 90
-        while not _group_empty(settings.kafka_bootstrap_servers, GROUP) and time.monotonic() < deadline:
-            time.sleep(1)  # killed members leave when their session times out
+        # Drain. A SIGKILLed member stays in the group until its session times out, and a
+        # drain that joins before that may get only some partitions and go idle on them: drain
+        # again until the group's committed offsets reach the end of every partition.
         drain = [MODELMETER, "consume", *common, "--group", GROUP, "--until-idle",
                  str(opts.drain_idle), "--progress-seconds", "0"]
-        with open(workdir / "consumer-drain.log", "w") as out:
-            code = subprocess.run(drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                  timeout=1800).returncode
-        note("drained (--until-idle)", exit_code=code)
-        if code != 0:
-            raise RuntimeError(f"the drain exited {code}: "
-                               f"{(workdir / 'consumer-drain.log').read_text()[-2000:]}")
+        for attempt in range(1, 6):
+            with open(workdir / "consumer-drain.log", "a") as out:
+                code = subprocess.run(drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                      timeout=1800).returncode
+            end = _end_offsets(settings.kafka_bootstrap_servers, settings.topic)
+            committed = _committed(settings.kafka_bootstrap_servers, GROUP, settings.topic)
+            behind = sum(off - committed.get(p, 0) for p, off in end.items())
+            note("drained (--until-idle)", attempt=attempt, exit_code=code, behind=behind)
+            if code != 0:
+                raise RuntimeError(f"the drain exited {code}: "
+                                   f"{(workdir / 'consumer-drain.log').read_text()[-2000:]}")
+            if behind == 0:
+                break
         with open(workdir / "build.log", "w") as out:
             code = subprocess.run([MODELMETER, "build", *common], stdout=out,
                                   stderr=subprocess.STDOUT, cwd=REPO_ROOT, timeout=1800).returncode
