@@ -44,15 +44,20 @@ def _close_leaked_kafka_sockets():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
         for obj in gc.get_objects():
-            if isinstance(obj, socket.socket) and obj.fileno() != -1 and _never_connected(obj):
+            # type(), not isinstance(): a dead weakref proxy raises on isinstance
+            if type(obj) is socket.socket and obj.fileno() != -1 and _never_connected(obj):
                 obj.close()
 
 
 def _never_connected(sock: socket.socket) -> bool:
+    """A TCP client socket whose connect failed: no peer, not listening, unbound address."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+        return False
     try:
         sock.getpeername()
     except OSError:
-        return sock.family in (socket.AF_INET, socket.AF_INET6) and sock.getsockname()[0] in ("0.0.0.0", "::")
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        return not listening and sock.getsockname()[0] in ("0.0.0.0", "::")
     return False
 
 
