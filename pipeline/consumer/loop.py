@@ -42,6 +42,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch_max_wait_ms": 200,
     "max_poll_interval_ms": 300_000,
     "metadata_max_age_ms": 60_000,
+    # a SIGKILLed member blocks its group's next rebalance until its session expires: keep
+    # that short so that a restarted consumer resumes within seconds
+    "session_timeout_ms": 10_000,
+    "heartbeat_interval_ms": 2_000,
 }
 
 
@@ -309,6 +313,11 @@ class Consumer:
                                 len(rec.deleted), rec.temp_removed, offset)
                 if rec.position is not None and rec.position != offset:
                     self._consumer.seek(tp, rec.position)
+                    # the lake already holds everything before it: make Kafka agree
+                    from kafka.structs import OffsetAndMetadata
+                    await self._consumer._coordinator._commit_offsets_sync_async(
+                        {tp: OffsetAndMetadata(rec.position, "", -1)})
+                    offset = rec.position
                 if offset is not None:
                     self.stats.committed[tp.partition] = offset
                 self._assigned.add(tp.partition)

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline._exceptions import ContractError
 from pipeline.contract import parse_event, to_row
 from tests.conftest import REPO_ROOT
 from tests.unit.test_consumer_validate import enc, feedback, llm_call
@@ -44,7 +45,10 @@ def produce_librdkafka(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "linger.ms": 5})
     for value in values:
-        key = parse_event(value).task_id.encode()
+        try:
+            key = parse_event(value).task_id.encode()
+        except ContractError:
+            key = b"bad"
         while True:
             try:
                 producer.produce(topic, key=key, value=value)
