@@ -15,6 +15,7 @@ import warnings
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from pipeline import (
     ContractError,
@@ -133,6 +134,8 @@ def test_round_trip_creates_topics_and_events_parse_back_equal(make_settings, ka
         assert event == by_id.pop(event.event_id)
         assert m.key == event.task_id.encode()
         assert partition_of_task.setdefault(m.key, m.partition) == m.partition
+        # the Java client's assignment (murmur2 of the key), as librdkafka's murmur2_random
+        assert m.partition == (murmur2(m.key) & 0x7FFFFFFF) % 6
     assert not by_id
 
 
