@@ -173,11 +173,12 @@ def _day_metrics(inputs: DayInputs, flushes: pd.DataFrame, skipped: dict[str, st
     today = inputs.now.astimezone(dt.UTC).date()
 
     expected = int(flushes["expected_offsets"].sum()) if not flushes.empty else 0
-    rejected_rate = (int(flushes["rejected_rows"].sum()) / expected) if expected else None
+    rejected = int(flushes["rejected_rows"].sum()) if not flushes.empty else 0
+    rejected_rate = rejected / expected if expected else None
     if rejected_rate is None:
         skipped["rejected_rate"] = "no flush of the day has a valid file name"
 
-    volume_ratio = None
+    volume_ratio = median = None
     if day >= today:
         skipped["volume"] = "the day is still in progress (checked as today)"
     else:
@@ -201,8 +202,9 @@ def _day_metrics(inputs: DayInputs, flushes: pd.DataFrame, skipped: dict[str, st
         if not newest.empty:
             age = (pd.Timestamp(inputs.now).tz_convert("UTC") - newest.max()).total_seconds() / 60
     return pd.DataFrame([{"date": day.isoformat(), "events": events,
-                          "rejected_rate": rejected_rate, "volume_ratio": volume_ratio,
-                          "freshness_age_minutes": age}])
+                          "messages": expected, "rejected_messages": rejected,
+                          "rejected_rate": rejected_rate, "trailing_median_events": median,
+                          "volume_ratio": volume_ratio, "freshness_age_minutes": age}])
 
 
 def _suites(config: DqConfig) -> dict[str, Suite]:

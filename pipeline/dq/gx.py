@@ -11,7 +11,9 @@ HTML data docs), with analytics and progress bars off::
 
 Each expectation in a suite file carries ``meta.check`` (the named check it belongs to) and
 ``meta.explain`` (how a failure reads in the summary, e.g. ``unpriced``); ``meta.unit``
-names what a row is (``calls``, ``flushes``...).
+names what a row is (``calls``, ``flushes``...); ``meta.show`` picks how failing values are
+listed (``values`` with their counts, ``index`` by the frame's key column, ``observed`` for a
+one-row frame, with the ``meta.context`` columns alongside).
 """
 
 from __future__ import annotations
@@ -160,7 +162,9 @@ def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit:
             return explain
         values = res.get("partial_unexpected_list") or []
         shown = _fmt(values[0]) if values else "none"
-        return f"{explain} {shown}{_range(kwargs)}"
+        context = ", ".join(f"{c}={_fmt(frame[c].iloc[0])}" for c in meta.get("context", [])
+                            if c in frame.columns and len(frame) == 1)
+        return f"{explain} {shown}{_range(kwargs)}" + (f" [{context}]" if context else "")
     if show == "values" and counts:
         listed = ", ".join(f"{_fmt(c['value'])} ({c['count']} {unit})" for c in counts[:limit])
         more = " ..." if len(counts) > limit else ""

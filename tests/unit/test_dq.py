@@ -390,7 +390,8 @@ def test_stale_warehouse_fails_warehouse_complete(settings, lake):
 def test_rejected_rate_above_threshold_fails(settings, settings_lake_with_rejects):
     """2 dead-lettered messages among 38 (5.3 %) fail `rejected_rate` (threshold 1 %)."""
     (message,) = assert_only_fails(run(settings), "rejected_rate")
-    assert message == "rejected-event rate 0.05263 (expected 0..0.01)"
+    assert message == ("rejected-event rate 0.05263 (expected 0..0.01) "
+                       "[rejected_messages=2, messages=38]")
 
 
 @pytest.fixture
@@ -409,7 +410,8 @@ def test_volume_far_below_trailing_median_fails(settings):
         lake.day(DAY - dt.timedelta(days=back))
     lake.day(DAY, calls=0)
     (message,) = assert_only_fails(run(settings), "volume")
-    assert message == "events / trailing median 0.2222 (expected 0.5..2)"
+    assert message == ("events / trailing median 0.2222 (expected 0.5..2) "
+                       "[events=8, trailing_median_events=36]")
 
 
 def test_volume_is_skipped_without_history(settings):
