@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from pipeline._exceptions import (
+    ConfigError,
     ContractError,
     KafkaError,
     KafkaUnavailableError,
@@ -166,7 +167,9 @@ class UsageProducer:
         from pipeline.kafka_connect import create_client
 
         if max_buffer < 1:
-            raise ValueError("max_buffer must be >= 1")
+            raise ConfigError(f"UsageProducer: max_buffer must be >= 1, got {max_buffer}")
+        if max_block_ms < 0:
+            raise ConfigError(f"UsageProducer: max_block_ms must be >= 0, got {max_block_ms}")
         self.settings = settings if settings is not None else Settings()  # type: ignore[call-arg]
         self.topic = self.settings.topic
         self.max_buffer = max_buffer
