@@ -247,10 +247,14 @@ class UsageProducer:
         return feedback
 
     def send(self, event: Event | dict[str, Any]) -> Event:
-        """Send a pre-built event (a model, or a dict that is validated first)."""
-        if isinstance(event, dict):
+        """Send a pre-built event (a model, or a dict), validated again first: a model made
+        with ``model_construct`` or changed since cannot slip past the contract.
+        Re-sending an undelivered event this way keeps its ``event_id``."""
+        if isinstance(event, LlmCall | TaskFeedback):
+            event = validate_event(dict(event))
+        elif isinstance(event, dict):
             event = validate_event(event)
-        elif not isinstance(event, LlmCall | TaskFeedback):
+        else:
             raise ContractError(f"not an event: {type(event).__name__}")
         self._enqueue(event)
         return event

@@ -174,6 +174,12 @@ def test_bad_event_raises_at_the_agent_and_nothing_is_sent(make_settings):
                                             "prompt_tokens_details": {"cached_tokens": 9}}))
         with pytest.raises(ContractError, match="^unknown event_type 'nope'$"):
             meter.send({"event_type": "nope"})
+        unchecked = LlmCall.model_construct(**{**CALL, "event_id": "x", "event_type": "llm_call",
+                                               "schema_version": 1, "task_id": "t",
+                                               "occurred_at": dt.datetime.now(dt.UTC),
+                                               "output_tokens": -5})
+        with pytest.raises(ContractError, match="^output_tokens: must be >= 0, got -5$"):
+            meter.send(unchecked)
         assert meter.sent == 0
     assert end_offsets(settings) == 0
 
