@@ -6,7 +6,7 @@
     config.max_rejected_rate          # a fraction: 0.01 = 1 % of the day's messages
     config.expectations_dir           # the great-expectations suite files
 
-Anything wrong raises :class:`DqConfigError` naming the file and the field.
+Anything wrong raises :class:`ConfigError` (exit 2) naming the file and the field.
 """
 
 from __future__ import annotations
@@ -18,12 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline._exceptions import ConfigError
 
-__all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "DqConfigError", "load_dq_config",
+__all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "load_dq_config",
            "default_config_path"]
-
-
-class DqConfigError(ConfigError):
-    """``schemas/dq.yaml`` (or the file given with ``--dq-config``) is invalid."""
 
 
 class _Strict(BaseModel):
@@ -74,19 +70,19 @@ def load_dq_config(path: Path | str) -> DqConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DqConfigError(f"{path}: cannot read the data-quality config: "
+        raise ConfigError(f"{path}: cannot read the data-quality config: "
                             f"{exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise DqConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
+        raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
     try:
         config = DqConfig.model_validate(raw or {})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<top>"
-        raise DqConfigError(f"{path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
     suites = config.expectations_dir
     if not suites.is_absolute():
         suites = path.parent / suites
     if not suites.is_dir():
-        raise DqConfigError(f"{path}: expectations_dir {suites} is not a directory")
+        raise ConfigError(f"{path}: expectations_dir {suites} is not a directory")
     return config.model_copy(update={"expectations_dir": suites})

@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.dq.config import DqConfigError
+from pipeline._exceptions import ConfigError
 
 __all__ = ["Suite", "Outcome", "GxRunner", "load_suite"]
 
@@ -70,16 +70,16 @@ def load_suite(path: Path) -> Suite:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise DqConfigError(f"{path}: cannot read the expectation suite: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the expectation suite: {exc.strerror or exc}") from None
     except json.JSONDecodeError as exc:
-        raise DqConfigError(f"{path}: not valid JSON: {exc}") from None
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) \
             or not isinstance(data.get("expectations"), list):
-        raise DqConfigError(f"{path}: an expectation suite needs a name and a list of expectations")
+        raise ConfigError(f"{path}: an expectation suite needs a name and a list of expectations")
     for i, expectation in enumerate(data["expectations"]):
         meta = expectation.get("meta") if isinstance(expectation, dict) else None
         if not isinstance(meta, dict) or not isinstance(meta.get("check"), str):
-            raise DqConfigError(f"{path}: expectations[{i}]: meta.check (the named check) is missing")
+            raise ConfigError(f"{path}: expectations[{i}]: meta.check (the named check) is missing")
     data.pop("id", None)
     return Suite(path=path, name=data["name"], data=data)
 
@@ -234,7 +234,7 @@ class GxRunner:
                     expectations.append(ExpectationConfiguration(**item).to_domain_obj())
             except Exception as exc:  # great-expectations raises many types for a bad expectation
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise DqConfigError(f"{suite.path}: invalid expectation suite: expectations[{i}] "
+                raise ConfigError(f"{suite.path}: invalid expectation suite: expectations[{i}] "
                                     f"({item.get('type')}): {message}") from None
         data = {k: v for k, v in suite.data.items() if k != "expectations"} | {"name": name}
         with _quiet():

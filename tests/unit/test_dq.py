@@ -481,6 +481,17 @@ def test_invalid_suite_file_exits_2_naming_it(settings, tmp_path, capsys):
     assert "expect_offsets_to_be_nice" in err
 
 
+def test_invalid_threshold_exits_2_naming_file_and_field(settings, tmp_path, capsys):
+    """Thresholds are data: a rejected-rate threshold above 1 is a one-line exit 2."""
+    Lake(Path(settings.lake)).day(DAY)
+    config = tmp_path / "dq.yaml"
+    config.write_text(f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\n"
+                      "max_rejected_rate: 2\n")
+    assert main(_dq(settings, "--date", DAY.isoformat(), "--dq-config", str(config))) == 2
+    assert capsys.readouterr().err == (f"modelmeter: error: {config}: max_rejected_rate: "
+                                       "Input should be less than or equal to 1\n")
+
+
 def test_every_check_has_expectations_in_the_suite_files():
     """Each named check is backed by at least one expectation of the repo's suite files."""
     from pipeline.dq.gx import load_suite
