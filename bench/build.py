@@ -35,6 +35,25 @@ def _build_argv(lake: Path, warehouse: Path) -> list[str]:
             "--policy", str(REPO_ROOT / "schemas" / "routing_policy.yaml")]
 
 
+def _same_as_warehouse(lake: Path, warehouse: Path) -> bool:
+    """The benchmark's DuckDB query gives exactly the warehouse's daily_cost_by_role."""
+    import duckdb
+
+    from bench.pandas_vs_duckdb import duckdb_daily_cost_by_role
+
+    ours = duckdb_daily_cost_by_role(lake, REPO_ROOT / "schemas" / "prices.csv",
+                                     REPO_ROOT / "schemas" / "routing_policy.yaml")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        theirs = con.execute(
+            "select event_date, role, calls, escalated_calls, input_tokens, output_tokens, "
+            "cost_usd, baseline_cost_usd, savings_usd from daily_cost_by_role "
+            "order by event_date, role").fetchall()
+    finally:
+        con.close()
+    return [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+
+
 def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) -> dict:
     lake, warehouse = workdir / "lake-build", workdir / "warehouse-build.duckdb"
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
@@ -70,6 +89,7 @@ def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) ->
     versus = compare(lake, rounds=rounds)
     versus["command"] = (f".venv/bin/python bench/pandas_vs_duckdb.py --lake {lake} "
                          f"--rounds {rounds}")
+    versus["identical_to_warehouse_daily_cost_by_role"] = _same_as_warehouse(lake, warehouse)
     log(f"build: duckdb {versus['duckdb_s']} s vs pandas {versus['pandas_s']} s "
         f"({versus['speedup']}x, identical={versus['results_identical']})")
     return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -92,6 +93,7 @@ class Timed:
     peak_rss_bytes: int        # largest sum of RSS over the process and its children, sampled
     peak_pss_bytes: int        # the same with PSS (shared pages split between the processes)
     peak_hwm_bytes: int        # largest VmHWM (kernel's peak RSS) of any one process of the tree
+    cpu_seconds: float = 0.0   # user + system CPU of the process and the children it waited for
 
     @property
     def command(self) -> str:
@@ -151,6 +153,7 @@ def start_sampled(argv: Sequence[str], *, env: dict[str, str] | None = None,
 def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
               timeout: float = 1800) -> Timed:
     """Run ``argv`` to completion; wall time includes start-up (interpreter, imports, connect)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc, peak, thread = start_sampled(argv, env=env)
     try:
@@ -160,9 +163,11 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
         out, err = proc.communicate()
         raise RuntimeError(f"{command_text(argv)} did not finish within {timeout} s") from None
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     thread.join(timeout=2)
     return Timed(list(argv), seconds, proc.returncode, out, err, peak["rss"], peak["pss"],
-                 peak["hwm"])
+                 peak["hwm"], cpu)
 
 
 def produce_events(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:

@@ -71,11 +71,23 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
                    {", ".join(f"cast({f} as decimal(24, 6)) as {f}" for f in PRICE_FIELDS)}
             from price_book
         ),
+        landed as (
+            select event_id, event_date, occurred_at, role, provider, model, escalated,
+                   {", ".join(_TOKENS)},
+                   kafka_partition::bigint * 1000000000000 + kafka_offset as position
+            from read_parquet('{lake}/llm_call/*/*.parquet', hive_partitioning = true,
+                              hive_types = {{'event_date': DATE}})
+        ),
+        -- producer retries are rare: find the duplicated ids with one hash aggregate and
+        -- drop their later copies (earliest (partition, offset) kept), no sort of every row
+        retried as (
+            select event_id, min(position) as first_position
+            from landed group by event_id having count(*) > 1
+        ),
         calls as (
-            select * from read_parquet('{lake}/llm_call/*/*.parquet', hive_partitioning = true,
-                                       hive_types = {{'event_date': DATE}})
-            qualify row_number() over (partition by event_id
-                                       order by kafka_partition, kafka_offset) = 1
+            select landed.* from landed
+            anti join retried on landed.event_id = retried.event_id
+                and landed.position <> retried.first_position
         ),
         priced as (
             select c.event_date, c.role, c.escalated, c.input_tokens, c.output_tokens,

@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternated rounds where compared (default 2)")
     parser.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results.json")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the figures measured now in an existing --output")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.producer_events, args.lake_events = (
@@ -102,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         doc["seconds"] = round(time.perf_counter() - started, 1)
         doc["all_met"] = bool(figures) and all(
             fig.get("met", True) for fig in figures.values() if isinstance(fig, dict))
+        if args.update and args.output.exists():
+            old = json.loads(args.output.read_text())
+            old.setdefault("updates", []).append(
+                {k: doc[k] for k in ("command", "machine", "sizes", "seconds")})
+            old["figures"].update(figures)
+            doc = old
+            doc["all_met"] = all(fig.get("met", True) for fig in doc["figures"].values()
+                                 if isinstance(fig, dict))
         text = json.dumps(doc, indent=2)
         print(text)
         args.output.parent.mkdir(parents=True, exist_ok=True)
