@@ -212,21 +212,23 @@ def committed_offsets(broker: SecureBroker, group: str) -> dict:
         admin.close()
 
 
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_right_credentials_land_events_end_to_end(secure_broker: SecureBroker, tmp_path: Path,
-                                                  mechanism: str) -> None:
-    """SDK produce -> SASL_SSL broker -> consumer -> lake: every event lands and is
-    committed, with SCRAM-SHA-512 and with PLAIN, trusting only the test CA."""
+def test_right_credentials_land_events_end_to_end(secure_broker: SecureBroker,
+                                                  tmp_path: Path) -> None:
+    """SDK produce over SASL_SSL + PLAIN -> broker -> consumer over SASL_SSL + SCRAM-SHA-512
+    -> lake: every event lands and is committed, trusting only the test CA."""
     from pipeline.consumer import Consumer
 
-    settings = secure_settings(secure_broker, tmp_path, mechanism=mechanism)
-    produce(settings, 40)
-    stats = Consumer(settings, group="secure-lake", until_idle=3, progress_seconds=0,
+    consumer_settings = secure_settings(secure_broker, tmp_path, mechanism="SCRAM-SHA-512")
+    producer_settings = secure_settings(secure_broker, tmp_path, mechanism="PLAIN").with_overrides(
+        topic=consumer_settings.topic)
+    produce(producer_settings, 40)
+    stats = Consumer(consumer_settings, group="secure-lake", until_idle=3, progress_seconds=0,
                      in_process=True, out=io.StringIO()).run()
     assert (stats.consumed, stats.landed, stats.rejected) == (40, 40, 0)
-    assert lake_rows(settings.lake) == 40
+    assert lake_rows(consumer_settings.lake) == 40
     offsets = committed_offsets(secure_broker, "secure-lake")
-    assert sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic) == 40
+    assert sum(meta.offset for tp, meta in offsets.items()
+               if tp.topic == consumer_settings.topic) == 40
 
 
 def _cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
