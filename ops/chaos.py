@@ -370,7 +370,9 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 victim = rng.choice([c for c in consumers.values() if c.running] or [consumers["a"]])
                 if not victim.running:
                     victim.start()
-                    time.sleep(opts.pause_min)
+                # a random moment of the victim's own run, not only of its start-up
+                time.sleep(max(0.0, victim.started_at + rng.uniform(opts.pause_min, opts.pause_max)
+                               - time.monotonic()))
                 victim.kill()
                 note("SIGKILL consumer", consumer=victim.name, produced=_produced(
                     settings.kafka_bootstrap_servers, settings.topic))

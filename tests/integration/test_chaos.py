@@ -34,7 +34,7 @@ def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker
         pytest.skip("the chaos run restarts the broker: needs the tests' own broker")
     chaos = _chaos_module()
     opts = chaos.Options(events=20_000, bad_fraction=0.01, duplicate_fraction=0.01, kills=2,
-                         broker_restarts=1, seed=8, pause_min=1.5, pause_max=3.0)
+                         broker_restarts=1, seed=8, pause_min=2.0, pause_max=5.0)
     result = chaos.run_chaos(opts, broker=kafka_broker, workdir=tmp_path)
 
     failed = {name: check for name, check in result["checks"].items() if not check["ok"]}
