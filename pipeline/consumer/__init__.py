@@ -34,9 +34,10 @@ partition with ``first_offset >= C`` and the partition's temporary files, and co
 resumes at ``C``: the re-read offsets are written again, so every offset is in the lake
 exactly once (count of distinct (partition, offset) = rows). With no committed offset the
 lake itself gives the position (complete flushes are kept, see :mod:`.recovery`). On
-revocation the buffered messages of the revoked partitions are flushed and committed before
-the partition is given up. The lake writer process dies with its parent (PDEATHSIG), so no
-orphan writes after a kill.
+revocation (a rebalance) the flushes already durable are committed, the writes under way are
+waited for, and the rest of the buffer is dropped: the next owner re-reads it from the
+committed offset. The lake writer process dies with its parent (PDEATHSIG), so no orphan
+writes after a kill.
 
 A producer retry (same ``event_id``) is a new Kafka message: it may land twice in the lake;
 the warehouse staging models count each ``event_id`` once. The dead-letter topic is

@@ -3,9 +3,9 @@
 The parent process polls kafka-python (``enable_auto_commit=False``), hands each poll's raw
 messages to the sink (by default in a child process, see :class:`SinkProcess`), and commits
 ``last + 1`` of a partition only when the sink reports that flush durable. Rebalances go
-through :class:`_Rebalance`: on revocation buffered messages are flushed and committed before
-the partition is given up; on assignment :func:`recover_partition` cleans what a crashed
-flush left and says where to resume.
+through :class:`_Rebalance`: on revocation the durable flushes are committed and the rest of
+the buffer is dropped (the next owner re-reads it); on assignment :func:`recover_partition`
+cleans what a crashed flush left and says where to resume.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class Consumer:
         self._sink: Sink | SinkProcess | None = None
         self._assigned: set[int] = set()
         self._no_flush = False  # set when stopping after an error: never flush again
+        self._unflushed: dict[int, int] = {}  # partition -> consumed messages not yet flushed
 
     def request_stop(self, *_: Any) -> None:
         """Ask the loop to flush, commit and return (signal-handler safe)."""
@@ -177,7 +178,8 @@ class Consumer:
                 limit = min(limit, self.max_events - self.stats.consumed)
                 if limit <= 0:
                     break
-            records = consumer.poll(timeout_ms=200, max_records=limit)
+            # long enough for a whole rebalance to finish inside one poll (see _on_revoked)
+            records = consumer.poll(timeout_ms=1000, max_records=limit)
             self._raise_fatal()
             now = time.monotonic()
             if records:
@@ -210,6 +212,7 @@ class Consumer:
             values += [r.value for r in recs]
             segments.append((tp.partition, start, len(offsets)))
             self.stats.positions[tp.partition] = recs[-1].offset + 1
+            self._unflushed[tp.partition] = self._unflushed.get(tp.partition, 0) + len(recs)
         self.stats.consumed += len(offsets)
         return RawBatch(partitions, offsets, keys, values, dt.datetime.now(dt.UTC), segments)
 
@@ -219,6 +222,8 @@ class Consumer:
         offsets = {}
         for f in flushed:
             self.stats.record(f)
+            self._unflushed[f.partition] = self._unflushed.get(f.partition, 0) - (
+                f.landed + f.rejected)
             offsets[TopicPartition(self.settings.topic, f.partition)] = OffsetAndMetadata(
                 f.last_offset + 1, "", -1)
         return offsets
@@ -271,29 +276,35 @@ class Consumer:
         return box.get("value")
 
     async def _on_revoked(self, revoked: list[Any], *, commit: bool) -> None:
+        """Give partitions up: commit the flushes already durable, drop what is buffered.
+
+        Buffered messages are not flushed here: the new owner re-reads them from the
+        committed offset. A long listener makes kafka-python 3.0.12 lose track of the
+        rebalance when the poll timeout expires meanwhile (the consumer then never gets its
+        partitions back), so this only waits for the writes already under way.
+        """
         partitions = [tp.partition for tp in revoked if tp.topic == self.settings.topic]
         sink = self._sink
         if not partitions or sink is None or self._no_flush:
             return  # stopping after an error: nothing more is written or committed
         try:
-            if self._fatal is None:
-                if commit:
-                    flushed = await self._in_thread(lambda: sink.flush(partitions))
-                    offsets = self._offsets(flushed)
-                    if offsets:
-                        await self._consumer._coordinator._commit_offsets_sync_async(offsets)
-                        self._committed(offsets)
-                else:  # membership lost: the offsets cannot be committed any more
-                    sink.forget(partitions)
-                    await self._in_thread(lambda: sink.flush([]))  # wait for pending writes
+            sink.forget(partitions)
+            # barrier: the writer finishes what it was doing, so no file of these
+            # partitions appears after the new owner's recovery
+            flushed = await self._in_thread(lambda: sink.flush([]))
+            offsets = self._offsets(flushed)
+            if commit and offsets and self._fatal is None:
+                await self._consumer._coordinator._commit_offsets_sync_async(offsets)
+                self._committed(offsets)
         except self._membership_errors() as exc:
             log.warning("commit on revocation refused (%s); the new owner re-reads", exc)
         except BaseException as exc:  # kafka-python would only log it: keep it for the loop
-            log.error("flush on revocation failed: %s", exc)
+            log.error("giving partitions up failed: %s", exc)
             self._fatal = exc
         finally:
-            sink.forget(partitions)
             self._assigned.difference_update(partitions)
+            for p in partitions:  # dropped messages will be read again: not consumed yet
+                self.stats.consumed -= self._unflushed.pop(p, 0)
 
     async def _on_assigned(self, assigned: list[Any]) -> None:
         mine = [tp for tp in assigned if tp.topic == self.settings.topic]
@@ -311,8 +322,15 @@ class Consumer:
                     log.warning("partition %s: removed %s uncommitted lake files and %s "
                                 "temporary files (committed offset %s)", tp.partition,
                                 len(rec.deleted), rec.temp_removed, offset)
-                if rec.position is not None and rec.position != offset:
+                # always seek: after a rebalance kafka-python keeps its in-memory position,
+                # which is past the messages dropped on revocation
+                if rec.position is not None:
                     self._consumer.seek(tp, rec.position)
+                elif offset is not None:
+                    self._consumer.seek(tp, offset)
+                else:
+                    self._consumer.seek_to_beginning(tp)
+                if rec.position is not None and rec.position != offset:
                     # the lake already holds everything before it: make Kafka agree
                     from kafka.structs import OffsetAndMetadata
                     await self._consumer._coordinator._commit_offsets_sync_async(
