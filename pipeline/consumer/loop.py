@@ -143,7 +143,8 @@ class Consumer:
 
         self._check_lake()
         ensure_topics(self.settings)
-        options = {"flush_events": self.flush_events, "flush_seconds": self.flush_seconds}
+        options: dict[str, Any] = {"flush_events": self.flush_events,
+                                   "flush_seconds": self.flush_seconds}
         if self.in_process:
             from pipeline.consumer.sink import DeadLetter
             self._sink = Sink(self.settings, dead_letter=DeadLetter(self.settings), **options)

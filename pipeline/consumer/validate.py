@@ -100,7 +100,7 @@ _SPECS: dict[str, tuple[_Field, ...]] = {
     ),
 }
 _OUTPUT_SCHEMAS = {"llm_call": LLM_CALL_SCHEMA, "task_feedback": TASK_FEEDBACK_SCHEMA}
-_TYPES = {"str": {str}, "event_id": {str}, "enum": {str}, "ts": {str}, "int": {int},
+_TYPES: dict[str, set[type]] = {"str": {str}, "event_id": {str}, "enum": {str}, "ts": {str}, "int": {int},
           "const": {int}, "bool": {bool}}
 
 
