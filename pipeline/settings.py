@@ -3,8 +3,8 @@
 Explicit arguments win over the environment::
 
     settings = Settings()                                   # environment + defaults
-    settings = Settings(MODELMETER_TOPIC="other-topic")     # explicit override
-    settings = Settings.from_cli(args)                      # CLI options override
+    settings = Settings(topic="other-topic")                # explicit keyword wins
+    settings = settings.with_overrides(lake=None, topic="x")  # CLI options: None = not given
 
 Secrets are :class:`pydantic.SecretStr` and never printed (``repr`` masks them); the
 plain password leaves this module only inside :meth:`Settings.kafka_client_config`, handed
