@@ -92,14 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                     if "ingest" in only:
                         ingest, memory, raws = run_ingest(settings, workdir, args.events)
                         figures["ingest"], figures["memory"] = ingest, memory
-                        if max(raws) < 100_000:
-                            figures["confluent_raw"] = run_confluent_raw(settings, args.events, raws)
+                        # issue 9 item 3 asks for it when kafka-python is below 100k/s; on
+                        # a shared machine it may be either side of that: always measure it
+                        figures["confluent_raw"] = run_confluent_raw(settings, args.events, raws)
                     if "scale_out" in only:
                         figures["scale_out"] = run_scale_out(settings, workdir, args.events)
         if "build" in only:
             from bench.build import run_build
 
-            figures["build"] = run_build(workdir, args.lake_events, rounds=max(1, args.rounds - 1))
+            figures["build"] = run_build(workdir, args.lake_events, rounds=args.rounds)
     finally:
         doc["seconds"] = round(time.perf_counter() - started, 1)
         doc["all_met"] = bool(figures) and all(
