@@ -3,7 +3,7 @@
 The models live in ``sql/`` at the repository root, one ``select`` per file named as its
 table (jaffle-shop style)::
 
-    sql/_macros.sql      exact_ratio, token_cost, kpi_status
+    sql/_macros.sql      exact_ratio, token_cost, kpi_status, first_landed_copy
     (python)             dim_prices (price book), dim_policy, dim_roles, dim_triggers,
                          dim_kpi_targets (routing policy)
     sql/staging/         stg_llm_calls, stg_task_feedback, stg_rejected   (lake_* sources;

@@ -52,3 +52,17 @@ create or replace macro kpi_status(actual, target_min, target_max, min_inclusive
         else 'met'
     end
 );
+
+-- The rows of `events` (a lake event table or CTE of the staging models) with one row per
+-- event_id: a producer retry lands the same event_id twice, and the copy with the earliest
+-- (kafka_partition, kafka_offset) is kept, so the result does not depend on file order.
+-- landed_copies = how many copies landed (1 = no duplicate).
+create or replace macro first_landed_copy(events) as table
+    select
+        *,
+        count(*) over (partition by event_id) as landed_copies
+    from query_table(events)
+    qualify row_number() over (
+        partition by event_id
+        order by kafka_partition, kafka_offset, kafka_topic, ingested_at
+    ) = 1;

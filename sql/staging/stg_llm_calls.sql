@@ -1,6 +1,6 @@
 -- stg_llm_calls: one row per distinct event_id of the lake's llm_call table.
--- key: event_id. A producer retry lands the same event_id twice; the copy with the earliest
--- (kafka_partition, kafka_offset) is kept, so the result does not depend on file order.
+-- key: event_id. A producer retry lands the same event_id twice; first_landed_copy (_macros.sql)
+-- keeps the copy with the earliest (kafka_partition, kafka_offset), whatever the file order.
 -- lake_llm_call is registered by the runner (pipeline/warehouse.py) over the lake's files,
 -- or as an empty table of the lake schema when the lake has none.
 with
@@ -39,14 +39,7 @@ renamed as (
 ),
 
 deduplicated as (
-    select
-        *,
-        count(*) over (partition by event_id) as landed_copies
-    from renamed
-    qualify row_number() over (
-        partition by event_id
-        order by kafka_partition, kafka_offset, kafka_topic, ingested_at
-    ) = 1
+    select * from first_landed_copy(renamed)
 ),
 
 final as (

@@ -1,5 +1,6 @@
 -- stg_task_feedback: one row per distinct event_id of the lake's task_feedback table.
--- key: event_id. Duplicates (producer retries) keep the earliest (kafka_partition, kafka_offset).
+-- key: event_id. Duplicates (producer retries): first_landed_copy (_macros.sql) keeps the
+-- earliest (kafka_partition, kafka_offset).
 with
 
 source as (
@@ -26,14 +27,7 @@ renamed as (
 ),
 
 deduplicated as (
-    select
-        *,
-        count(*) over (partition by event_id) as landed_copies
-    from renamed
-    qualify row_number() over (
-        partition by event_id
-        order by kafka_partition, kafka_offset, kafka_topic, ingested_at
-    ) = 1
+    select * from first_landed_copy(renamed)
 ),
 
 final as (
