@@ -1,41 +1,24 @@
 -- mart_daily_savings: one row per day of dim_dates (days without calls included).
 -- key: event_date. Money over priced calls only (NULL when none); unpriced calls counted.
+-- The day rows of mart_kpi_components (which already sums the calls per day), so the
+-- report's trend and the KPIs come from one aggregation; savings_pct = cost_reduction_pct.
 with
 
-days as (
-    select * from dim_dates
-),
-
-calls as (
-    select * from mart_daily_call_summary
-),
-
-aggregated as (
-    select
-        event_date,
-        sum(calls) as calls,
-        coalesce(sum(calls) filter (where is_priced), 0) as priced_calls,
-        coalesce(sum(calls) filter (where not is_priced), 0) as unpriced_calls,
-        sum(cost_usd) as cost_usd,
-        sum(baseline_cost_usd) as baseline_cost_usd,
-        sum(savings_usd) as savings_usd
-    from calls
-    group by event_date
+components as (
+    select * from mart_kpi_components where period = 'day'
 ),
 
 final as (
     select
-        days.event_date,
-        cast(coalesce(aggregated.calls, 0) as bigint) as calls,
-        cast(coalesce(aggregated.priced_calls, 0) as bigint) as priced_calls,
-        cast(coalesce(aggregated.unpriced_calls, 0) as bigint) as unpriced_calls,
-        aggregated.cost_usd,
-        aggregated.baseline_cost_usd,
-        aggregated.savings_usd,
-        exact_ratio(aggregated.savings_usd, aggregated.baseline_cost_usd) as savings_pct
-    from days
-    left join aggregated
-        on aggregated.event_date = days.event_date
+        period_start as event_date,
+        calls,
+        calls - unpriced_calls as priced_calls,
+        unpriced_calls,
+        cost_usd,
+        baseline_cost_usd,
+        savings_usd,
+        exact_ratio(savings_usd, baseline_cost_usd) as savings_pct
+    from components
 )
 
 select * from final
