@@ -71,15 +71,15 @@ def _raw(bootstrap: str, topic: str, rows: list[dict]) -> float:
     from kafka import KafkaProducer
 
     from pipeline.contract import validate_event
-    from pipeline.sdk import _PRODUCER_DEFAULTS
+    from pipeline.sdk import serialize_event
+    from pipeline.transport import kafka_python_config
 
     # the exact bytes the SDK sends for these events
     messages = []
     for row in rows:
         event = validate_event(row)
-        messages.append((event.task_id.encode(),
-                         event.__pydantic_serializer__.to_json(event, exclude_none=True)))
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **_PRODUCER_DEFAULTS)
+        messages.append((event.task_id.encode(), serialize_event(event)))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_python_config())
     producer.partitions_for(topic)
     try:
         send = producer.send

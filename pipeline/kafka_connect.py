@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 from pipeline._exceptions import ConfigError, KafkaAuthError, KafkaUnavailableError, PipelineError
 from pipeline.settings import SASL_PROTOCOLS, TLS_PROTOCOLS, Settings
 
-__all__ = ["create_client", "translate_kafka_error", "wait_for_broker", "bootstrap_addresses"]
+__all__ = ["create_client", "translate_kafka_error", "wait_for_broker", "bootstrap_addresses",
+           "confluent_config", "create_confluent_producer"]
 
 log = logging.getLogger(__name__)
 
@@ -299,3 +300,97 @@ def create_client(client_class: type[T], settings: Settings, /, *args: Any, **kw
             if isinstance(error, KafkaUnavailableError):
                 error = KafkaUnavailableError(f"{error}{_explain(seen.errors)}")
             raise error from None
+
+
+# -- confluent-kafka (librdkafka), the optional producer transport ---------------------------
+
+# kafka-python producer option -> librdkafka property (options a caller may pass to the SDK).
+_CONFLUENT_NAMES = {
+    "acks": "acks",
+    "enable_idempotence": "enable.idempotence",
+    "linger_ms": "linger.ms",
+    "batch_size": "batch.size",
+    "delivery_timeout_ms": "message.timeout.ms",
+    "request_timeout_ms": "request.timeout.ms",
+    "retry_backoff_ms": "retry.backoff.ms",
+    "reconnect_backoff_ms": "reconnect.backoff.ms",
+    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms",
+    "compression_type": "compression.type",
+    "client_id": "client.id",
+    "max_request_size": "message.max.bytes",
+    "partitioner": "partitioner",  # a librdkafka partitioner name, e.g. murmur2_random
+}
+
+
+def confluent_config(settings: Settings, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """librdkafka properties for ``settings``: the same security settings kafka-python gets
+    (protocol, SASL mechanism and credentials, CA file, host name verification), then
+    ``options`` in kafka-python names (``linger_ms``...) or librdkafka names (``linger.ms``).
+    An option with no librdkafka equivalent is a :class:`ConfigError`."""
+    settings.check_kafka_security()
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(f"{h}:{p}" if ":" not in h else f"[{h}]:{p}"
+                                      for h, p in bootstrap_addresses(settings)),
+        "security.protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in SASL_PROTOCOLS:
+        assert settings.kafka_sasl_password is not None  # check_kafka_security made sure
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_security_protocol in TLS_PROTOCOLS:
+        config["ssl.endpoint.identification.algorithm"] = "https"
+        if settings.kafka_ssl_cafile:
+            config["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    for name, value in (options or {}).items():
+        if "." in name:
+            config[name] = value
+        elif name in _CONFLUENT_NAMES:
+            config[_CONFLUENT_NAMES[name]] = value
+        else:
+            raise ConfigError(f"producer option {name!r} has no confluent-kafka (librdkafka)"
+                              " equivalent; use MODELMETER_KAFKA_CLIENT=kafka-python for it")
+    return config
+
+
+def create_confluent_producer(settings: Settings, topic: str, options: dict[str, Any], *,
+                              buffer_messages: int) -> Any:
+    """A confluent-kafka ``Producer`` with the SDK's guarantees (acks=all, idempotence,
+    murmur2 partitioning like the Java client and kafka-python, at most ``buffer_messages``
+    queued), after the same start-up probe as kafka-python clients (:func:`wait_for_broker`:
+    unreachable -> :class:`KafkaUnavailableError`, refused credentials or certificate ->
+    :class:`KafkaAuthError`, in one line), with ``topic``'s metadata fetched."""
+    try:
+        from confluent_kafka import KafkaException, Producer
+    except ImportError:
+        raise ConfigError("MODELMETER_KAFKA_CLIENT=confluent needs the confluent-kafka package"
+                          " (pip install 'modelmeter[confluent]')") from None
+    config = confluent_config(settings, {
+        "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
+        "linger.ms": 50, "message.timeout.ms": 120_000, "client.id": "modelmeter-sdk",
+        **options,
+        "queue.buffering.max.messages": buffer_messages,
+    })
+    errors: list[str] = []
+    config["error_cb"] = lambda err: errors.append(f"{err.name()}: {err.str()}")
+    config["logger"] = log  # librdkafka's own log lines go through logging, not stderr
+    deadline = time.monotonic() + settings.kafka_bootstrap_timeout
+    wait_for_broker(settings, deadline=deadline)
+    try:
+        producer = Producer(config)
+    except KafkaException as exc:
+        raise ConfigError(f"confluent-kafka producer settings: {exc.args[0]}") from None
+    remaining = max(5.0, deadline - time.monotonic())
+    try:
+        metadata = producer.list_topics(topic, timeout=remaining)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(
+            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}"
+            f" within {remaining:.0f} s: {exc.args[0]}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        reason = found.error if found is not None and found.error is not None else "no partitions"
+        raise KafkaUnavailableError(
+            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}:"
+            f" {reason}{'; ' + errors[-1] if errors else ''}")
+    return producer

@@ -39,28 +39,27 @@ Guarantees:
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime as dt
+import itertools
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+import orjson
 from pydantic import ValidationError
 
 from pipeline._exceptions import (
     ConfigError,
     ContractError,
     KafkaError,
-    KafkaUnavailableError,
     ProducerBufferFullError,
 )
 from pipeline.contract import SCHEMA_VERSION, LlmCall, TaskFeedback, contract_error, validate_event
 from pipeline.settings import Settings
 
-__all__ = ["UsageProducer", "RawMessage", "new_event_id", "ErrorCallback"]
+__all__ = ["UsageProducer", "RawMessage", "new_event_id", "serialize_event", "ErrorCallback"]
 
 Event = LlmCall | TaskFeedback
 
@@ -81,68 +80,44 @@ class RawMessage(tuple[bytes | None, bytes | None]):
 
 ErrorCallback = Callable[[Event | RawMessage, Exception], None]
 
-# A private generator seeded from the OS: os.urandom per event is a system call that releases
-# the GIL, and winning it back from kafka-python's I/O thread costs more than the rest of a
-# send. A private instance also stays unique when an application seeds the global `random`
-# (the simulator does), and is reseeded in a forked child.
-_ids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+
+# Event ids: a random 64-bit prefix per process (from the OS, so seeding the global `random`,
+# as the simulator does, changes nothing; new in a forked child) and a counter: unique
+# without a random draw per event (os.urandom per event is a system call that releases the
+# GIL, and winning it back from the Kafka client's I/O thread costs more than the rest).
+def _reset_ids() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix = os.urandom(8).hex()
+    _id_counter = itertools.count(int.from_bytes(os.urandom(4)))
+
+
+_id_prefix: str
+_id_counter: itertools.count[int]
+_reset_ids()
+os.register_at_fork(after_in_child=_reset_ids)
 
 
 def new_event_id() -> str:
-    """A fresh event id: 32 random hex digits (128 random bits, like a UUID4)."""
-    return f"{_ids.getrandbits(128):032x}"
+    """A fresh event id: 32 hex digits, a random per-process prefix then a counter."""
+    return f"{_id_prefix}{next(_id_counter):016x}"
 
 
-def _task_partitioner() -> Any:
-    from kafka.partitioner import DefaultPartitioner
-
-    class TaskPartitioner(DefaultPartitioner):
-        """kafka-python's default partitioner (murmur2 of the key, like the Java client),
-        remembered per key and partition count: a task sends several events under one key,
-        and murmur2 in pure Python is a fifth of a send's cost."""
-
-        def __init__(self, max_keys: int = 100_000) -> None:
-            self.max_keys = max_keys
-            self._seen: dict[tuple[str, bytes], tuple[int, int]] = {}
-
-        def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
-            partitions = cluster.partitions_for_topic(topic)
-            if serialized_key is None or not partitions:
-                return super().partition(topic, key, serialized_key, value, serialized_value,
-                                         cluster)
-            seen = self._seen.get((topic, serialized_key))
-            if seen is not None and seen[0] == len(partitions):
-                return seen[1]
-            found = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            if len(self._seen) >= self.max_keys:
-                self._seen.clear()
-            self._seen[(topic, serialized_key)] = (len(partitions), found)
-            return found
-
-    return TaskPartitioner()
+def serialize_event(event: Event) -> bytes:
+    """The message value the SDK sends for ``event``: its compact JSON (optional fields that
+    are unset as ``null``; ``occurred_at`` in UTC), read back equal by
+    :func:`pipeline.contract.parse_event`. orjson on the validated fields: a third of the
+    cost of pydantic's serialiser."""
+    return _dumps(event.__dict__)
 
 
-# Producer settings tuned for many small events: batches of up to 256 KiB gathered for up to
-# 50 ms (an agent does not wait for them; fewer, fuller batches mean fewer wake-ups of the
-# I/O thread competing for the GIL); lz4 would save bytes but costs CPU in pure Python, so
-# no compression by default.
-_PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 50,
-    "batch_size": 256 * 1024,
-    "delivery_timeout_ms": 120_000,
-    "client_id": "modelmeter-sdk",
-    "partitioner": _task_partitioner(),
-}
-
+_dumps = orjson.dumps
 _UTC = dt.UTC
+_now = dt.datetime.now
 _validate_llm_call = LlmCall.__pydantic_validator__.validate_python
 _validate_task_feedback = TaskFeedback.__pydantic_validator__.validate_python
 
 # How often (in sends) acknowledged events are taken off the pending queue.
-_PRUNE_EVERY = 512
+_PRUNE_EVERY = 1024
 
 
 class UsageProducer:
@@ -150,21 +125,23 @@ class UsageProducer:
 
     Keyword arguments:
         max_buffer: most events awaiting the broker's acknowledgement at once.
-        max_block_ms: how long ``send`` waits for room (and for topic metadata) before
-            raising; also kafka-python's ``max_block_ms``.
+        max_block_ms: how long ``send`` waits for room before raising.
         on_error: ``on_error(event, error)`` for each event the broker did not take.
         create_topics: create the topic (6 partitions) and its ``.dlq`` twin when missing.
-        kafka_options: further kafka-python ``KafkaProducer`` settings (``linger_ms``,
-            ``batch_size``, ``compression_type``, ``delivery_timeout_ms``, ...).
+        kafka_options: further producer settings in kafka-python names (``linger_ms``,
+            ``batch_size``, ``compression_type``, ``delivery_timeout_ms``, ...); with the
+            confluent transport they are mapped to librdkafka's names (which are accepted
+            as they are too, e.g. ``**{"queue.buffering.max.ms": 5}``).
+
+    The Kafka client is ``settings.kafka_client`` (``MODELMETER_KAFKA_CLIENT``):
+    ``kafka-python`` (default) or ``confluent`` (librdkafka; see :mod:`pipeline.transport`).
     """
 
     def __init__(self, settings: Settings | None = None, *, max_buffer: int = 100_000,
                  max_block_ms: int = 60_000, on_error: ErrorCallback | None = None,
                  create_topics: bool = True, **kafka_options: Any) -> None:
-        from kafka import KafkaProducer
-
         from pipeline.kafka_admin import ensure_topics
-        from pipeline.kafka_connect import create_client
+        from pipeline.transport import open_producer
 
         if max_buffer < 1:
             raise ConfigError(f"UsageProducer: max_buffer must be >= 1, got {max_buffer}")
@@ -180,22 +157,19 @@ class UsageProducer:
         self.delivered = 0
         self._failed_since_flush = 0
         self._pending: collections.deque[tuple[Any, Event | RawMessage]] = collections.deque()
+        # Reentrant: on_error runs under it and may send again.
         self._lock = threading.RLock()
         self._closed = False
         if create_topics:
             ensure_topics(self.settings)
-        # kafka-python's own max_block_ms only bounds waiting for topic metadata, fetched
-        # here once; room in the buffer is bounded by our max_block_ms.
-        metadata_ms = int(self.settings.kafka_bootstrap_timeout * 1000)
-        config = {**_PRODUCER_DEFAULTS, "max_block_ms": metadata_ms, **kafka_options}
-        self._producer = create_client(KafkaProducer, self.settings, **config)
-        try:
-            # Fetch the topic's partitions now, so the first send does not wait for them.
-            self._producer.partitions_for(self.topic)
-        except Exception as exc:
-            self._producer.close(timeout=0)
-            raise self._translate(exc) from None
-        self._send = self._producer.send
+        self._transport = open_producer(self.settings, self.topic, max_buffer=max_buffer,
+                                        options=kafka_options)
+        self._send = self._transport.send
+
+    @property
+    def kafka_client(self) -> str:
+        """The transport in use: ``kafka-python`` or ``confluent``."""
+        return self._transport.name
 
     # -- building events -------------------------------------------------------------------
 
@@ -214,9 +188,9 @@ class UsageProducer:
         try:
             # The validator directly, not LlmCall(...): same validation, one call less.
             event: LlmCall = _validate_llm_call({
-                "event_id": new_event_id() if event_id is None else event_id, "event_type": "llm_call",
-                "schema_version": SCHEMA_VERSION,
-                "occurred_at": dt.datetime.now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
+                "event_id": f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
+                "event_type": "llm_call", "schema_version": SCHEMA_VERSION,
+                "occurred_at": _now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
                 "task_id": task_id, "role": role, "provider": provider, "model": model,
                 "input_tokens": input_tokens, "output_tokens": output_tokens,
                 "cache_read_tokens": cache_read_tokens,
@@ -226,7 +200,7 @@ class UsageProducer:
                 "policy_version": policy_version, "task_type": task_type})
         except ValidationError as exc:
             raise contract_error(exc) from None
-        self._enqueue(event)
+        self._queue(event, task_id.encode(), _dumps(event.__dict__))
         return event
 
     def task_feedback(self, *, role: str, agent_id: str, task_id: str,
@@ -236,14 +210,14 @@ class UsageProducer:
         """Validate and send one ``task_feedback``; returns the event sent."""
         try:
             feedback: TaskFeedback = _validate_task_feedback({
-                "event_id": new_event_id() if event_id is None else event_id, "event_type": "task_feedback",
-                "schema_version": SCHEMA_VERSION,
-                "occurred_at": dt.datetime.now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
+                "event_id": f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
+                "event_type": "task_feedback", "schema_version": SCHEMA_VERSION,
+                "occurred_at": _now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
                 "task_id": task_id, "role": role, "satisfaction": satisfaction,
                 "escalation_needed": escalation_needed, "review_consistent": review_consistent})
         except ValidationError as exc:
             raise contract_error(exc) from None
-        self._enqueue(feedback)
+        self._queue(feedback, task_id.encode(), _dumps(feedback.__dict__))
         return feedback
 
     def send(self, event: Event | dict[str, Any]) -> Event:
@@ -256,59 +230,80 @@ class UsageProducer:
             event = validate_event(event)
         else:
             raise ContractError(f"not an event: {type(event).__name__}")
-        self._enqueue(event)
+        self._queue(event, event.task_id.encode(), serialize_event(event))
         return event
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
         """Send bytes as they are, NOT validated. For tests and the simulator's deliberately
         bad messages only: agents use :meth:`llm_call`, :meth:`task_feedback` or :meth:`send`."""
-        message = RawMessage((key, value))
-        self._queue(message, key, value)
+        self._queue(RawMessage((key, value)), key, value)
 
     # -- delivery --------------------------------------------------------------------------
-
-    def _enqueue(self, event: Event) -> None:
-        value = event.__pydantic_serializer__.to_json(event, exclude_none=True)
-        self._queue(event, event.task_id.encode(), value)
 
     def _queue(self, item: Event | RawMessage, key: bytes | None, value: bytes | None) -> None:
         if self._closed:
             raise KafkaError("the usage producer is closed")
         with self._lock:
-            if len(self._pending) >= self.max_buffer:
+            pending = self._pending
+            if len(pending) >= self.max_buffer:
                 self._make_room()
-            elif self.sent % _PRUNE_EVERY == 0:
+            elif not self.sent & (_PRUNE_EVERY - 1):
+                self._transport.serve()
                 self._prune()
             try:
-                future = self._send(self.topic, value=value, key=key)
+                handle = self._send(key, value)
             except Exception as exc:
-                raise self._translate(exc) from None
-            self._pending.append((future, item))
+                handle = self._retry_full(exc, key, value)
+            pending.append((handle, item))
             self.sent += 1
+
+    def _retry_full(self, exc: Exception, key: bytes | None, value: bytes | None) -> Any:
+        """The client's own buffer was full (confluent): wait for room like :meth:`_make_room`."""
+        from pipeline.transport import BufferFull
+
+        if not isinstance(exc, BufferFull):
+            raise self._transport.translate(exc) from None
+        deadline = time.monotonic() + self.max_block_ms / 1000
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._buffer_full_error()
+            if self._pending:
+                self._transport.wait(self._pending[0][0], min(remaining, 0.1))
+            self._prune()
+            try:
+                return self._send(key, value)
+            except BufferFull:
+                continue
+            except Exception as error:
+                raise self._transport.translate(error) from None
+
+    def _buffer_full_error(self) -> ProducerBufferFullError:
+        return ProducerBufferFullError(
+            f"{len(self._pending)} usage events are still waiting for the Kafka broker at"
+            f" {self.settings.kafka_bootstrap_servers} after {self.max_block_ms} ms"
+            f" (max_buffer={self.max_buffer}); the broker is slow or unreachable and this"
+            " event was not queued")
 
     def _prune(self) -> None:
         """Take acknowledged (or failed) events off the front of the pending queue."""
         pending = self._pending
         while pending and pending[0][0].is_done:
-            future, item = pending.popleft()
-            if future.failed():
-                self._report(item, future.exception)
+            handle, item = pending.popleft()
+            if handle.failed():
+                self._report(item, handle.exception)
             else:
                 self.delivered += 1
 
     def _make_room(self) -> None:
         deadline = time.monotonic() + self.max_block_ms / 1000
+        self._transport.serve()
         self._prune()
         while len(self._pending) >= self.max_buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProducerBufferFullError(
-                    f"{len(self._pending)} usage events are still waiting for the Kafka broker at"
-                    f" {self.settings.kafka_bootstrap_servers} after {self.max_block_ms} ms"
-                    f" (max_buffer={self.max_buffer}); the broker is slow or unreachable and this"
-                    " event was not queued")
-            with contextlib.suppress(Exception):  # a failure is reported by _prune
-                self._pending[0][0].get(timeout=min(remaining, 0.5))
+                raise self._buffer_full_error()
+            self._transport.wait(self._pending[0][0], min(remaining, 0.5))
             self._prune()
             if len(self._pending) >= self.max_buffer:
                 self._prune_anywhere()
@@ -316,11 +311,11 @@ class UsageProducer:
     def _prune_anywhere(self) -> None:
         """Drop finished events from anywhere in the queue (a slow partition at the front)."""
         keep: collections.deque[tuple[Any, Event | RawMessage]] = collections.deque()
-        for future, item in self._pending:
-            if not future.is_done:
-                keep.append((future, item))
-            elif future.failed():
-                self._report(item, future.exception)
+        for handle, item in self._pending:
+            if not handle.is_done:
+                keep.append((handle, item))
+            elif handle.failed():
+                self._report(item, handle.exception)
             else:
                 self.delivered += 1
         self._pending = keep
@@ -338,17 +333,13 @@ class UsageProducer:
         when events sent since the last flush could not be delivered (they went to
         ``on_error`` and are in :attr:`undelivered`).
         """
-        import kafka.errors as ke
-
         with self._lock:
-            try:
-                self._producer.flush(timeout=timeout)
-            except ke.KafkaTimeoutError:
-                self._prune_anywhere()
+            done = self._transport.flush(timeout)
+            self._prune_anywhere()
+            if not done:
                 raise KafkaError(
                     f"{len(self._pending)} usage events not acknowledged by the Kafka broker at"
-                    f" {self.settings.kafka_bootstrap_servers} within {timeout} s") from None
-            self._prune_anywhere()
+                    f" {self.settings.kafka_bootstrap_servers} within {timeout} s")
             failed, self._failed_since_flush = self._failed_since_flush, 0
         if failed:
             first = self.undelivered[-failed][1]
@@ -364,8 +355,6 @@ class UsageProducer:
         ``on_error`` and :attr:`undelivered` as well (they may yet arrive: re-sending them is
         safe, the same ``event_id`` is counted once).
         """
-        import kafka.errors as ke
-
         if self._closed:
             return
         self._closed = True
@@ -373,16 +362,14 @@ class UsageProducer:
             self.flush(timeout)
         finally:
             with self._lock:
-                unfinished = [item for future, item in self._pending if not future.is_done]
+                unfinished = [item for handle, item in self._pending if not handle.is_done]
                 self._prune_anywhere()
                 for item in unfinished:
                     self._report(item, KafkaError(
                         f"not acknowledged by the broker within close(timeout={timeout})"))
                 self._pending.clear()
                 self._failed_since_flush = 0
-            # kafka-python's close flushes first and raises when batches remain unsent.
-            with contextlib.suppress(ke.KafkaError):
-                self._producer.close(timeout=0 if unfinished else timeout)
+            self._transport.close(0 if unfinished else timeout)
 
     def __enter__(self) -> UsageProducer:
         return self
@@ -394,17 +381,3 @@ class UsageProducer:
     def pending(self) -> int:
         """Events sent and not yet known to be acknowledged (an upper bound)."""
         return len(self._pending)
-
-    def _translate(self, exc: Exception) -> Exception:
-        import kafka.errors as ke
-
-        from pipeline.kafka_connect import translate_kafka_error
-
-        if isinstance(exc, ke.KafkaTimeoutError):
-            return KafkaUnavailableError(
-                f"no metadata for Kafka topic {self.topic!r} from"
-                f" {self.settings.kafka_bootstrap_servers}: {exc}")
-        if isinstance(exc, ke.KafkaError):
-            return translate_kafka_error(exc, self.settings) or KafkaError(
-                f"producing to {self.topic!r} failed: {type(exc).__name__}: {exc}")
-        return exc

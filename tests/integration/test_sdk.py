@@ -1,7 +1,8 @@
 """The producer SDK against the real broker: round trip, validation at the agent, failures.
 
 No mock anywhere: failures are real (a closed port, a broker that refuses a record, a batch
-held back by linger, a stopped broker).
+held back by linger, a stopped broker). Every test runs with both transports
+(MODELMETER_KAFKA_CLIENT=kafka-python and =confluent).
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ from pipeline import (
 from tests.kafka_broker import ExternalBroker, free_port
 
 pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def make_settings(make_settings, request):
+    """The conftest's make_settings, with the producer transport under test."""
+    def make(**overrides):
+        return make_settings(kafka_client=request.param, **overrides)
+    return make
 
 
 @pytest.fixture(autouse=True)
