@@ -23,7 +23,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -210,6 +210,18 @@ class RoiProjection:
     horizon_savings_usd: Decimal
     roi: Decimal
     break_even_month: int | None
+
+    def at_money_scale(self) -> RoiProjection:
+        """The amounts rounded half-even to 12 decimals, as DECIMAL(38,12) (mart_roi) holds them."""
+        def scale(value: Decimal) -> Decimal:
+            return value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+        return dataclasses.replace(self, monthly_savings_usd=scale(self.monthly_savings_usd),
+                                   horizon_savings_usd=scale(self.horizon_savings_usd),
+                                   roi=scale(self.roi))
+
+
+_MONEY_QUANTUM = Decimal("1E-12")
 
 
 @dataclass(frozen=True, slots=True)

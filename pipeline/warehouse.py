@@ -52,7 +52,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,6 @@ _SOURCES = {
     REJECTED_TABLE: ("lake_rejected", "received_date"),
 }
 _MONEY = pa.decimal128(38, 12)
-_RATIO_QUANTUM = Decimal("1E-12")
 
 Progress = Callable[[str], None]
 
@@ -588,16 +587,17 @@ def _load_mart_roi(con: duckdb.DuckDBPyConnection, policy: Any, result: BuildRes
         "projected_monthly_savings_usd", "projected_horizon_savings_usd", "projected_roi",
         "break_even_month")}
     for month, cost, baseline, savings, reduction in months:
-        projection = roi_projection(inputs, reduction) if reduction is not None else None
+        projection = (roi_projection(inputs, reduction).at_money_scale()
+                      if reduction is not None else None)
         for name, value in (
             ("month", month), ("cost_usd", cost), ("baseline_cost_usd", baseline),
             ("savings_usd", savings), ("cost_reduction", reduction),
             ("implementation_cost_usd", inputs.implementation_cost_usd),
             ("monthly_spend_before_usd", inputs.monthly_spend_before_usd),
             ("horizon_months", inputs.horizon_months),
-            ("projected_monthly_savings_usd", projection and _money(projection.monthly_savings_usd)),
-            ("projected_horizon_savings_usd", projection and _money(projection.horizon_savings_usd)),
-            ("projected_roi", projection and _money(projection.roi)),
+            ("projected_monthly_savings_usd", projection and projection.monthly_savings_usd),
+            ("projected_horizon_savings_usd", projection and projection.horizon_savings_usd),
+            ("projected_roi", projection and projection.roi),
             ("break_even_month", projection and projection.break_even_month),
         ):
             rows[name].append(value)
@@ -698,10 +698,6 @@ def _count(con: duckdb.DuckDBPyConnection, name: str) -> int:
 
 def _counts(result: BuildResult, prefix: str) -> str:
     return ", ".join(f"{n} {c}" for n, c in result.rows.items() if n.startswith(prefix))
-
-
-def _money(value: Decimal) -> Decimal:
-    return Decimal(value).quantize(_RATIO_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 def _sql_str(text: str) -> str:

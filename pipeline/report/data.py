@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,14 @@ class DailyReport:
     warnings: DataWarnings
     schema_version: int = field(default=SCHEMA_VERSION)
 
+    def kpi(self, name: str) -> KpiRow | None:
+        """The row of KPI ``name``; None when the policy sets no target for it."""
+        return _find_kpi(self.kpis, name)
+
+
+def _find_kpi(kpis: Sequence[KpiRow], name: str) -> KpiRow | None:
+    return next((k for k in kpis if k.kpi == name), None)
+
 
 # ---------------------------------------------------------------------------------------------
 
@@ -262,8 +270,11 @@ def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
 
 
 def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyReport:
+    # mart_daily_call_summary holds every call summed per day and group: a few thousand rows
+    # instead of a scan of fct_llm_calls (so do _roles and _cost_by_role_model).
     span = _one(con, "select min(event_date) as first, max(event_date) as last, "
-                     "count(*) filter (where event_date = ?) as calls from fct_llm_calls", [day])
+                     "coalesce(sum(calls) filter (where event_date = ?), 0) as calls "
+                     "from mart_daily_call_summary", [day])
     if span.get("first") is None:
         raise NoDataError(f"no data for {day}: the warehouse {path} has no usage events "
                           "(consume some, then run `modelmeter build`)")
@@ -326,7 +337,7 @@ def _headline(con: duckdb.DuckDBPyConnection, day: dt.date, month_start: dt.date
         select sum(cost_usd) as cost_usd, sum(baseline_cost_usd) as baseline_cost_usd,
                sum(savings_usd) as savings_usd
         from mart_daily_savings where event_date between ? and ?""", [month_start, day])
-    reduction = next((k for k in kpis if k.kpi == "cost_reduction_pct"), None)
+    reduction = _find_kpi(kpis, "cost_reduction_pct")
     return Headline(
         calls=int(d["calls"]), escalated_calls=int(d["escalated_calls"]),
         unpriced_calls=int(d["unpriced_calls"]),
@@ -346,7 +357,7 @@ def _roles(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleRow, ...]:
     rows = _rows(con, """
         with known as (
             select role, bool_and(is_known_role) as is_known_role
-            from fct_llm_calls where event_date = ? group by role
+            from mart_daily_call_summary where event_date = ? group by role
         )
         select r.role, coalesce(known.is_known_role, false) as is_known_role,
                r.calls, r.escalated_calls, r.input_tokens, r.output_tokens,
@@ -371,8 +382,8 @@ def _models(con: duckdb.DuckDBPyConnection, day: dt.date, policy: dict) -> tuple
 
 def _cost_by_role_model(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleModelCost, ...]:
     rows = _rows(con, """
-        select role, provider, model, count(*) as calls, sum(cost_usd) as cost_usd
-        from fct_llm_calls where event_date = ?
+        select role, provider, model, cast(sum(calls) as bigint) as calls, sum(cost_usd) as cost_usd
+        from mart_daily_call_summary where event_date = ?
         group by role, provider, model order by role, provider, model""", [day])
     return tuple(RoleModelCost(**r) for r in rows)
 
@@ -395,17 +406,13 @@ def _roi(month_start: dt.date, reduction: Decimal | None, policy: dict) -> Roi |
     inputs = RoiInputs(implementation_cost_usd=policy["implementation_cost_usd"],
                        monthly_spend_before_usd=policy["monthly_spend_before_usd"],
                        horizon_months=int(policy["horizon_months"]))
-    p = roi_projection(inputs, reduction)
-
-    def scale12(value: Decimal) -> Decimal:  # DECIMAL(38,12), as mart_roi stores them
-        return value.quantize(Decimal("1E-12"), rounding=ROUND_HALF_EVEN)
-
+    p = roi_projection(inputs, reduction).at_money_scale()     # as mart_roi stores it
     return Roi(month=month_start, observed_cost_reduction_pct=reduction,
                implementation_cost_usd=inputs.implementation_cost_usd,
                monthly_spend_before_usd=inputs.monthly_spend_before_usd,
                horizon_months=inputs.horizon_months,
-               monthly_savings_usd=scale12(p.monthly_savings_usd),
-               horizon_savings_usd=scale12(p.horizon_savings_usd), roi=scale12(p.roi),
+               monthly_savings_usd=p.monthly_savings_usd,
+               horizon_savings_usd=p.horizon_savings_usd, roi=p.roi,
                break_even_month=p.break_even_month)
 
 
