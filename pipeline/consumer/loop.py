@@ -61,6 +61,7 @@ class ConsumerStats:
     files: int = 0
     commits: int = 0
     recovered_files_deleted: int = 0
+    assignments: int = 0  # partition assignments received (1 per rebalance that gave us some)
     started_monotonic: float = field(default_factory=time.monotonic)
     last_commit_monotonic: float | None = None
     flush_seconds: list[float] = field(default_factory=list)  # the latest flush durations
@@ -155,8 +156,8 @@ class Consumer:
             self._consumer = create_client(KafkaConsumer, self.settings, group_id=self.group,
                                            client_id="modelmeter-consume",
                                            **self.consumer_config)
-            self._wait_for_topic_metadata()
             self._consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+            self._wait_for_topic_metadata()
             self._loop()
             self._commit(self._sink.flush())
             committed_ok = True
@@ -311,6 +312,7 @@ class Consumer:
         mine = [tp for tp in assigned if tp.topic == self.settings.topic]
         if self._fatal is not None or not mine:
             return
+        self.stats.assignments += 1
         try:
             committed = await self._consumer._coordinator.fetch_committed_offsets_async(mine)
             for tp in mine:
@@ -364,14 +366,25 @@ class Consumer:
             raise LakeWriteError("the lake is not a directory", path=str(lake))
 
     def _wait_for_topic_metadata(self, timeout_s: float = 30.0) -> None:
-        """Know the topic's partitions before joining the group: a group leader without them
-        assigns nothing and may not rejoin until the next metadata refresh."""
+        """Fetch the subscribed topic's metadata (blocking) before the first poll joins the group.
+
+        kafka-python's coordinator remembers the partitions of the subscribed topics as of the
+        last metadata response. ``subscribe()`` only *requests* an update, so a join that wins
+        the race against that response makes the leader assign from an empty snapshot; the
+        response then differs from it and the consumer rebalances again right after its first
+        assignment (the messages read meanwhile are dropped and re-read). A blocking metadata
+        fetch after ``subscribe()`` makes the snapshot current before the join. A group leader
+        without the topic's partitions would also assign nothing until the next refresh.
+        """
         deadline = time.monotonic() + timeout_s
-        while not self._consumer.partitions_for_topic(self.settings.topic):
+        topic = self.settings.topic
+        while True:
+            # topics() always asks the broker (blocking) and updates the coordinator's snapshot
+            if topic in self._consumer.topics() and self._consumer.partitions_for_topic(topic):
+                return
             if time.monotonic() > deadline:
                 from pipeline._exceptions import KafkaError
-                raise KafkaError(f"topic {self.settings.topic} has no partitions after "
-                                 f"{timeout_s:g} s")
+                raise KafkaError(f"topic {topic} has no partitions after {timeout_s:g} s")
             time.sleep(0.2)
 
     def _update_highwater(self, topic: str) -> None:

@@ -27,20 +27,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.contract import EVENT_ID_PATTERN, EVENT_TYPES, MAX_FUTURE, MAX_TOKENS, MIN_OCCURRED_AT
 from pipeline.lake import LLM_CALL_SCHEMA, TASK_FEEDBACK_SCHEMA
 
 __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _NONE = type(None)
-_MIN_OCCURRED = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-_MAX_FUTURE = dt.timedelta(minutes=10)
-_MAX_TOKENS = 100_000_000
 # Canonical RFC 3339 with an explicit offset and at most microseconds; other spellings that
 # pydantic may still accept are left to the slow path.
 _RFC3339 = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
             r"(\.\d{1,6})?(Z|[+-](0\d|1[0-3]):[0-5]\d)$")
-_EVENT_ID = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +57,7 @@ class _Field:
 
 _ENVELOPE = (
     _Field("event_id", "event_id", pa.string()),
-    _Field("event_type", "enum", pa.string(), values=("llm_call", "task_feedback")),
+    _Field("event_type", "enum", pa.string(), values=EVENT_TYPES),
     _Field("schema_version", "const", pa.int32(), values=(1,)),
     _Field("occurred_at", "ts", _TS),
     _Field("agent_id", "str", pa.string(), lo=1, hi=128),
@@ -70,7 +67,7 @@ _ENVELOPE = (
 
 
 def _tokens(name: str, required: bool = False) -> _Field:
-    return _Field(name, "int", pa.int64(), required=required, default=0, lo=0, hi=_MAX_TOKENS)
+    return _Field(name, "int", pa.int64(), required=required, default=0, lo=0, hi=MAX_TOKENS)
 
 
 _SPECS: dict[str, tuple[_Field, ...]] = {
@@ -175,8 +172,8 @@ def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
                     parsed.append(None)
             arr = pa.array(parsed, _TS)
             ok = _and(ok, pc.is_valid(arr))
-        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(_MIN_OCCURRED, _TS)),
-                           pc.less_equal(arr, pa.scalar(now + _MAX_FUTURE, _TS)))
+        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(MIN_OCCURRED_AT, _TS)),
+                           pc.less_equal(arr, pa.scalar(now + MAX_FUTURE, _TS)))
         return arr, _and(ok, pc.fill_null(in_range, False))
     if kind in ("int", "const"):
         try:
@@ -198,7 +195,7 @@ def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
         if kind == "enum":
             cond = pc.is_in(arr, value_set=pa.array(spec.values, pa.string()))
         elif kind == "event_id":
-            cond = pc.match_substring_regex(arr, _EVENT_ID)
+            cond = pc.match_substring_regex(arr, EVENT_ID_PATTERN)
         else:
             length = pc.utf8_length(arr)
             cond = pc.and_(pc.greater_equal(length, spec.lo), pc.less_equal(length, spec.hi))
@@ -246,11 +243,11 @@ def _fast_group(event_type: str, shape: tuple[str, ...], objs: list[dict[str, An
 def _source_columns(partitions: Sequence[int], offsets: Sequence[int], topic: str,
                     ingested_at: dt.datetime) -> dict[str, pa.Array]:
     n = len(offsets)
-    return {
-        "kafka_topic": pa.array([topic] * n, pa.string()),
+    return {  # constants repeated in C: no per-row Python object conversion
+        "kafka_topic": pa.repeat(pa.scalar(topic, pa.string()), n),
         "kafka_partition": pa.array(partitions, pa.int32()),
         "kafka_offset": pa.array(offsets, pa.int64()),
-        "ingested_at": pa.array([ingested_at] * n, _TS),
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, _TS), n),
     }
 
 

@@ -1,0 +1,83 @@
+"""The consumer's group membership against the real broker: in-process runs one after
+another, and a broker restart in the middle of a stream."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import pytest
+
+from pipeline.consumer import Consumer
+from tests.integration.test_consume import (
+    ENV,
+    Progress,
+    assert_each_offset_once,
+    cli,
+    committed,
+    events,
+    lake_rows,
+    produce_librdkafka,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+def _run(settings, group: str) -> Consumer:
+    consumer = Consumer(settings, group=group, until_idle=2, flush_seconds=0.5,
+                        progress_seconds=0, in_process=True, out=io.StringIO())
+    consumer.run()
+    return consumer
+
+
+def test_successive_in_process_consumers_join_once_and_land_everything(make_settings):
+    """Regression: a second Consumer.run() in the same process used to be assigned its
+    partitions twice (its join raced the metadata response asked for by subscribe(), so the
+    leader assigned from a stale snapshot and rejoined at once), dropping what it had read.
+    Each run must join once and land what it was given: a first group, a new group on the
+    same topic (new lake), and the first group again after more messages."""
+    settings = make_settings()
+    bootstrap = settings.kafka_bootstrap_servers
+    produce_librdkafka(bootstrap, settings.topic, events(300))
+
+    first = _run(settings, "g-a")
+    assert (first.stats.landed, first.stats.rejected) == (300, 0)
+    assert first.stats.assignments == 1
+
+    other = settings.with_overrides(lake=settings.lake.parent / "lake-b")
+    second = _run(other, "g-b")
+    assert (second.stats.consumed, second.stats.landed) == (300, 300)
+    assert second.stats.assignments == 1
+    assert len(assert_each_offset_once(lake_rows(other.lake))) == 300
+
+    produce_librdkafka(bootstrap, settings.topic, events(200, start=300))
+    third = _run(settings, "g-a")
+    assert (third.stats.consumed, third.stats.landed) == (200, 200)
+    assert third.stats.assignments == 1
+    assert len(assert_each_offset_once(lake_rows(settings.lake))) == 500
+    assert sum(committed(settings, "g-a").values()) == 500
+
+
+def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker, make_settings):
+    """The broker goes away and comes back while `modelmeter consume` runs: the consumer
+    reconnects by itself, lands every message exactly once and exits 0 once idle."""
+    settings = make_settings()
+    values = events(4000)
+    produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
+    proc = subprocess.Popen(
+        cli(settings, "--until-idle", "20", "--flush-seconds", "0.5", "--progress-seconds", "0.2",
+            "--group", "g-restart"),
+        stderr=subprocess.PIPE, text=True, env=ENV)
+    progress = Progress(proc)
+    try:
+        progress.wait_consumed(2000, timeout=90)
+        kafka_broker.restart()
+        produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
+        assert progress.wait(timeout=180) == 0, "".join(progress.lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "landed=4,000 rejected=0" in progress.lines[-1], "".join(progress.lines)
+    rows = lake_rows(settings.lake)
+    assert len(assert_each_offset_once(rows)) == 4000
+    assert sum(committed(settings, "g-restart").values()) == 4000
