@@ -144,7 +144,7 @@ def savings_trend_chart(report: DailyReport) -> str:
     points = [(i, p) for i, p in enumerate(report.trend) if p.savings_pct is not None]
     if not points:
         return _no_data(chart_id, title, "no priced calls in the last days")
-    kpi = next((k for k in report.kpis if k.kpi == "cost_reduction_pct"), None)
+    kpi = report.kpi("cost_reduction_pct")
     lo = kpi.target_min if kpi else None
     hi = kpi.target_max if kpi else None
     values = [_fx(p.savings_pct) for _, p in points] + [float(v) for v in (lo, hi) if v]
@@ -220,7 +220,7 @@ def model_share_chart(report: DailyReport) -> str:
     if not models:
         return _no_data(chart_id, title, "no calls this day")
     colours = model_colours(report)
-    kpi = next((k for k in report.kpis if k.kpi == "default_model_share"), None)
+    kpi = report.kpi("default_model_share")
     models.sort(key=lambda m: (not m.is_default_model, -m.calls))
     left, right, y, bar_h, height = 20.0, 20.0, 44.0, 36.0, 130.0
     plot_w = _W - left - right

@@ -212,7 +212,7 @@ def headline_grid(report: DailyReport) -> Grid:
 
 
 def cost_reduction_target(report: DailyReport) -> str:
-    kpi = next((k for k in report.kpis if k.kpi == "cost_reduction_pct"), None)
+    kpi = report.kpi("cost_reduction_pct")
     return kpi_target(kpi) if kpi else NA
 
 
