@@ -397,3 +397,29 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = 60
         return (numerator / denominator).quantize(D("1E-12"), rounding=ROUND_DOWN)
+
+
+_BUILT: dict[Path, tuple[GoldenExpected, Any]] = {}
+
+
+def golden_warehouse(tmp_path_factory: Any) -> tuple[GoldenExpected, Any]:
+    """(expected, settings) of the golden lake built with the repo's price book and policy.
+
+    Built once per test session (under pytest's session temp dir) and shared by the tests
+    that only read it (test_warehouse, test_report, test_finance_queries): a test that
+    changes the lake, the price book or the warehouse builds its own.
+    """
+    from pipeline.settings import Settings
+    from pipeline.warehouse import build_warehouse
+
+    key = Path(tmp_path_factory.getbasetemp())
+    if key not in _BUILT:
+        repo = Path(__file__).resolve().parents[1]
+        root = tmp_path_factory.mktemp("golden-shared")
+        expected = write_golden_lake(root / "lake")
+        settings = Settings(lake=root / "lake", warehouse=root / "warehouse.duckdb",
+                            policy=repo / "schemas" / "routing_policy.yaml",
+                            prices=repo / "schemas" / "prices.csv")
+        build_warehouse(settings)
+        _BUILT[key] = (expected, settings)
+    return _BUILT[key]

@@ -9,9 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.settings import Settings
-from pipeline.warehouse import build_warehouse, open_warehouse_readonly
-from tests.golden import write_golden_lake
+from pipeline.warehouse import open_warehouse_readonly
+from tests.golden import golden_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINANCE_MD = REPO_ROOT / "docs" / "finance.md"
@@ -20,12 +19,8 @@ BLOCKS = re.findall(r"^```sql\n(.*?)^```", FINANCE_MD.read_text(encoding="utf-8"
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("finance")
-    write_golden_lake(root / "lake")
-    settings = Settings(lake=root / "lake", warehouse=root / "warehouse.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
-    build_warehouse(settings)
+    """The session's shared golden warehouse (the queries only read it)."""
+    _, settings = golden_warehouse(tmp_path_factory)
     return settings.warehouse
 
 

@@ -303,18 +303,10 @@ JUNE = dt.date(2025, 6, 1)
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
-    from pipeline.settings import Settings
-    from pipeline.warehouse import build_warehouse
-    from tests.conftest import REPO_ROOT
-    from tests.golden import write_golden_lake
+    """(expected, settings) of the session's shared golden warehouse (read-only here)."""
+    from tests.golden import golden_warehouse
 
-    root = tmp_path_factory.mktemp("golden")
-    expected = write_golden_lake(root / "lake")
-    settings = Settings(lake=root / "lake", warehouse=root / "warehouse.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
-    build_warehouse(settings)
-    return expected, settings
+    return golden_warehouse(tmp_path_factory)
 
 
 def _sum(values) -> D | None:

@@ -22,6 +22,7 @@ from tests.golden import (
     DAY_A,
     DAY_B,
     DAY_C,
+    golden_warehouse,
     llm_call,
     task_feedback,
     write_events_lake,
@@ -44,10 +45,8 @@ def settings_for(root: Path, *, prices: Path = PRICES, lake: Path | None = None)
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory):
     """The golden lake built with the shipped price book: (expected, read-only connection)."""
-    root = tmp_path_factory.mktemp("golden")
-    expected = write_golden_lake(root / "lake")
-    build_warehouse(settings_for(root))
-    con = open_warehouse_readonly(root / "warehouse.duckdb")
+    expected, settings = golden_warehouse(tmp_path_factory)
+    con = open_warehouse_readonly(settings.warehouse)
     yield expected, con
     con.close()
 
