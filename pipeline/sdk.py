@@ -44,7 +44,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import orjson
@@ -238,6 +238,30 @@ class UsageProducer:
         bad messages only: agents use :meth:`llm_call`, :meth:`task_feedback` or :meth:`send`."""
         self._queue(RawMessage((key, value)), key, value)
 
+    def send_raw_many(self, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        """:meth:`send_raw` for each ``(key, value)`` of ``messages`` (NOT validated), with
+        the per-message bookkeeping hoisted out of the loop; returns how many were sent.
+        Same buffer bound, errors and delivery reports as :meth:`send_raw`."""
+        if self._closed:
+            raise KafkaError("the usage producer is closed")
+        count = 0
+        with self._lock:
+            send, max_buffer, mask = self._send, self.max_buffer, _PRUNE_EVERY - 1
+            for message in messages:
+                pending = self._pending  # _prune_anywhere may replace the deque
+                if len(pending) >= max_buffer or not self.sent & mask:
+                    self._queue(RawMessage(message), message[0], message[1])
+                else:
+                    try:
+                        handle = send(message[0], message[1])
+                    except Exception as exc:
+                        handle = self._retry_full(exc, message[0], message[1])
+                    # the tuple itself; _report wraps it in a RawMessage if it ever fails
+                    pending.append((handle, message))
+                    self.sent += 1
+                count += 1
+        return count
+
     # -- delivery --------------------------------------------------------------------------
 
     def _queue(self, item: Event | RawMessage, key: bytes | None, value: bytes | None) -> None:
@@ -321,6 +345,8 @@ class UsageProducer:
         self._pending = keep
 
     def _report(self, item: Event | RawMessage, error: Exception) -> None:
+        if type(item) is tuple:  # queued by send_raw_many
+            item = RawMessage(item)
         self.undelivered.append((item, error))
         self._failed_since_flush += 1
         if self.on_error is not None:

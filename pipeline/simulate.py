@@ -561,46 +561,21 @@ _PRODUCER_OPTIONS: dict[str, Any] = {"linger_ms": 20, "batch_size": 1024 * 1024,
 _MIN_EVENTS_PER_WORKER = 40_000
 
 
-def _task_partitioner() -> Any:
-    """kafka-python's default partitioner (murmur2 of the key), remembered per key.
-
-    A task's events share a key, and murmur2 in pure Python is a fifth of a send's cost.
-    """
-    from kafka.partitioner import DefaultPartitioner
-
-    class TaskPartitioner(DefaultPartitioner):
-        def __init__(self) -> None:
-            self._seen: dict[bytes, int] = {}
-
-        def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
-            if serialized_key is None:
-                return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            found = self._seen.get(serialized_key)
-            if found is None:
-                if len(self._seen) > 50_000:
-                    self._seen.clear()
-                found = self._seen[serialized_key] = super().partition(
-                    topic, key, serialized_key, value, serialized_value, cluster)
-            return found
-
-    return TaskPartitioner()
-
-
 def _produce(policy: Policy, run: SimRun, settings: Any, indexes: Sequence[int],
              report: Callable[[Summary, int], None]) -> None:
     """Send the chunks ``indexes`` through the SDK; ``report(chunk summary, messages)`` per chunk."""
     from pipeline.sdk import UsageProducer
 
     prof = _profile(policy)
+    # The SDK's default partitioner: murmur2 of the key (task_id), as the Java client and
+    # librdkafka's murmur2_random, so a task's events share a partition whatever the transport.
     with UsageProducer(settings, create_topics=False, max_buffer=200_000,
-                       partitioner=_task_partitioner(), **_PRODUCER_OPTIONS) as meter:
+                       **_PRODUCER_OPTIONS) as meter:
         # Valid events are pre-serialised (their contract validity is a unit test of this
         # module): validating each one again here would halve the throughput.
-        send = meter.send_raw
         for index in indexes:
             chunk = generate_chunk(policy, run, index, profile=prof)
-            for key, value in chunk.messages:
-                send(key, value)
+            meter.send_raw_many(chunk.messages)
             part = Summary()
             part.add(chunk)
             report(part, len(chunk.messages))

@@ -24,6 +24,7 @@ from pipeline import (
     KafkaUnavailableError,
     LlmCall,
     ProducerBufferFullError,
+    RawMessage,
     TaskFeedback,
     UsageProducer,
     anthropic_tokens,
@@ -194,7 +195,8 @@ def test_bad_event_raises_at_the_agent_and_nothing_is_sent(make_settings):
 
 
 def test_send_prebuilt_events_and_raw_bytes(make_settings):
-    """send() takes a model or a dict (validated); send_raw() sends bytes untouched."""
+    """send() takes a model or a dict (validated); send_raw() and send_raw_many() send bytes
+    untouched."""
     settings = make_settings()
     model = LlmCall(event_id="pre-built-1", event_type="llm_call", schema_version=1,
                     occurred_at=dt.datetime(2025, 5, 1, tzinfo=dt.UTC), agent_id="a", task_id="t1",
@@ -207,9 +209,12 @@ def test_send_prebuilt_events_and_raw_bytes(make_settings):
         fed = meter.send(data)
         meter.send_raw(b"t3", b"not json at all")
         meter.send_raw(None, b"")
+        assert meter.send_raw_many(iter([(b"t4", b"raw-%d" % i) for i in range(3000)])) == 3000
     assert isinstance(fed, TaskFeedback)
-    values = {m.value: m.key for m in read_all(settings, 4)}
+    assert meter.sent == meter.delivered == 3004
+    values = {m.value: m.key for m in read_all(settings, 3004)}
     assert values[b"not json at all"] == b"t3" and values[b""] is None
+    assert all(values.pop(b"raw-%d" % i) == b"t4" for i in range(3000))
     events = {parse_event(v).event_id for v in values if v.startswith(b"{")}
     assert events == {"pre-built-1", "from-dict-1"}
 
@@ -227,8 +232,8 @@ def test_unreachable_broker_raises_kafka_unavailable(make_settings):
 
 
 def test_refused_events_go_to_on_error_and_flush_raises(make_settings, kafka_broker):
-    """Events the broker refuses (record too large for the topic) reach on_error with the
-    error, stay in producer.undelivered, and flush() raises; accepted ones land."""
+    """Events (and raw messages) the broker refuses (record too large for the topic) reach
+    on_error with the error, stay in producer.undelivered, and flush() raises; accepted ones land."""
     name = f"sdk-small-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
     try:
@@ -247,9 +252,11 @@ def test_refused_events_go_to_on_error_and_flush_raises(make_settings, kafka_bro
     big = meter.llm_call(task_id="t", **{**CALL, "task_type": "x" * 128, "policy_version": "v" * 64,
                                          "agent_id": "a" * 128, "role": "r" * 64,
                                          "model": "m" * 128, "provider": "p" * 128})
-    with pytest.raises(KafkaError, match="^1 usage events could not be delivered to 'sdk-small-"):
+    meter.send_raw_many([(b"t", b"x" * 700)])
+    with pytest.raises(KafkaError, match="^2 usage events could not be delivered to 'sdk-small-"):
         meter.flush()
-    assert [event for event, _ in failures] == [big]
+    assert [event for event, _ in failures] == [big, (b"t", b"x" * 700)]
+    assert isinstance(failures[1][0], RawMessage) and failures[1][0].value == b"x" * 700
     assert meter.undelivered == failures
     meter.flush()  # reported once: a later flush with nothing new failing passes
     meter.close()

@@ -29,7 +29,7 @@ def _simulate(settings, tmp_path, *extra: str, name: str = "summary.json") -> di
     return json.loads(path.read_text())
 
 
-def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes | None]]:
+def _read_all(bootstrap: str, topic: str, *, partitions: bool = False) -> list[tuple]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              auto_offset_reset="earliest", consumer_timeout_ms=5000)
     try:
@@ -40,7 +40,8 @@ def _read_all(bootstrap: str, topic: str) -> list[tuple[bytes, bytes | None]]:
         out = []
         while any(consumer.position(tp) < end[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=2000, max_records=10_000).values():
-                out.extend((r.key, r.value) for r in records)
+                out.extend((r.partition, r.key, r.value) if partitions else (r.key, r.value)
+                           for r in records)
         return out
     finally:
         consumer.close()
@@ -89,6 +90,22 @@ def test_two_producer_processes_send_the_same_messages_as_one(make_settings, tmp
     m1 = Counter(_read_all(one.kafka_bootstrap_servers, one.topic))
     m2 = Counter(_read_all(two.kafka_bootstrap_servers, two.topic))
     assert m1 == m2 and sum(m1.values()) == s1["messages"]
+
+
+def test_both_transports_put_the_same_messages_on_the_same_partitions(make_settings, tmp_path):
+    """kafka-python and confluent (librdkafka murmur2_random) send the same seed's messages,
+    each to the same partition: the key -> partition mapping does not depend on the client."""
+    args = ("--events", "4000", "--days", "2", "--seed", "11", "--bad-fraction", "0.01",
+            "--duplicate-fraction", "0.01", "--workers", "1")
+    landed = []
+    for client in ("kafka-python", "confluent"):
+        settings = make_settings()
+        summary = _simulate(settings, tmp_path, *args, "--kafka-client", client, name=f"{client}.json")
+        landed.append(Counter(_read_all(settings.kafka_bootstrap_servers, settings.topic,
+                                        partitions=True)))
+        assert sum(landed[-1].values()) == summary["messages"]
+    assert landed[0] == landed[1]
+    assert len({p for p, _, _ in landed[0]}) == 6
 
 
 def test_simulate_then_consume_lands_every_distinct_valid_event(make_settings, tmp_path):
