@@ -255,7 +255,7 @@ def run_checks(inputs: DayInputs, runner: GxRunner) -> list[CheckResult]:
         skipped["event_id_unique"] = skipped["warehouse_complete"] = reason
         calls["in_warehouse"] = feedback["in_warehouse"] = None
 
-    flushes = flush_frame(lake_day.lake, lake_day.flush_names)
+    flushes = flush_frame(lake_day.lake, lake_day.flush_names, known_offsets=lake_day.offsets)
     metrics = _day_metrics(inputs, flushes, skipped)
 
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)

@@ -14,6 +14,7 @@ Everything here is pure (files in, frames out); great-expectations is not import
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class LakeDay:
     files: pd.DataFrame                      # one row per file of the day: file, table, schema_problem
     tables: dict[str, pd.DataFrame]          # lake table -> the day's rows (schema-valid files only)
     paths: dict[str, list[Path]] = field(default_factory=dict)   # lake table -> the day's files
+    #: kafka_offset values of each schema-valid file of the day, kept from the one read of it
+    #: so that the reconciliation (:func:`flush_frame`) does not read those files again
+    offsets: dict[Path, list[int]] = field(default_factory=dict)
 
     @property
     def flush_names(self) -> set[str]:
@@ -100,6 +104,7 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
     rows: list[dict[str, object]] = []
     tables: dict[str, pd.DataFrame] = {}
     paths: dict[str, list[Path]] = {}
+    offsets: dict[Path, list[int]] = {}
     for table in _TABLES:
         paths[table] = _day_files(lake, table, day)
         good: list[pa.Table] = []
@@ -117,12 +122,13 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
                 if data is not None and problem is None:
                     # nullable: a null in a key column is the keys_not_null check's to report
                     good.append(data.select(SCHEMAS[table].names).cast(_nullable(SCHEMAS[table])))
+                    offsets[path] = _non_null_ints(data.column("kafka_offset"))
             relative = str(path.relative_to(lake))
             rows.append({"file": relative, "table": table,
                          "schema_problem": f"{relative}: {problem}" if problem else None})
         tables[table] = (pa.concat_tables(good).to_pandas() if good else _empty(table))
     files = pd.DataFrame(rows, columns=["file", "table", "schema_problem"])
-    return LakeDay(lake=lake, day=day, files=files, tables=tables, paths=paths)
+    return LakeDay(lake=lake, day=day, files=files, tables=tables, paths=paths, offsets=offsets)
 
 
 def _offsets(path: Path) -> list[int] | None:
@@ -133,6 +139,10 @@ def _offsets(path: Path) -> list[int] | None:
         return None
     if not pa.types.is_integer(column.type):
         return None
+    return _non_null_ints(column)
+
+
+def _non_null_ints(column: pa.ChunkedArray) -> list[int]:
     return [int(v) for v in column.to_pylist() if v is not None]
 
 
@@ -141,7 +151,8 @@ _FLUSH_COLUMNS = ["flush", "kafka_topic", "kafka_partition", "first_offset", "la
                   "duplicate_offsets", "foreign_offsets", "gap_before", "gap_after"]
 
 
-def flush_frame(lake: Path, flush_names: set[str]) -> pd.DataFrame:
+def flush_frame(lake: Path, flush_names: set[str], *,
+                known_offsets: Mapping[Path, list[int]] | None = None) -> pd.DataFrame:
     """One row per flush of the day with what reconciliation asserts.
 
     ``missing_offsets`` / ``duplicate_offsets`` / ``foreign_offsets`` count offsets of
@@ -149,7 +160,8 @@ def flush_frame(lake: Path, flush_names: set[str]) -> pd.DataFrame:
     outside [first, last]. ``gap_before`` is ``first - previous.last - 1`` against the lake's
     previous flush of the same Kafka partition (``gap_after`` likewise with the next one):
     0 when they abut, positive = offsets lost between flushes, negative = an overlap
-    (double counting); null when there is no neighbour.
+    (double counting); null when there is no neighbour. ``known_offsets`` (path -> its
+    kafka_offset values, e.g. :attr:`LakeDay.offsets`) spares reading those files again.
     """
     lake = Path(lake)
     names = [n for n in (FileName.parse(text) for text in flush_names) if n is not None]
@@ -159,18 +171,20 @@ def flush_frame(lake: Path, flush_names: set[str]) -> pd.DataFrame:
         siblings = sorted({n for _, n in files}, key=lambda n: (n.first_offset, n.last_offset))
         for name in sorted((n for n in names if (n.topic, n.partition) == (topic, partition)),
                            key=lambda n: n.first_offset):
-            rows.append(_flush_row(name, [p for p, n in files if n == name], siblings))
+            rows.append(_flush_row(name, [p for p, n in files if n == name], siblings,
+                                   known_offsets or {}))
     frame = pd.DataFrame(rows, columns=_FLUSH_COLUMNS)
     for column in ("gap_before", "gap_after"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
-def _flush_row(name: FileName, paths: list[Path], siblings: list[FileName]) -> dict[str, object]:
+def _flush_row(name: FileName, paths: list[Path], siblings: list[FileName],
+               known_offsets: Mapping[Path, list[int]]) -> dict[str, object]:
     offsets: list[int] = []
     rejected_rows = 0
     for path in paths:
-        values = _offsets(path)
+        values = known_offsets[path] if path in known_offsets else _offsets(path)
         if values is None:
             continue                               # reported by the schema check
         offsets.extend(values)

@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.dq import CHECKS, run_dq
-from pipeline.dq.lakeday import flush_frame, schema_problem
+from pipeline.dq.lakeday import flush_frame, load_lake_day, schema_problem
 from pipeline.lake import REJECTED_TABLE, SCHEMAS, FileName, partition_dir, write_table_atomic
 from pipeline.warehouse import build_warehouse
 from tests.conftest import REPO_ROOT
@@ -375,6 +375,22 @@ def test_flush_frame_reads_every_file_of_a_flush_across_days_and_tables(settings
     assert row["rows"] == 4 and row["rejected_rows"] == 1 and row["expected_offsets"] == 4
     assert row["missing_offsets"] == row["duplicate_offsets"] == row["foreign_offsets"] == 0
     assert pd.isna(row["gap_before"]) and pd.isna(row["gap_after"])     # no neighbour flush
+
+
+def test_flush_frame_from_the_days_loaded_offsets_equals_reading_every_file(settings):
+    """The kafka_offset values load_lake_day kept for the day's files (so dq reads each file
+    once) reconcile exactly as reading every file of the flush, the other day's included."""
+    lake = Lake(Path(settings.lake))
+    name = lake.flush(0, [("llm_call", call(DAY)), ("llm_call", call(DAY - dt.timedelta(days=1))),
+                          (REJECTED_TABLE, rejected()), ("task_feedback", feedback())])
+    lake.flush(0, [("llm_call", call(DAY)), ("task_feedback", feedback())])
+    day = load_lake_day(Path(settings.lake), DAY)
+    assert sorted(day.offsets) == sorted(p for paths in day.paths.values() for p in paths)
+    assert sorted(o for offsets in day.offsets.values() for o in offsets) == [0, 2, 3, 4, 5]
+    read = flush_frame(Path(settings.lake), day.flush_names)
+    kept = flush_frame(Path(settings.lake), day.flush_names, known_offsets=day.offsets)
+    pd.testing.assert_frame_equal(kept, read)
+    assert read["rows"].tolist() == [4, 2] and read["flush"].iloc[0] == str(name)
 
 
 def test_stale_warehouse_fails_warehouse_complete(settings, lake):
