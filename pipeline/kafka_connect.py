@@ -368,8 +368,8 @@ def create_confluent_producer(settings: Settings, topic: str, options: dict[str,
     config = confluent_config(settings, {
         "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
         "linger.ms": 50, "message.timeout.ms": 120_000, "client.id": "modelmeter-sdk",
-        **options,
         "queue.buffering.max.messages": buffer_messages,
+        **options,
     })
     errors: list[str] = []
     config["error_cb"] = lambda err: errors.append(f"{err.name()}: {err.str()}")

@@ -305,3 +305,20 @@ def test_broker_lost_mid_stream_nothing_is_dropped_silently(make_settings, kafka
         kafka_broker.start()
     meter.close()
     assert [parse_event(m.value) for m in read_all(settings, 1)] == [first]
+
+
+def test_confluent_full_client_queue_raises_after_max_block(make_settings):
+    """With librdkafka's own queue full (queue.buffering.max.messages below max_buffer) send
+    waits max_block_ms, then raises ProducerBufferFullError; the queued events still land."""
+    settings = make_settings()
+    if settings.kafka_client != "confluent":
+        pytest.skip("librdkafka's queue bound")
+    meter = UsageProducer(settings, max_buffer=100, max_block_ms=300, linger_ms=60_000,
+                          **{"queue.buffering.max.messages": 2})
+    queued = [meter.llm_call(task_id=f"t{i}", **CALL) for i in range(2)]
+    with pytest.raises(ProducerBufferFullError, match="2 usage events are still waiting"):
+        meter.llm_call(task_id="t2", **CALL)
+    assert meter.sent == 2
+    meter.close()
+    assert meter.delivered == 2
+    assert {parse_event(m.value).event_id for m in read_all(settings, 2)} == {e.event_id for e in queued}
