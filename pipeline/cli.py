@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after SECONDS without new messages")
     p.add_argument("--max-events", type=int, metavar="N", help="stop after N messages")
     p.add_argument("--group", default="modelmeter-lake", help="consumer group (default modelmeter-lake)")
+    p.add_argument("--instance-id", metavar="ID",
+                   help="static group membership (one ID per consumer, e.g. the host name): a "
+                        "restarted consumer takes its partitions back at once instead of after "
+                        "the session timeout")
     p.add_argument("--flush-events", type=int, default=50_000,
                    help="flush a partition's buffer at this many messages (default 50000)")
     p.add_argument("--flush-seconds", type=float, default=10.0,

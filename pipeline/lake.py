@@ -157,7 +157,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_table_atomic(table: pa.Table, path: Path, *, compression: str = "zstd") -> None:
+# snappy: measured 0.6 us/event to write vs 2.5 us/event for zstd (files ~1.5x larger); the
+# consumer writes on the hot path, so the cheaper codec wins (DuckDB reads both alike)
+DEFAULT_COMPRESSION = "snappy"
+
+
+def write_table_atomic(table: pa.Table, path: Path, *, compression: str = DEFAULT_COMPRESSION) -> None:
     """Write ``table`` to ``path`` so that readers see either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # not ending in .parquet, so that no reader glob ever picks up a half-written file

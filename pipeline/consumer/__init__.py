@@ -44,6 +44,12 @@ the warehouse staging models count each ``event_id`` once. The dead-letter topic
 at-least-once: a crash between the DLQ acks and the commit re-sends that flush's dead
 letters; ``_rejected`` Parquet is exactly-once by the same file mechanism as the events.
 
+Static membership: ``--instance-id ID`` (kafka-python ``group_instance_id``) lets a consumer
+restarted after a crash take its partitions back at once; without it the group waits for the
+dead member's session to expire (``session_timeout_ms``, 10 s). A static member does not
+leave the group when it stops, so another consumer gets its partitions only after that
+timeout: give each long-running consumer its own stable ID (e.g. the host name).
+
 Stopping: ``--until-idle S`` (no message for S seconds), ``--max-events N``, SIGTERM or
 SIGINT: flush, commit, exit 0. A lake that cannot be written raises
 :class:`~pipeline.LakeWriteError` (nothing more is committed, exit 1). A broker that goes
@@ -94,9 +100,13 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"{option} must be >= {minimum}, got {value}")
     if not args.group:
         raise ConfigError("--group must not be empty")
+    instance_id = getattr(args, "instance_id", None)
+    if instance_id is not None and not instance_id.strip():
+        raise ConfigError("--instance-id must not be empty")
+    extra = {"group_instance_id": instance_id} if instance_id else {}
     consumer = Consumer(settings, group=args.group, flush_events=args.flush_events,
                         flush_seconds=args.flush_seconds, progress_seconds=args.progress_seconds,
-                        max_events=args.max_events, until_idle=args.until_idle)
+                        max_events=args.max_events, until_idle=args.until_idle, **extra)
     install_signal_handlers(consumer)
     from pipeline.metrics import serve_metrics
 

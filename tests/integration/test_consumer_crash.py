@@ -37,21 +37,27 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(make_settings):
     values[777] = b"not json"  # a dead letter too: _rejected must also be exactly once
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values)
     rng = random.Random(8)
+    # static membership: each restart takes the partitions back at once, instead of waiting
+    # for the killed member's session to expire
     args = ("--flush-events", "1500", "--flush-seconds", "0.3", "--progress-seconds", "0.1",
-            "--group", "g-crash")
+            "--group", "g-crash", "--instance-id", "crash-test")
     mid_stream = 0
     for _ in range(4):
         if sum(committed(settings, "g-crash").values()) == total:
             break  # drained already: the final run below still checks everything
         proc = subprocess.Popen(cli(settings, *args), stderr=subprocess.PIPE, text=True, env=ENV)
         progress = Progress(proc)
-        progress.wait_consumed(1, timeout=90)  # it has partitions and reads
-        time.sleep(rng.uniform(0.1, 1.2))
+        # a random moment while it reads: after a random share (up to a quarter) of what is
+        # left, then a random pause, so that the restarts (immediate with static membership)
+        # do not drain the topic before the kills are done
+        left = total - sum(committed(settings, "g-crash").values())
+        progress.wait_consumed(rng.randint(1, max(1, left // 4)), timeout=90)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         assert progress.wait(timeout=30) == -signal.SIGKILL
         mid_stream += 0 < sum(committed(settings, "g-crash").values()) < total
     assert mid_stream >= 2, "at least two kills hit the consumer mid-stream"
-    proc = subprocess.run(cli(settings, "--until-idle", "3", "--group", "g-crash"),
+    proc = subprocess.run(cli(settings, "--until-idle", "3", *args[-4:]),
                           capture_output=True, text=True, env=ENV, timeout=180)
     assert proc.returncode == 0, proc.stderr
     rows = lake_rows(settings.lake)
