@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/producer.py sdk --bootstrap 127.0.0.1:PORT --topic T --events N
     .venv/bin/python bench/producer.py raw --bootstrap 127.0.0.1:PORT --topic T --events N
+    .venv/bin/python bench/producer.py sdk --kafka-client confluent --bootstrap ... --topic T --events N
 
 Both sides run in a fresh process, build the same N events (bench/gen_lake.py's traffic,
 yesterday) before the clock starts, then time sending them all and flushing until every one
@@ -9,7 +10,8 @@ is acknowledged. ``sdk`` calls ``UsageProducer.llm_call(...)`` / ``task_feedback
 agent does (contract validation, JSON serialisation, bounded buffer, delivery tracking);
 ``raw`` sends, with a bare ``KafkaProducer`` configured exactly like the SDK's, the bytes the
 SDK produces for those events (key = task_id). bench/run.py alternates raw, sdk, raw, sdk
-and keeps the best rate of each; goal sdk / raw >= 0.8.
+and keeps the best rate of each; goal sdk / raw >= 0.8. It also times the SDK on its optional
+confluent-kafka (librdkafka) transport against the same raw kafka-python rate (information).
 """
 
 from __future__ import annotations
@@ -45,11 +47,11 @@ def _events(events: int, seed: int) -> list[dict]:
     return rows
 
 
-def _sdk(bootstrap: str, topic: str, rows: list[dict]) -> float:
+def _sdk(bootstrap: str, topic: str, rows: list[dict], kafka_client: str = "kafka-python") -> float:
     from pipeline.sdk import UsageProducer
     from pipeline.settings import Settings
 
-    settings = Settings(kafka_bootstrap_servers=bootstrap, topic=topic)
+    settings = Settings(kafka_bootstrap_servers=bootstrap, topic=topic, kafka_client=kafka_client)
     calls = []
     for row in rows:
         kind = row.pop("event_type")
@@ -96,8 +98,9 @@ def _raw(bootstrap: str, topic: str, rows: list[dict]) -> float:
 
 
 def _argv(side: str, bootstrap: str, topic: str, events: int) -> list[str]:
-    return [PYTHON, str(HERE), side, "--bootstrap", bootstrap, "--topic", topic,
-            "--events", str(events)]
+    client = ["--kafka-client", "confluent"] if side == "sdk_confluent" else []
+    return [PYTHON, str(HERE), side.removesuffix("_confluent"), *client, "--bootstrap", bootstrap,
+            "--topic", topic, "--events", str(events)]
 
 
 def run_producer(settings, events: int, rounds: int = 2) -> dict:
@@ -105,10 +108,10 @@ def run_producer(settings, events: int, rounds: int = 2) -> dict:
     from pipeline.kafka_admin import ensure_topics
 
     ensure_topics(settings)
-    rates: dict[str, list[int]] = {"raw": [], "sdk": []}
+    rates: dict[str, list[int]] = {"raw": [], "sdk": [], "sdk_confluent": []}
     commands = {}
     for i in range(rounds):
-        for side in ("raw", "sdk"):
+        for side in rates:
             argv = _argv(side, settings.kafka_bootstrap_servers, settings.topic, events)
             log(f"producer: {side} round {i + 1}/{rounds} ({events:,} events)")
             timed = run_timed(argv).check()
@@ -120,7 +123,12 @@ def run_producer(settings, events: int, rounds: int = 2) -> dict:
     return {"events": events, "sdk_events_per_s": sdk, "raw_kafka_python_events_per_s": raw,
             "sdk_runs": rates["sdk"], "raw_runs": rates["raw"], "ratio": round(ratio, 3),
             "goal": "ratio >= 0.8", "met": ratio >= 0.8,
-            "command": commands["sdk"], "raw_command": commands["raw"]}
+            "command": commands["sdk"], "raw_command": commands["raw"],
+            # the SDK on its optional librdkafka transport, against the same raw rate
+            "sdk_confluent_events_per_s": max(rates["sdk_confluent"]),
+            "sdk_confluent_runs": rates["sdk_confluent"],
+            "sdk_confluent_ratio": round(max(rates["sdk_confluent"]) / raw, 3),
+            "sdk_confluent_command": commands["sdk_confluent"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,11 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--kafka-client", choices=["kafka-python", "confluent"],
+                        default="kafka-python", help="the SDK's transport (sdk side only)")
     args = parser.parse_args(argv)
     rows = _events(args.events, args.seed)
-    fn = _sdk if args.side == "sdk" else _raw
-    seconds = fn(args.bootstrap, args.topic, rows)
-    print(json.dumps({"side": args.side, "events": len(rows), "seconds": round(seconds, 3),
+    if args.side == "sdk":
+        seconds = _sdk(args.bootstrap, args.topic, rows, args.kafka_client)
+    else:
+        seconds = _raw(args.bootstrap, args.topic, rows)
+    print(json.dumps({"side": args.side, "kafka_client": args.kafka_client,
+                      "events": len(rows), "seconds": round(seconds, 3),
                       "events_per_s": round(len(rows) / seconds)}))
     return 0
 
