@@ -17,7 +17,11 @@ the same start-up behaviour:
 - inconsistent settings -> :class:`~pipeline.ConfigError` (exit 2).
 
 Messages name the broker and the setting to look at, never the password. Once a client is
-made, riding out broker outages is kafka-python's job (it reconnects with back-off).
+made, riding out broker outages is the client's job (it reconnects with back-off).
+
+The SDK's optional confluent-kafka (librdkafka) producer is made here too
+(:func:`create_confluent_producer`): the same probe first, and :func:`confluent_config` maps
+the same security settings to librdkafka's names.
 """
 
 from __future__ import annotations

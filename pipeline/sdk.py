@@ -79,6 +79,8 @@ class RawMessage(tuple[bytes | None, bytes | None]):
 
 
 ErrorCallback = Callable[[Event | RawMessage, Exception], None]
+# what waits for the broker: an event, a raw message, or a (key, value) of send_raw_many
+_Item = Event | RawMessage | tuple[bytes | None, bytes | None]
 
 
 # Event ids: a random 64-bit prefix per process (from the OS, so seeding the global `random`,
@@ -156,7 +158,7 @@ class UsageProducer:
         self.sent = 0
         self.delivered = 0
         self._failed_since_flush = 0
-        self._pending: collections.deque[tuple[Any, Event | RawMessage]] = collections.deque()
+        self._pending: collections.deque[tuple[Any, _Item]] = collections.deque()
         # Reentrant: on_error runs under it and may send again.
         self._lock = threading.RLock()
         self._closed = False
@@ -334,7 +336,7 @@ class UsageProducer:
 
     def _prune_anywhere(self) -> None:
         """Drop finished events from anywhere in the queue (a slow partition at the front)."""
-        keep: collections.deque[tuple[Any, Event | RawMessage]] = collections.deque()
+        keep: collections.deque[tuple[Any, _Item]] = collections.deque()
         for handle, item in self._pending:
             if not handle.is_done:
                 keep.append((handle, item))
@@ -344,13 +346,13 @@ class UsageProducer:
                 self.delivered += 1
         self._pending = keep
 
-    def _report(self, item: Event | RawMessage, error: Exception) -> None:
-        if type(item) is tuple:  # queued by send_raw_many
-            item = RawMessage(item)
-        self.undelivered.append((item, error))
+    def _report(self, item: _Item, error: Exception) -> None:
+        # a plain tuple was queued by send_raw_many
+        reported = item if isinstance(item, LlmCall | TaskFeedback | RawMessage) else RawMessage(item)
+        self.undelivered.append((reported, error))
         self._failed_since_flush += 1
         if self.on_error is not None:
-            self.on_error(item, error)
+            self.on_error(reported, error)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every event sent so far is acknowledged or has failed.

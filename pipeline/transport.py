@@ -23,6 +23,7 @@ failures (:func:`pipeline.kafka_connect.wait_for_broker`).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from pipeline._exceptions import ConfigError, KafkaError, KafkaUnavailableError
@@ -115,6 +116,7 @@ class KafkaPythonTransport:
     """kafka-python's ``KafkaProducer`` (the default transport)."""
 
     name = "kafka-python"
+    send: Callable[[bytes | None, bytes | None], Handle]  # a closure over the client, per instance
 
     def __init__(self, settings: Settings, topic: str, *, max_buffer: int,
                  options: dict[str, Any]) -> None:
@@ -141,8 +143,6 @@ class KafkaPythonTransport:
 
         self.send = fast_send
 
-    def send(self, key: bytes | None, value: bytes | None) -> Handle:  # replaced per instance
-        raise NotImplementedError  # pragma: no cover
 
     def wait(self, handle: Handle, timeout: float) -> None:
         with contextlib.suppress(Exception):  # a failure is reported by the SDK's bookkeeping
@@ -152,13 +152,24 @@ class KafkaPythonTransport:
         """Nothing to do: kafka-python completes futures in its I/O thread."""
 
     def flush(self, timeout: float | None) -> bool:
+        import time
+
         import kafka.errors as ke
 
-        try:
-            self._producer.flush(timeout=timeout)
-        except ke.KafkaTimeoutError:
-            return False
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for attempt in range(10):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                self._producer.flush(timeout=left)
+                return True
+            except ke.KafkaTimeoutError:
+                return False
+            except ke.KafkaError:
+                # kafka-python 3.0.12 raises UnknownError('Future not done') from flush while
+                # it splits a batch the broker found too large; the split batches are still
+                # being sent (their records then succeed or fail on their own): wait again.
+                time.sleep(0.05 * (attempt + 1))
+        return False
 
     def close(self, timeout: float | None) -> None:
         import kafka.errors as ke
@@ -204,6 +215,7 @@ class ConfluentTransport:
     """confluent-kafka's ``Producer`` (librdkafka); optional, several times faster."""
 
     name = "confluent"
+    send: Callable[[bytes | None, bytes | None], Handle]  # a closure over the client, per instance
 
     def __init__(self, settings: Settings, topic: str, *, max_buffer: int,
                  options: dict[str, Any]) -> None:
@@ -228,8 +240,6 @@ class ConfluentTransport:
 
         self.send = fast_send
 
-    def send(self, key: bytes | None, value: bytes | None) -> Handle:  # replaced per instance
-        raise NotImplementedError  # pragma: no cover
 
     def wait(self, handle: Handle, timeout: float) -> None:
         self._producer.poll(timeout)
