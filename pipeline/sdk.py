@@ -34,6 +34,10 @@ Guarantees:
   never in Kafka's I/O thread.
 - A broker that cannot be reached when the producer is made raises
   :class:`KafkaUnavailableError` (after ``MODELMETER_BOOTSTRAP_TIMEOUT``).
+
+The Kafka client underneath is ``MODELMETER_KAFKA_CLIENT``: ``kafka-python`` (default) or
+``confluent`` (librdkafka, several times cheaper per event); the guarantees above hold for
+both (:mod:`pipeline.transport`).
 """
 
 from __future__ import annotations

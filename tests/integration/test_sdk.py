@@ -31,6 +31,7 @@ from pipeline import (
     openai_tokens,
     parse_event,
 )
+from tests.integration.test_security import secure_broker  # noqa: F401 (a fixture)
 from tests.kafka_broker import ExternalBroker, free_port
 
 pytestmark = pytest.mark.kafka
@@ -322,3 +323,34 @@ def test_confluent_full_client_queue_raises_after_max_block(make_settings):
     meter.close()
     assert meter.delivered == 2
     assert {parse_event(m.value).event_id for m in read_all(settings, 2)} == {e.event_id for e in queued}
+
+
+def test_confluent_transport_uses_the_same_security_settings(secure_broker, tmp_path):  # noqa: F811
+    """The confluent transport over SASL_SSL (SCRAM-SHA-512 and PLAIN, trusting only the test
+    CA) lands events a kafka-python consumer with the same settings reads back; a wrong
+    password is KafkaAuthError at once and an untrusted CA too, as with kafka-python."""
+    from kafka import KafkaConsumer
+
+    from pipeline import KafkaAuthError
+    from pipeline.kafka_connect import create_client
+    from tests.integration.test_security import secure_settings
+
+    topic = f"secure-confluent-{uuid.uuid4().hex[:8]}"
+    sent = []
+    for mechanism in ("SCRAM-SHA-512", "PLAIN"):
+        settings = secure_settings(secure_broker, tmp_path, mechanism=mechanism).with_overrides(
+            kafka_client="confluent", topic=topic)
+        with UsageProducer(settings) as meter:
+            sent += [meter.llm_call(task_id=f"T-{i}", **CALL) for i in range(10)]
+    consumer = create_client(KafkaConsumer, settings, topic, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    try:
+        landed = {parse_event(m.value).event_id for m in consumer}
+    finally:
+        consumer.close()
+    assert landed == {e.event_id for e in sent}
+    for bad in (dict(password="wrong"), dict(ca_file=secure_broker.untrusted_ca_file)):
+        settings = secure_settings(secure_broker, tmp_path, **bad).with_overrides(
+            kafka_client="confluent", topic=topic)
+        with pytest.raises(KafkaAuthError):
+            UsageProducer(settings, create_topics=False)
