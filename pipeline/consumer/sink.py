@@ -21,7 +21,9 @@ import datetime as dt
 import logging
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -344,7 +346,15 @@ def _worker(conn: Any, settings: Settings, options: dict[str, Any]) -> None:
 
 
 class SinkProcess:
-    """A :class:`Sink` in a child process. Create it before any Kafka client (it forks)."""
+    """A :class:`Sink` in a child process. Create it before any Kafka client (it forks).
+
+    Requests go to the child through a small bounded queue and a sender thread: a poll's
+    batch (megabytes) is far larger than the socket buffer, so a direct ``send`` would hold
+    the poller until the writer has finished the previous batch and read this one; with the
+    thread, polling the next batch overlaps the writer's work (the queue bounds the memory).
+    """
+
+    _SEND_QUEUE = 2  # batches waiting for the writer, at most
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         ctx = mp.get_context("fork")
@@ -355,9 +365,31 @@ class SinkProcess:
         child.close()
         self._ready: list[Flushed] = []
         self._events_in_flight = 0
+        self._send_error: BaseException | None = None
+        self._outbox: queue.Queue[tuple[str, Any] | None] = queue.Queue(self._SEND_QUEUE)
+        self._sender = threading.Thread(target=self._send_loop, name="modelmeter-lake-send",
+                                        daemon=True)
+        self._sender.start()
         op, arg = self._recv()
         if op != "ready":
             raise PipelineError(f"lake writer did not start ({op})")
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            if self._send_error is not None:
+                continue  # the writer is gone: drop, the caller raises on its next call
+            try:
+                self._conn.send(item)
+            except (OSError, EOFError) as exc:
+                self._send_error = exc
+
+    def _send(self, op: str, arg: Any) -> None:
+        if self._send_error is not None:
+            raise PipelineError("lake writer process died") from None
+        self._outbox.put((op, arg))
 
     def _recv(self) -> tuple[str, Any]:
         try:
@@ -377,7 +409,7 @@ class SinkProcess:
                 return
 
     def add(self, batch: RawBatch) -> list[Flushed]:
-        self._conn.send(("add", batch))
+        self._send("add", batch)
         return self.completed()
 
     def completed(self) -> list[Flushed]:
@@ -390,7 +422,7 @@ class SinkProcess:
         return self.completed()
 
     def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
-        self._conn.send(("flush", None if partitions is None else list(partitions)))
+        self._send("flush", None if partitions is None else list(partitions))
         while True:
             op, arg = self._recv()
             if op == "flushed":
@@ -400,12 +432,14 @@ class SinkProcess:
                 return out
 
     def forget(self, partitions: Iterable[int]) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):  # a dead writer holds nothing
-            self._conn.send(("forget", list(partitions)))
+        with contextlib.suppress(PipelineError):  # a dead writer holds nothing
+            self._send("forget", list(partitions))
 
     def close(self) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self._conn.send(("stop", None))
+        with contextlib.suppress(PipelineError):
+            self._send("stop", None)
+        self._outbox.put(None)
+        self._sender.join(timeout=30)
         self._proc.join(timeout=30)
         if self._proc.is_alive():
             self._proc.kill()

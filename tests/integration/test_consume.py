@@ -170,15 +170,19 @@ class Progress:
         self.proc.stderr.close()
         return code
 
-    def consumed(self) -> int:
+    def count(self, name: str = "consumed") -> int:
+        """The latest ``name=`` figure of the progress lines (consumed, landed, ...)."""
         for line in reversed(self.lines):
-            if "consumed=" in line:
-                return int(line.split("consumed=")[1].split()[0].replace(",", ""))
+            if f" {name}=" in line:
+                return int(line.split(f" {name}=")[1].split()[0].replace(",", ""))
         return 0
 
-    def wait_consumed(self, at_least: int, timeout: float = 60) -> None:
+    def consumed(self) -> int:
+        return self.count("consumed")
+
+    def wait_consumed(self, at_least: int, timeout: float = 60, *, name: str = "consumed") -> None:
         deadline = time.monotonic() + timeout
-        while self.consumed() < at_least:
+        while self.count(name) < at_least:
             assert time.monotonic() < deadline, "".join(self.lines)
             time.sleep(0.05)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -47,12 +46,12 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(make_settings):
             break  # drained already: the final run below still checks everything
         proc = subprocess.Popen(cli(settings, *args), stderr=subprocess.PIPE, text=True, env=ENV)
         progress = Progress(proc)
-        # a random moment while it reads: after a random share (up to a quarter) of what is
-        # left, then a random pause, so that the restarts (immediate with static membership)
-        # do not drain the topic before the kills are done
+        # a random moment while it lands: as soon as it has committed a random share (up to
+        # a tenth) of what is left; polling runs ahead of the writer, so other flushes are
+        # being written or awaiting their commit when the kill hits. The restarts (immediate
+        # with static membership) do not drain the topic before the kills are done.
         left = total - sum(committed(settings, "g-crash").values())
-        progress.wait_consumed(rng.randint(1, max(1, left // 4)), timeout=90)
-        time.sleep(rng.uniform(0.0, 0.3))
+        progress.wait_consumed(rng.randint(1, max(1, left // 10)), timeout=90, name="landed")
         proc.send_signal(signal.SIGKILL)
         assert progress.wait(timeout=30) == -signal.SIGKILL
         mid_stream += 0 < sum(committed(settings, "g-crash").values()) < total
