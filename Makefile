@@ -36,7 +36,7 @@ kafka-down: ## stop the local Kafka broker started by kafka-up
 
 demo: setup kafka-up ## end to end: simulate ~30 days of traffic, consume, build, check, report
 	@echo "== 1/5 simulate $(DEMO_EVENTS) events over $(DEMO_DAYS) days" >&2
-	@$(MM) simulate --events $(DEMO_EVENTS) --days $(DEMO_DAYS) --seed 7 --bad-fraction 0.002 --duplicate-fraction 0.005
+	@$(MM) simulate --events $(DEMO_EVENTS) --days $(DEMO_DAYS) --seed 7 --bad-fraction 0.002 --duplicate-fraction 0.005 --kafka-client confluent
 	@echo "== 2/5 consume until idle" >&2
 	@$(MM) consume --until-idle 5 --progress-seconds 2
 	@echo "== 3/5 build the warehouse" >&2
