@@ -50,6 +50,7 @@ __all__ = [
     "MIN_OCCURRED_AT",
     "MAX_FUTURE",
     "MAX_TOKENS",
+    "EVENT_ID_PATTERN",
     "LlmCall",
     "TaskFeedback",
     "Event",

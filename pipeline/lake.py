@@ -44,6 +44,7 @@ __all__ = [
     "partition_dir",
     "write_table_atomic",
     "clean_temp_files",
+    "fsync_path",
     "partition_files",
 ]
 
@@ -149,7 +150,8 @@ def partition_dir(lake: Path, table: str, day: dt.date) -> Path:
     return Path(lake) / table / f"{key}={day.isoformat()}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory after a rename makes the new name durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -176,7 +178,7 @@ def write_table_atomic(table: pa.Table, path: Path, *, compression: str = DEFAUL
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | None = None) -> int:

@@ -60,7 +60,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline._exceptions import ConfigError, PipelineError, WarehouseError
-from pipeline.lake import EVENT_TABLES, REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
+from pipeline.lake import EVENT_TABLES, REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, fsync_path
 from pipeline.prices import PriceBook, load_price_book
 
 __all__ = [
@@ -274,12 +274,12 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None,
         finally:
             con.close()
         os.utime(building, ns=(inputs_read_ns, inputs_read_ns))
-        _fsync(building)
+        fsync_path(building)
         # A WAL next to the target would be replayed into the new file: nobody writes the
         # warehouse in place, so one can only be stale.
         Path(f"{target}.wal").unlink(missing_ok=True)
         os.replace(building, target)
-        _fsync(target.parent)
+        fsync_path(target.parent)
     except _NeedsFullBuild as exc:
         _remove_database_files(building)
         say(f"build: incremental build not possible ({exc}); rebuilding in full")
@@ -730,12 +730,4 @@ def _process_alive(pid: int) -> bool:
 def _remove_database_files(path: Path) -> None:
     for candidate in (path, Path(f"{path}.wal")):
         candidate.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
