@@ -189,8 +189,10 @@ class Consumer:
                 self._commit(sink.add(self._raw_batch(records)))
             else:
                 self._commit(sink.tick())
-                if not self._assigned:
-                    last_message = now  # the idle clock starts once partitions are ours
+                if not self._assigned and not self.stats.assignments:
+                    # the idle clock starts once partitions were ours; a member left with
+                    # none after a rebalance (more members than partitions) may go idle
+                    last_message = now
             if self.until_idle is not None and now - last_message >= self.until_idle:
                 break
             if now >= next_highwater:
