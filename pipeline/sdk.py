@@ -60,7 +60,15 @@ from pipeline._exceptions import (
     KafkaError,
     ProducerBufferFullError,
 )
-from pipeline.contract import SCHEMA_VERSION, LlmCall, TaskFeedback, contract_error, validate_event
+from pipeline.contract import (
+    EVENT_ADAPTER,
+    SCHEMA_VERSION,
+    LlmCall,
+    TaskFeedback,
+    contract_error,
+    fast_validator,
+    validate_event,
+)
 from pipeline.settings import Settings
 
 __all__ = ["UsageProducer", "RawMessage", "new_event_id", "serialize_event", "ErrorCallback"]
@@ -83,8 +91,10 @@ class RawMessage(tuple[bytes | None, bytes | None]):
 
 
 ErrorCallback = Callable[[Event | RawMessage, Exception], None]
-# what waits for the broker: an event, a raw message, or a (key, value) of send_raw_many
-_Item = Event | RawMessage | tuple[bytes | None, bytes | None]
+# What waits for the broker, beside its handle: an event as the bytes sent (the event is
+# rebuilt from them if it fails: bytes are no work for the garbage collector, a model held
+# until the broker answers is), a RawMessage, or a (key, value) tuple of send_raw_many.
+_Item = bytes | RawMessage | tuple[bytes | None, bytes | None]
 
 
 # Event ids: a random 64-bit prefix per process (from the OS, so seeding the global `random`,
@@ -119,8 +129,11 @@ def serialize_event(event: Event) -> bytes:
 _dumps = orjson.dumps
 _UTC = dt.UTC
 _now = dt.datetime.now
-_validate_llm_call = LlmCall.__pydantic_validator__.validate_python
-_validate_task_feedback = TaskFeedback.__pydantic_validator__.validate_python
+# The contract's checks compiled from the models (pydantic's verdicts, pydantic's errors).
+_validate_llm_call = fast_validator(LlmCall)
+_validate_task_feedback = fast_validator(TaskFeedback)
+# Rebuilding a failed event from its bytes: the contract held when it was sent.
+_REBUILD_CONTEXT = {"now": dt.datetime(9000, 1, 1, tzinfo=dt.UTC)}
 
 # How often (in sends) acknowledged events are taken off the pending queue.
 _PRUNE_EVERY = 1024
@@ -162,7 +175,10 @@ class UsageProducer:
         self.sent = 0
         self.delivered = 0
         self._failed_since_flush = 0
-        self._pending: collections.deque[tuple[Any, _Item]] = collections.deque()
+        # Sent and not yet known to be done, oldest first: the transport's handles and, in
+        # step, what each carried (two deques: no tuple per event).
+        self._handles: collections.deque[Any] = collections.deque()
+        self._items: collections.deque[_Item] = collections.deque()
         # Reentrant: on_error runs under it and may send again.
         self._lock = threading.RLock()
         self._closed = False
@@ -192,21 +208,17 @@ class UsageProducer:
         pass the same ``event_id`` to re-send an event (it is then counted once).
         """
         try:
-            # The validator directly, not LlmCall(...): same validation, one call less.
-            event: LlmCall = _validate_llm_call({
-                "event_id": f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
-                "event_type": "llm_call", "schema_version": SCHEMA_VERSION,
-                "occurred_at": _now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
-                "task_id": task_id, "role": role, "provider": provider, "model": model,
-                "input_tokens": input_tokens, "output_tokens": output_tokens,
-                "cache_read_tokens": cache_read_tokens,
-                "cache_write_5m_tokens": cache_write_5m_tokens,
-                "cache_write_1h_tokens": cache_write_1h_tokens, "latency_ms": latency_ms,
-                "status": status, "escalated": escalated, "escalation_trigger": escalation_trigger,
-                "policy_version": policy_version, "task_type": task_type})
+            # positional, in LlmCall's field order (tests/integration/test_sdk.py checks it)
+            event: LlmCall = _validate_llm_call(
+                f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
+                "llm_call", SCHEMA_VERSION, _now(_UTC) if occurred_at is None else occurred_at,
+                agent_id, task_id, role, provider, model, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, latency_ms,
+                status, escalated, escalation_trigger, policy_version, task_type)
         except ValidationError as exc:
             raise contract_error(exc) from None
-        self._queue(event, task_id.encode(), _dumps(event.__dict__))
+        value = _dumps(event.__dict__)
+        self._queue(value, task_id.encode(), value)
         return event
 
     def task_feedback(self, *, role: str, agent_id: str, task_id: str,
@@ -215,15 +227,15 @@ class UsageProducer:
                       occurred_at: dt.datetime | None = None) -> TaskFeedback:
         """Validate and send one ``task_feedback``; returns the event sent."""
         try:
-            feedback: TaskFeedback = _validate_task_feedback({
-                "event_id": f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
-                "event_type": "task_feedback", "schema_version": SCHEMA_VERSION,
-                "occurred_at": _now(_UTC) if occurred_at is None else occurred_at, "agent_id": agent_id,
-                "task_id": task_id, "role": role, "satisfaction": satisfaction,
-                "escalation_needed": escalation_needed, "review_consistent": review_consistent})
+            # positional, in TaskFeedback's field order
+            feedback: TaskFeedback = _validate_task_feedback(
+                f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
+                "task_feedback", SCHEMA_VERSION, _now(_UTC) if occurred_at is None else occurred_at,
+                agent_id, task_id, role, satisfaction, escalation_needed, review_consistent)
         except ValidationError as exc:
             raise contract_error(exc) from None
-        self._queue(feedback, task_id.encode(), _dumps(feedback.__dict__))
+        value = _dumps(feedback.__dict__)
+        self._queue(value, task_id.encode(), value)
         return feedback
 
     def send(self, event: Event | dict[str, Any]) -> Event:
@@ -236,7 +248,8 @@ class UsageProducer:
             event = validate_event(event)
         else:
             raise ContractError(f"not an event: {type(event).__name__}")
-        self._queue(event, event.task_id.encode(), serialize_event(event))
+        value = serialize_event(event)
+        self._queue(value, event.task_id.encode(), value)
         return event
 
     def send_raw(self, key: bytes | None, value: bytes | None) -> None:
@@ -253,38 +266,40 @@ class UsageProducer:
         count = 0
         with self._lock:
             send, max_buffer, mask = self._send, self.max_buffer, _PRUNE_EVERY - 1
+            handles, items = self._handles, self._items
             for message in messages:
-                pending = self._pending  # _prune_anywhere may replace the deque
-                if len(pending) >= max_buffer or not self.sent & mask:
+                if len(handles) >= max_buffer or not self.sent & mask:
                     self._queue(RawMessage(message), message[0], message[1])
                 else:
                     try:
-                        handle = send(message[0], message[1])
+                        handle = send(message[1], message[0])
                     except Exception as exc:
                         handle = self._retry_full(exc, message[0], message[1])
+                    handles.append(handle)
                     # the tuple itself; _report wraps it in a RawMessage if it ever fails
-                    pending.append((handle, message))
+                    items.append(message)
                     self.sent += 1
                 count += 1
         return count
 
     # -- delivery --------------------------------------------------------------------------
 
-    def _queue(self, item: Event | RawMessage, key: bytes | None, value: bytes | None) -> None:
+    def _queue(self, item: _Item, key: bytes | None, value: bytes | None) -> None:
         if self._closed:
             raise KafkaError("the usage producer is closed")
         with self._lock:
-            pending = self._pending
-            if len(pending) >= self.max_buffer:
+            handles = self._handles
+            if len(handles) >= self.max_buffer:
                 self._make_room()
             elif not self.sent & (_PRUNE_EVERY - 1):
                 self._transport.serve()
                 self._prune()
             try:
-                handle = self._send(key, value)
+                handle = self._send(value, key)
             except Exception as exc:
                 handle = self._retry_full(exc, key, value)
-            pending.append((handle, item))
+            handles.append(handle)
+            self._items.append(item)
             self.sent += 1
 
     def _retry_full(self, exc: Exception, key: bytes | None, value: bytes | None) -> Any:
@@ -298,11 +313,11 @@ class UsageProducer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._buffer_full_error()
-            if self._pending:
-                self._transport.wait(self._pending[0][0], min(remaining, 0.1))
+            if self._handles:
+                self._transport.wait(self._handles[0], min(remaining, 0.1))
             self._prune()
             try:
-                return self._send(key, value)
+                return self._send(value, key)
             except BufferFull:
                 continue
             except Exception as error:
@@ -310,49 +325,61 @@ class UsageProducer:
 
     def _buffer_full_error(self) -> ProducerBufferFullError:
         return ProducerBufferFullError(
-            f"{len(self._pending)} usage events are still waiting for the Kafka broker at"
+            f"{len(self._handles)} usage events are still waiting for the Kafka broker at"
             f" {self.settings.kafka_bootstrap_servers} after {self.max_block_ms} ms"
             f" (max_buffer={self.max_buffer}); the broker is slow or unreachable and this"
             " event was not queued")
 
     def _prune(self) -> None:
         """Take acknowledged (or failed) events off the front of the pending queue."""
-        pending = self._pending
-        while pending and pending[0][0].is_done:
-            handle, item = pending.popleft()
-            if handle.failed():
-                self._report(item, handle.exception)
+        handles, items = self._handles, self._items
+        delivered = 0
+        while handles and handles[0].is_done:
+            error = handles.popleft().exception
+            item = items.popleft()
+            if error is not None:
+                self._report(item, error)
             else:
-                self.delivered += 1
+                delivered += 1
+        self.delivered += delivered
 
     def _make_room(self) -> None:
         deadline = time.monotonic() + self.max_block_ms / 1000
         self._transport.serve()
         self._prune()
-        while len(self._pending) >= self.max_buffer:
+        while len(self._handles) >= self.max_buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._buffer_full_error()
-            self._transport.wait(self._pending[0][0], min(remaining, 0.5))
+            self._transport.wait(self._handles[0], min(remaining, 0.5))
             self._prune()
-            if len(self._pending) >= self.max_buffer:
+            if len(self._handles) >= self.max_buffer:
                 self._prune_anywhere()
 
     def _prune_anywhere(self) -> None:
-        """Drop finished events from anywhere in the queue (a slow partition at the front)."""
-        keep: collections.deque[tuple[Any, _Item]] = collections.deque()
-        for handle, item in self._pending:
+        """Drop finished events from anywhere in the queue (a slow partition at the front);
+        the deques are updated in place (callers may hold them)."""
+        handles, items = self._handles, self._items
+        pairs = list(zip(handles, items, strict=True))
+        handles.clear()
+        items.clear()
+        for handle, item in pairs:
             if not handle.is_done:
-                keep.append((handle, item))
-            elif handle.failed():
+                handles.append(handle)
+                items.append(item)
+            elif handle.exception is not None:
                 self._report(item, handle.exception)
             else:
                 self.delivered += 1
-        self._pending = keep
 
     def _report(self, item: _Item, error: Exception) -> None:
-        # a plain tuple was queued by send_raw_many
-        reported = item if isinstance(item, LlmCall | TaskFeedback | RawMessage) else RawMessage(item)
+        reported: Event | RawMessage
+        if isinstance(item, bytes):  # an event, as sent: valid then, so it parses back
+            reported = EVENT_ADAPTER.validate_json(item, context=_REBUILD_CONTEXT)
+        elif isinstance(item, RawMessage):
+            reported = item
+        else:  # a plain (key, value) tuple of send_raw_many
+            reported = RawMessage(item)
         self.undelivered.append((reported, error))
         self._failed_since_flush += 1
         if self.on_error is not None:
@@ -370,7 +397,7 @@ class UsageProducer:
             self._prune_anywhere()
             if not done:
                 raise KafkaError(
-                    f"{len(self._pending)} usage events not acknowledged by the Kafka broker at"
+                    f"{len(self._handles)} usage events not acknowledged by the Kafka broker at"
                     f" {self.settings.kafka_bootstrap_servers} within {timeout} s")
             failed, self._failed_since_flush = self._failed_since_flush, 0
         if failed:
@@ -394,12 +421,13 @@ class UsageProducer:
             self.flush(timeout)
         finally:
             with self._lock:
-                unfinished = [item for handle, item in self._pending if not handle.is_done]
                 self._prune_anywhere()
+                unfinished = list(self._items)
                 for item in unfinished:
                     self._report(item, KafkaError(
                         f"not acknowledged by the broker within close(timeout={timeout})"))
-                self._pending.clear()
+                self._handles.clear()
+                self._items.clear()
                 self._failed_since_flush = 0
             self._transport.close(0 if unfinished else timeout)
 
@@ -412,4 +440,4 @@ class UsageProducer:
     @property
     def pending(self) -> int:
         """Events sent and not yet known to be acknowledged (an upper bound)."""
-        return len(self._pending)
+        return len(self._handles)

@@ -3,7 +3,7 @@
 ``MODELMETER_KAFKA_CLIENT`` (``--kafka-client``) picks one; both give the same guarantees::
 
     transport = open_producer(settings, topic, max_buffer=100_000, options={"linger_ms": 50})
-    handle = transport.send(key, value)      # handle.is_done, handle.failed(), handle.exception
+    handle = transport.send(value, key)      # handle.is_done, handle.exception (None: delivered)
     transport.wait(handle, timeout)          # block until something may have finished
     transport.flush(timeout)                 # False when messages are still unfinished
     transport.close(timeout)
@@ -23,6 +23,7 @@ failures (:func:`pipeline.kafka_connect.wait_for_broker`).
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,12 +45,11 @@ KAFKA_CLIENTS = ("kafka-python", "confluent")
 
 
 class Handle(Protocol):
-    """What a transport's ``send`` returns (kafka-python's FutureRecordMetadata has it)."""
+    """What a transport's ``send`` returns (kafka-python's FutureRecordMetadata has it):
+    ``exception`` is set before ``is_done`` turns true."""
 
     is_done: bool
     exception: Exception | None
-
-    def failed(self) -> bool: ...
 
 
 class BufferFull(Exception):
@@ -57,7 +57,8 @@ class BufferFull(Exception):
 
 
 class ProducerTransport(Protocol):
-    def send(self, key: bytes | None, value: bytes | None) -> Handle: ...
+    # value first, as both clients take it (``send(topic, value, key)``, ``produce(...)``)
+    def send(self, value: bytes | None, key: bytes | None) -> Handle: ...
     def wait(self, handle: Handle, timeout: float) -> None: ...
     def serve(self) -> None: ...
     def flush(self, timeout: float | None) -> bool: ...
@@ -116,7 +117,7 @@ class KafkaPythonTransport:
     """kafka-python's ``KafkaProducer`` (the default transport)."""
 
     name = "kafka-python"
-    send: Callable[[bytes | None, bytes | None], Handle]  # a closure over the client, per instance
+    send: Callable[[bytes | None, bytes | None], Handle]  # the client's send with the topic bound
 
     def __init__(self, settings: Settings, topic: str, *, max_buffer: int,
                  options: dict[str, Any]) -> None:
@@ -136,13 +137,8 @@ class KafkaPythonTransport:
         except Exception as exc:
             self._producer.close(timeout=0)
             raise self.translate(exc) from None
-        send = self._producer.send
-
-        def fast_send(key: bytes | None, value: bytes | None) -> Handle:
-            return send(topic, value=value, key=key)  # type: ignore[no-any-return]
-
-        self.send = fast_send
-
+        # KafkaProducer.send(topic, value, key) itself: no Python frame of ours per message
+        self.send = functools.partial(self._producer.send, topic)
 
     def wait(self, handle: Handle, timeout: float) -> None:
         with contextlib.suppress(Exception):  # a failure is reported by the SDK's bookkeeping
@@ -202,9 +198,6 @@ class _Delivery:
         self.is_done = False
         self.exception: Exception | None = None
 
-    def failed(self) -> bool:
-        return self.exception is not None
-
     def report(self, error: Any, message: Any) -> None:
         if error is not None:
             self.exception = KafkaError(f"{error.name()}: {error.str()}")
@@ -229,7 +222,7 @@ class ConfluentTransport:
         produce = self._producer.produce
         poll = self._producer.poll
 
-        def fast_send(key: bytes | None, value: bytes | None) -> Handle:
+        def fast_send(value: bytes | None, key: bytes | None) -> Handle:
             handle = _Delivery()
             try:
                 produce(topic, value, key, on_delivery=handle.report)
@@ -239,7 +232,6 @@ class ConfluentTransport:
             return handle
 
         self.send = fast_send
-
 
     def wait(self, handle: Handle, timeout: float) -> None:
         self._producer.poll(timeout)
