@@ -41,7 +41,7 @@ SETTING_OPTIONS = {
     "--sasl-username": ("kafka_sasl_username", "SASL user name (KAFKA_SASL_USERNAME)"),
     "--sasl-password": ("kafka_sasl_password", "SASL password; prefer the KAFKA_SASL_PASSWORD environment variable"),
     "--ssl-cafile": ("kafka_ssl_cafile", "CA certificate file that signed the broker's certificate (KAFKA_SSL_CAFILE)"),
-    "--kafka-client": ("kafka_client", "producer transport: kafka-python or confluent (MODELMETER_KAFKA_CLIENT, default kafka-python)"),
+    "--kafka-client": ("kafka_client", "Kafka client of the SDK producer and the consumer: kafka-python or confluent (librdkafka) (MODELMETER_KAFKA_CLIENT, default kafka-python)"),
     "--topic": ("topic", "usage-event topic (MODELMETER_TOPIC, default agent-usage)"),
     "--lake": ("lake", "Parquet lake directory (MODELMETER_LAKE, default data/lake)"),
     "--warehouse": ("warehouse", "DuckDB warehouse file (MODELMETER_WAREHOUSE, default data/warehouse.duckdb)"),

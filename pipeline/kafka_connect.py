@@ -19,8 +19,9 @@ the same start-up behaviour:
 Messages name the broker and the setting to look at, never the password. Once a client is
 made, riding out broker outages is the client's job (it reconnects with back-off).
 
-The SDK's optional confluent-kafka (librdkafka) producer is made here too
-(:func:`create_confluent_producer`): the same probe first, and :func:`confluent_config` maps
+The optional confluent-kafka (librdkafka) clients, the SDK's producer and the consumer's
+(``MODELMETER_KAFKA_CLIENT=confluent``), are made here too (:func:`create_confluent_producer`,
+:func:`create_confluent_consumer`): the same probe first, and :func:`confluent_config` maps
 the same security settings to librdkafka's names.
 """
 
@@ -39,7 +40,7 @@ from pipeline._exceptions import ConfigError, KafkaAuthError, KafkaUnavailableEr
 from pipeline.settings import SASL_PROTOCOLS, TLS_PROTOCOLS, Settings
 
 __all__ = ["create_client", "translate_kafka_error", "wait_for_broker", "bootstrap_addresses",
-           "confluent_config", "create_confluent_producer"]
+           "confluent_config", "create_confluent_producer", "create_confluent_consumer"]
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,8 @@ def create_client(client_class: type[T], settings: Settings, /, *args: Any, **kw
 
 # -- confluent-kafka (librdkafka), the optional producer transport ---------------------------
 
-# kafka-python producer option -> librdkafka property (options a caller may pass to the SDK).
+# kafka-python option -> librdkafka property (options a caller may pass to the SDK's
+# producer or to the consumer).
 _CONFLUENT_NAMES = {
     "acks": "acks",
     "enable_idempotence": "enable.idempotence",
@@ -323,6 +325,18 @@ _CONFLUENT_NAMES = {
     "client_id": "client.id",
     "max_request_size": "message.max.bytes",
     "partitioner": "partitioner",  # a librdkafka partitioner name, e.g. murmur2_random
+    # consumer
+    "group_id": "group.id",
+    "group_instance_id": "group.instance.id",
+    "enable_auto_commit": "enable.auto.commit",
+    "auto_offset_reset": "auto.offset.reset",
+    "fetch_max_bytes": "fetch.max.bytes",
+    "max_partition_fetch_bytes": "max.partition.fetch.bytes",
+    "fetch_max_wait_ms": "fetch.wait.max.ms",
+    "max_poll_interval_ms": "max.poll.interval.ms",
+    "metadata_max_age_ms": "metadata.max.age.ms",
+    "session_timeout_ms": "session.timeout.ms",
+    "heartbeat_interval_ms": "heartbeat.interval.ms",
 }
 
 
@@ -352,9 +366,51 @@ def confluent_config(settings: Settings, options: dict[str, Any] | None = None) 
         elif name in _CONFLUENT_NAMES:
             config[_CONFLUENT_NAMES[name]] = value
         else:
-            raise ConfigError(f"producer option {name!r} has no confluent-kafka (librdkafka)"
+            raise ConfigError(f"Kafka option {name!r} has no confluent-kafka (librdkafka)"
                               " equivalent; use MODELMETER_KAFKA_CLIENT=kafka-python for it")
     return config
+
+
+def _confluent_client(client_class: Any, settings: Settings, config: dict[str, Any],
+                      topic: str) -> Any:
+    """A librdkafka client after the same start-up probe as kafka-python clients
+    (:func:`wait_for_broker`), with ``topic``'s metadata fetched."""
+    from confluent_kafka import KafkaException
+
+    errors: list[str] = []
+    config["error_cb"] = lambda err: errors.append(f"{err.name()}: {err.str()}")
+    config["logger"] = log  # librdkafka's own log lines go through logging, not stderr
+    deadline = time.monotonic() + settings.kafka_bootstrap_timeout
+    wait_for_broker(settings, deadline=deadline)
+    try:
+        client = client_class(config)
+    except KafkaException as exc:
+        raise ConfigError(f"confluent-kafka settings: {exc.args[0]}") from None
+    remaining = max(5.0, deadline - time.monotonic())
+    try:
+        metadata = client.list_topics(topic, timeout=remaining)
+    except KafkaException as exc:
+        client.close()
+        raise KafkaUnavailableError(
+            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}"
+            f" within {remaining:.0f} s: {exc.args[0]}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        client.close()
+        reason = found.error if found is not None and found.error is not None else "no partitions"
+        raise KafkaUnavailableError(
+            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}:"
+            f" {reason}{'; ' + errors[-1] if errors else ''}")
+    return client
+
+
+def _import_confluent() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError:
+        raise ConfigError("MODELMETER_KAFKA_CLIENT=confluent needs the confluent-kafka package"
+                          " (pip install 'modelmeter[confluent]')") from None
+    return confluent_kafka
 
 
 def create_confluent_producer(settings: Settings, topic: str, options: dict[str, Any], *,
@@ -364,37 +420,20 @@ def create_confluent_producer(settings: Settings, topic: str, options: dict[str,
     queued), after the same start-up probe as kafka-python clients (:func:`wait_for_broker`:
     unreachable -> :class:`KafkaUnavailableError`, refused credentials or certificate ->
     :class:`KafkaAuthError`, in one line), with ``topic``'s metadata fetched."""
-    try:
-        from confluent_kafka import KafkaException, Producer
-    except ImportError:
-        raise ConfigError("MODELMETER_KAFKA_CLIENT=confluent needs the confluent-kafka package"
-                          " (pip install 'modelmeter[confluent]')") from None
+    confluent_kafka = _import_confluent()
     config = confluent_config(settings, {
         "acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random",
         "linger.ms": 50, "message.timeout.ms": 120_000, "client.id": "modelmeter-sdk",
         "queue.buffering.max.messages": buffer_messages,
         **options,
     })
-    errors: list[str] = []
-    config["error_cb"] = lambda err: errors.append(f"{err.name()}: {err.str()}")
-    config["logger"] = log  # librdkafka's own log lines go through logging, not stderr
-    deadline = time.monotonic() + settings.kafka_bootstrap_timeout
-    wait_for_broker(settings, deadline=deadline)
-    try:
-        producer = Producer(config)
-    except KafkaException as exc:
-        raise ConfigError(f"confluent-kafka producer settings: {exc.args[0]}") from None
-    remaining = max(5.0, deadline - time.monotonic())
-    try:
-        metadata = producer.list_topics(topic, timeout=remaining)
-    except KafkaException as exc:
-        raise KafkaUnavailableError(
-            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}"
-            f" within {remaining:.0f} s: {exc.args[0]}") from None
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        reason = found.error if found is not None and found.error is not None else "no partitions"
-        raise KafkaUnavailableError(
-            f"no metadata for Kafka topic {topic!r} from {settings.kafka_bootstrap_servers}:"
-            f" {reason}{'; ' + errors[-1] if errors else ''}")
-    return producer
+    return _confluent_client(confluent_kafka.Producer, settings, config, topic)
+
+
+def create_confluent_consumer(settings: Settings, options: dict[str, Any]) -> Any:
+    """A confluent-kafka ``Consumer`` (``options`` in kafka-python or librdkafka names), made
+    like :func:`create_confluent_producer`: one-line start-up failures, the topic's metadata
+    fetched (the consumer subscribes to ``settings.topic``)."""
+    confluent_kafka = _import_confluent()
+    config = confluent_config(settings, options)
+    return _confluent_client(confluent_kafka.Consumer, settings, config, settings.topic)

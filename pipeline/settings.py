@@ -61,7 +61,8 @@ class Settings(BaseSettings):
         None, validation_alias=_env("KAFKA_SSL_CAFILE", "kafka_ssl_cafile"))
     kafka_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python", validation_alias=_env("MODELMETER_KAFKA_CLIENT", "kafka_client"),
-        description="producer transport: kafka-python (default) or confluent (librdkafka, faster)")
+        description="Kafka client of the SDK producer, simulate and consume: kafka-python "
+                    "(default) or confluent (librdkafka, faster)")
     topic: str = Field(DEFAULT_TOPIC, validation_alias=_env("MODELMETER_TOPIC", "topic"))
     lake: Path = Field(Path("data/lake"), validation_alias=_env("MODELMETER_LAKE", "lake"))
     warehouse: Path = Field(

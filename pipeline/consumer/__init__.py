@@ -8,9 +8,12 @@ Use it from the command line (``modelmeter consume --until-idle 5``) or in-proce
 
 How it works
 ------------
-* The parent process polls kafka-python (auto-commit off). Each poll's raw messages go to the
-  lake writer, by default a child process (:class:`SinkProcess`) so that validation and
-  Parquet writing use the second core while the parent keeps fetching.
+* The parent process polls Kafka (auto-commit off) with the client ``--kafka-client`` /
+  ``MODELMETER_KAFKA_CLIENT`` names (:mod:`.clients`): kafka-python by default, or librdkafka
+  (``confluent``, the optional ``confluent-kafka`` package), which fetches and decodes in C
+  threads. Each poll's raw messages go to the lake writer, by default a child process
+  (:class:`SinkProcess`) so that validation and Parquet writing use the second core while the
+  parent keeps fetching.
 * Validation (:mod:`.validate`): a vectorised fast path on the whole batch (orjson + Arrow
   column checks) accepts the obviously valid events; pydantic (:mod:`pipeline.contract`)
   decides every other message and gives the reason of a reject.
@@ -44,7 +47,8 @@ the warehouse staging models count each ``event_id`` once. The dead-letter topic
 at-least-once: a crash between the DLQ acks and the commit re-sends that flush's dead
 letters; ``_rejected`` Parquet is exactly-once by the same file mechanism as the events.
 
-Static membership: ``--instance-id ID`` (kafka-python ``group_instance_id``) lets a consumer
+Static membership: ``--instance-id ID`` (``group_instance_id``; librdkafka
+``group.instance.id``) lets a consumer
 restarted after a crash take its partitions back at once; without it the group waits for the
 dead member's session to expire (``session_timeout_ms``, 10 s). A static member does not
 leave the group when it stops, so another consumer gets its partitions only after that
@@ -53,7 +57,7 @@ timeout: give each long-running consumer its own stable ID (e.g. the host name).
 Stopping: ``--until-idle S`` (no message for S seconds), ``--max-events N``, SIGTERM or
 SIGINT: flush, commit, exit 0. A lake that cannot be written raises
 :class:`~pipeline.LakeWriteError` (nothing more is committed, exit 1). A broker that goes
-away mid-run is waited for (kafka-python reconnects).
+away mid-run is waited for (both clients reconnect; commits are retried).
 """
 
 from __future__ import annotations

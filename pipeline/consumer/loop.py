@@ -1,28 +1,26 @@
 """The poll loop: Kafka -> :class:`~pipeline.consumer.sink.Sink` -> offset commits.
 
-The parent process polls kafka-python (``enable_auto_commit=False``), hands each poll's raw
-messages to the sink (by default in a child process, see :class:`SinkProcess`), and commits
-``last + 1`` of a partition only when the sink reports that flush durable. Rebalances go
-through :class:`_Rebalance`: on revocation the durable flushes are committed and the rest of
-the buffer is dropped (the next owner re-reads it); on assignment :func:`recover_partition`
-cleans what a crashed flush left and says where to resume.
+The parent process polls its Kafka client (:mod:`.clients`: kafka-python by default, or
+librdkafka; ``enable_auto_commit=False``), hands each poll's raw messages to the sink (by
+default in a child process, see :class:`SinkProcess`), and commits ``last + 1`` of a
+partition only when the sink reports that flush durable. On a rebalance the client calls
+back: on revocation the durable flushes are committed and the rest of the buffer is dropped
+(the next owner re-reads it); on assignment :func:`recover_partition` cleans what a crashed
+flush left and says where to resume.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
-
 from pipeline._exceptions import LakeWriteError
+from pipeline.consumer.clients import CONSUMER_DEFAULTS, ConsumerClient, open_client
 from pipeline.consumer.recovery import recover_partition
 from pipeline.consumer.sink import Flushed, RawBatch, Sink, SinkProcess
 from pipeline.settings import Settings
@@ -30,23 +28,6 @@ from pipeline.settings import Settings
 __all__ = ["Consumer", "ConsumerStats", "CONSUMER_DEFAULTS"]
 
 log = logging.getLogger(__name__)
-
-# kafka-python fetch tuning: large fetches, few round trips; memory stays bounded because a
-# poll never returns more than max_poll_records and the sink flushes by size.
-CONSUMER_DEFAULTS: dict[str, Any] = {
-    "enable_auto_commit": False,
-    "auto_offset_reset": "earliest",
-    "max_poll_records": 5000,
-    "fetch_max_bytes": 8 * 1024 * 1024,
-    "max_partition_fetch_bytes": 1024 * 1024,
-    "fetch_max_wait_ms": 200,
-    "max_poll_interval_ms": 300_000,
-    "metadata_max_age_ms": 60_000,
-    # a SIGKILLed member blocks its group's next rebalance until its session expires: keep
-    # that short so that a restarted consumer resumes within seconds
-    "session_timeout_ms": 10_000,
-    "heartbeat_interval_ms": 2_000,
-}
 
 
 @dataclass
@@ -83,27 +64,6 @@ class ConsumerStats:
         self.flush_seconds = (self.flush_seconds + [flushed.seconds])[-100:]
 
 
-class _Rebalance(AsyncConsumerRebalanceListener):
-    """Flush and commit on revocation; recover the lake on assignment.
-
-    kafka-python 3 runs listeners on its network thread, where blocking consumer calls are
-    refused; the coroutine variants are awaited there instead, and the blocking flush runs
-    in a helper thread so that heartbeats go on.
-    """
-
-    def __init__(self, owner: Consumer) -> None:
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        await self.owner._on_revoked(list(revoked), commit=True)
-
-    async def on_partitions_lost(self, lost: Iterable[Any]) -> None:
-        await self.owner._on_revoked(list(lost), commit=False)
-
-    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        await self.owner._on_assigned(list(assigned))
-
-
 class Consumer:
     """``modelmeter consume``: run until told to stop (signal, idle time, event count)."""
 
@@ -125,7 +85,7 @@ class Consumer:
         self.stats = ConsumerStats()
         self._stop = threading.Event()
         self._fatal: BaseException | None = None
-        self._consumer: Any = None
+        self._client: ConsumerClient | None = None
         self._sink: Sink | SinkProcess | None = None
         self._assigned: set[int] = set()
         self._no_flush = False  # set when stopping after an error: never flush again
@@ -137,10 +97,7 @@ class Consumer:
 
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> ConsumerStats:
-        from kafka import KafkaConsumer
-
         from pipeline.kafka_admin import ensure_topics
-        from pipeline.kafka_connect import create_client
 
         self._check_lake()
         ensure_topics(self.settings)
@@ -153,11 +110,7 @@ class Consumer:
             self._sink = SinkProcess(self.settings, **options)
         committed_ok = False
         try:
-            self._consumer = create_client(KafkaConsumer, self.settings, group_id=self.group,
-                                           client_id="modelmeter-consume",
-                                           **self.consumer_config)
-            self._consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
-            self._wait_for_topic_metadata()
+            self._client = open_client(self)
             self._loop()
             self._commit(self._sink.flush())
             committed_ok = True
@@ -167,9 +120,8 @@ class Consumer:
         return self.stats
 
     def _loop(self) -> None:
-        consumer, sink = self._consumer, self._sink
-        assert sink is not None
-        topic = self.settings.topic
+        client, sink = self._client, self._sink
+        assert sink is not None and client is not None
         last_message = time.monotonic()
         next_progress = time.monotonic() + self.progress_seconds
         next_highwater = time.monotonic()  # lag, for the progress line and pipeline.metrics
@@ -180,13 +132,14 @@ class Consumer:
                 limit = min(limit, self.max_events - self.stats.consumed)
                 if limit <= 0:
                     break
-            # long enough for a whole rebalance to finish inside one poll (see _on_revoked)
-            records = consumer.poll(timeout_ms=1000, max_records=limit)
+            # long enough for a whole rebalance to finish inside one poll
+            batch = client.poll(limit, 1.0)
             self._raise_fatal()
             now = time.monotonic()
-            if records:
+            if batch is not None:
                 last_message = now
-                self._commit(sink.add(self._raw_batch(records)))
+                self._count(batch)
+                self._commit(sink.add(batch))
             else:
                 self._commit(sink.tick())
                 if not self._assigned and not self.stats.assignments:
@@ -197,44 +150,29 @@ class Consumer:
                 break
             if now >= next_highwater:
                 next_highwater = now + 1.0
-                self._update_highwater(topic)
+                self._update_highwater()
             if self.progress_seconds and now >= next_progress:
                 next_progress = now + self.progress_seconds
                 self._print_line("progress")
 
-    def _raw_batch(self, records: dict[Any, list[Any]]) -> RawBatch:
-        partitions: list[int] = []
-        offsets: list[int] = []
-        keys: list[bytes | None] = []
-        values: list[bytes | None] = []
-        segments = []
-        for tp, recs in records.items():
-            start = len(offsets)
-            partitions += [tp.partition] * len(recs)
-            offsets += [r.offset for r in recs]
-            keys += [r.key for r in recs]
-            values += [r.value for r in recs]
-            segments.append((tp.partition, start, len(offsets)))
-            self.stats.positions[tp.partition] = recs[-1].offset + 1
-            self._unflushed[tp.partition] = self._unflushed.get(tp.partition, 0) + len(recs)
-        self.stats.consumed += len(offsets)
-        return RawBatch(partitions, offsets, keys, values, dt.datetime.now(dt.UTC), segments)
+    def _count(self, batch: RawBatch) -> None:
+        for partition, start, end in batch.segments:
+            self.stats.positions[partition] = batch.offsets[end - 1] + 1
+            self._unflushed[partition] = self._unflushed.get(partition, 0) + end - start
+        self.stats.consumed += len(batch.offsets)
 
-    def _offsets(self, flushed: list[Flushed]) -> dict[Any, Any]:
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
+    def _offsets(self, flushed: list[Flushed]) -> dict[int, int]:
+        """Record ``flushed`` in the stats; partition -> offset to commit."""
         offsets = {}
         for f in flushed:
             self.stats.record(f)
             self._unflushed[f.partition] = self._unflushed.get(f.partition, 0) - (
                 f.landed + f.rejected)
-            offsets[TopicPartition(self.settings.topic, f.partition)] = OffsetAndMetadata(
-                f.last_offset + 1, "", -1)
+            offsets[f.partition] = f.last_offset + 1
         return offsets
 
-    def _committed(self, offsets: dict[Any, Any]) -> None:
-        for tp, meta in offsets.items():
-            self.stats.committed[tp.partition] = meta.offset
+    def _committed(self, offsets: dict[int, int]) -> None:
+        self.stats.committed.update(offsets)
         self.stats.commits += 1
         self.stats.last_commit_monotonic = time.monotonic()
 
@@ -242,111 +180,54 @@ class Consumer:
         if not flushed:
             return
         offsets = self._offsets(flushed)
-        try:
-            # retries retriable errors (coordinator moved, broker restarting) by itself
-            self._consumer.commit(offsets)
-        except self._membership_errors() as exc:
-            # the partition moved to another consumer meanwhile: its recovery deletes these
-            # uncommitted files and re-reads the offsets
-            log.warning("commit refused after a rebalance (%s); the new owner re-reads %s",
-                        type(exc).__name__, sorted(tp.partition for tp in offsets))
-            return
-        self._committed(offsets)
+        assert self._client is not None
+        # refused: the partition moved to another consumer meanwhile; its recovery deletes
+        # these uncommitted files and re-reads the offsets
+        if self._client.commit(offsets):
+            self._committed(offsets)
 
-    @staticmethod
-    def _membership_errors() -> tuple[type[BaseException], ...]:
-        import kafka.errors as ke
-
-        return (ke.CommitFailedError, ke.IllegalGenerationError, ke.UnknownMemberIdError,
-                ke.RebalanceInProgressError, ke.FencedInstanceIdError)
-
-    # -- rebalances (run on kafka-python's network thread) ----------------------------------
-    async def _in_thread(self, fn: Any) -> Any:
-        box: dict[str, Any] = {}
-
-        def target() -> None:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:
-                box["error"] = exc
-
-        helper = threading.Thread(target=target, name="modelmeter-rebalance-flush")
-        helper.start()
-        net = self._consumer._coordinator._net
-        while helper.is_alive():
-            await net.sleep(0.01)
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
-
-    async def _on_revoked(self, revoked: list[Any], *, commit: bool) -> None:
-        """Give partitions up: commit the flushes already durable, drop what is buffered.
-
-        Buffered messages are not flushed here: the new owner re-reads them from the
-        committed offset. A long listener makes kafka-python 3.0.12 lose track of the
-        rebalance when the poll timeout expires meanwhile (the consumer then never gets its
-        partitions back), so this only waits for the writes already under way.
-        """
-        partitions = [tp.partition for tp in revoked if tp.topic == self.settings.topic]
+    # -- rebalances (called by the client, see pipeline.consumer.clients) -------------------
+    def _revoke_begin(self, partitions: list[int]) -> Sink | SinkProcess | None:
+        """Partitions are being given up: drop their buffered messages (not flushed here: the
+        new owner re-reads them from the committed offset). Returns the sink whose pending
+        writes the client waits for (``sink.flush([])``, a barrier, so that no file of these
+        partitions appears after the new owner's recovery) before committing what is
+        durable; None when there is nothing to do (stopping after an error: nothing more is
+        written or committed). :meth:`_revoke_end` must follow."""
         sink = self._sink
         if not partitions or sink is None or self._no_flush:
-            return  # stopping after an error: nothing more is written or committed
-        try:
-            sink.forget(partitions)
-            # barrier: the writer finishes what it was doing, so no file of these
-            # partitions appears after the new owner's recovery
-            flushed = await self._in_thread(lambda: sink.flush([]))
-            offsets = self._offsets(flushed)
-            if commit and offsets and self._fatal is None:
-                await self._consumer._coordinator._commit_offsets_sync_async(offsets)
-                self._committed(offsets)
-        except self._membership_errors() as exc:
-            log.warning("commit on revocation refused (%s); the new owner re-reads", exc)
-        except BaseException as exc:  # kafka-python would only log it: keep it for the loop
-            log.error("giving partitions up failed: %s", exc)
-            self._fatal = exc
-        finally:
-            self._assigned.difference_update(partitions)
-            for p in partitions:  # dropped messages will be read again: not consumed yet
-                self.stats.consumed -= self._unflushed.pop(p, 0)
+            return None
+        sink.forget(partitions)
+        return sink
 
-    async def _on_assigned(self, assigned: list[Any]) -> None:
-        mine = [tp for tp in assigned if tp.topic == self.settings.topic]
-        if self._fatal is not None or not mine:
-            return
-        self.stats.assignments += 1
-        try:
-            committed = await self._consumer._coordinator.fetch_committed_offsets_async(mine)
-            for tp in mine:
-                offset = committed[tp].offset if tp in committed else None
-                if offset is not None and offset < 0:
-                    offset = None
-                rec = recover_partition(self.settings.lake, tp.topic, tp.partition, offset)
-                self.stats.recovered_files_deleted += len(rec.deleted)
-                if rec.deleted or rec.temp_removed:
-                    log.warning("partition %s: removed %s uncommitted lake files and %s "
-                                "temporary files (committed offset %s)", tp.partition,
-                                len(rec.deleted), rec.temp_removed, offset)
-                # always seek: after a rebalance kafka-python keeps its in-memory position,
-                # which is past the messages dropped on revocation
-                if rec.position is not None:
-                    self._consumer.seek(tp, rec.position)
-                elif offset is not None:
-                    self._consumer.seek(tp, offset)
-                else:
-                    self._consumer.seek_to_beginning(tp)
-                if rec.position is not None and rec.position != offset:
-                    # the lake already holds everything before it: make Kafka agree
-                    from kafka.structs import OffsetAndMetadata
-                    await self._consumer._coordinator._commit_offsets_sync_async(
-                        {tp: OffsetAndMetadata(rec.position, "", -1)})
-                    offset = rec.position
-                if offset is not None:
-                    self.stats.committed[tp.partition] = offset
-                self._assigned.add(tp.partition)
-        except BaseException as exc:
-            log.error("recovery on assignment failed: %s", exc)
-            self._fatal = exc
+    def _revoke_end(self, partitions: list[int]) -> None:
+        self._assigned.difference_update(partitions)
+        for p in partitions:  # dropped messages will be read again: not consumed yet
+            self.stats.consumed -= self._unflushed.pop(p, 0)
+
+    def _recover(self, partition: int, committed: int | None) -> tuple[int | None, int | None]:
+        """Clean the lake of an assigned partition (:func:`recover_partition`).
+
+        Returns (position to read from, None = the beginning; offset to commit first, or
+        None): with no committed offset the lake's complete flushes give the position, and
+        Kafka is then made to agree with the lake.
+        """
+        if committed is not None and committed < 0:
+            committed = None
+        rec = recover_partition(self.settings.lake, self.settings.topic, partition, committed)
+        self.stats.recovered_files_deleted += len(rec.deleted)
+        if rec.deleted or rec.temp_removed:
+            log.warning("partition %s: removed %s uncommitted lake files and %s temporary files"
+                        " (committed offset %s)", partition, len(rec.deleted), rec.temp_removed,
+                        committed)
+        if rec.position is not None:
+            return rec.position, (rec.position if rec.position != committed else None)
+        return committed, None
+
+    def _assigned_one(self, partition: int, committed: int | None) -> None:
+        if committed is not None:
+            self.stats.committed[partition] = committed
+        self._assigned.add(partition)
 
     def _raise_fatal(self) -> None:
         if self._fatal is not None:
@@ -367,35 +248,12 @@ class Consumer:
         if not lake.is_dir():
             raise LakeWriteError("the lake is not a directory", path=str(lake))
 
-    def _wait_for_topic_metadata(self, timeout_s: float = 30.0) -> None:
-        """Fetch the subscribed topic's metadata (blocking) before the first poll joins the group.
-
-        kafka-python's coordinator remembers the partitions of the subscribed topics as of the
-        last metadata response. ``subscribe()`` only *requests* an update, so a join that wins
-        the race against that response makes the leader assign from an empty snapshot; the
-        response then differs from it and the consumer rebalances again right after its first
-        assignment (the messages read meanwhile are dropped and re-read). A blocking metadata
-        fetch after ``subscribe()`` makes the snapshot current before the join. A group leader
-        without the topic's partitions would also assign nothing until the next refresh.
-        """
-        deadline = time.monotonic() + timeout_s
-        topic = self.settings.topic
-        while True:
-            # topics() always asks the broker (blocking) and updates the coordinator's snapshot
-            if topic in self._consumer.topics() and self._consumer.partitions_for_topic(topic):
-                return
-            if time.monotonic() > deadline:
-                from pipeline._exceptions import KafkaError
-                raise KafkaError(f"topic {topic} has no partitions after {timeout_s:g} s")
-            time.sleep(0.2)
-
-    def _update_highwater(self, topic: str) -> None:
-        from kafka.structs import TopicPartition
-
+    def _update_highwater(self) -> None:
+        assert self._client is not None
         for p in set(self.stats.highwater) - self._assigned:  # revoked: not our lag any more
             self.stats.highwater.pop(p, None)
         for p in list(self._assigned):
-            hw = self._consumer.highwater(TopicPartition(topic, p))
+            hw = self._client.highwater(p)
             if hw is not None:
                 self.stats.highwater[p] = hw
 
@@ -414,9 +272,9 @@ class Consumer:
 
     def _shutdown(self, committed_ok: bool) -> None:
         self._no_flush = not committed_ok
-        if self._consumer is not None:
+        if self._client is not None:
             try:
-                self._consumer.close(autocommit=False)
+                self._client.close()
             except Exception as exc:  # closing must not hide the real error
                 log.warning("closing the Kafka consumer: %s", exc)
         if self._sink is not None:

@@ -6,10 +6,8 @@ accounted for exactly once."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,6 +16,11 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline._exceptions import ContractError
 from pipeline.contract import parse_event, to_row
+from tests.integration.test_consume import (
+    ENV,
+    cli,
+    make_settings,  # noqa: F401 (both Kafka clients)
+)
 from tests.unit.test_consumer_validate import catalogue, enc, feedback, llm_call
 
 pytestmark = pytest.mark.kafka
@@ -35,11 +38,8 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes
 
 
 def consume_cli(settings, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pipeline.cli", "consume",
-           "--bootstrap-servers", settings.kafka_bootstrap_servers, "--topic", settings.topic,
-           "--lake", str(settings.lake), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return subprocess.run(cli(settings, *extra), capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
 
 
 def read_dlq(bootstrap: str, topic: str, want: int) -> list:
@@ -72,7 +72,7 @@ def same_reason(got: str, want: str) -> bool:
     return clock.sub("", got) == clock.sub("", want)
 
 
-def test_every_catalogue_case_is_rejected_with_a_reason_and_neighbours_land(make_settings):
+def test_every_catalogue_case_is_rejected_with_a_reason_and_neighbours_land(make_settings):  # noqa: F811
     settings = make_settings()
     now = dt.datetime.now(dt.UTC)
     bad = catalogue(now)

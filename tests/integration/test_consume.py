@@ -58,10 +58,24 @@ def produce_librdkafka(bootstrap: str, topic: str, values: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
+KAFKA_CLIENTS = ("kafka-python", "confluent")
+
+
+@pytest.fixture(params=KAFKA_CLIENTS)
+def make_settings(request, make_settings):
+    """Every consumer test runs on both Kafka clients (``--kafka-client``, issue 9): the
+    settings name the client, and :func:`cli` passes it on."""
+
+    def make(**overrides):
+        return make_settings(**{"kafka_client": request.param, **overrides})
+
+    return make
+
+
 def cli(settings, *extra: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", "consume",
             "--bootstrap-servers", settings.kafka_bootstrap_servers, "--topic", settings.topic,
-            "--lake", str(settings.lake), *extra]
+            "--lake", str(settings.lake), "--kafka-client", settings.kafka_client, *extra]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}

@@ -17,6 +17,7 @@ from tests.integration.test_consume import (
     committed,
     events,
     lake_rows,
+    make_settings,  # noqa: F401 (the fixture: every test on both Kafka clients)
     produce_librdkafka,
 )
 
@@ -30,7 +31,7 @@ def _run(settings, group: str) -> Consumer:
     return consumer
 
 
-def test_successive_in_process_consumers_join_once_and_land_everything(make_settings):
+def test_successive_in_process_consumers_join_once_and_land_everything(make_settings):  # noqa: F811
     """Regression: a second Consumer.run() in the same process used to be assigned its
     partitions twice (its join raced the metadata response asked for by subscribe(), so the
     leader assigned from a stale snapshot and rejoined at once), dropping what it had read.
@@ -58,7 +59,7 @@ def test_successive_in_process_consumers_join_once_and_land_everything(make_sett
     assert sum(committed(settings, "g-a").values()) == 500
 
 
-def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker, make_settings):
+def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker, make_settings):  # noqa: F811
     """The broker goes away and comes back while `modelmeter consume` runs: the consumer
     reconnects by itself, lands every message exactly once and exits 0 once idle."""
     settings = make_settings()
