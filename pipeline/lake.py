@@ -162,6 +162,18 @@ def fsync_path(path: Path) -> None:
 # snappy: measured 0.6 us/event to write vs 2.5 us/event for zstd (files ~1.5x larger); the
 # consumer writes on the hot path, so the cheaper codec wins (DuckDB reads both alike)
 DEFAULT_COMPRESSION = "snappy"
+# Dictionary encoding only for the columns with few distinct values (roles, models, agents,
+# one topic, ...): hashing every value of an id, a timestamp or a token count costs the
+# consumer CPU and hardly shrinks the file. Statistics (min/max per row group) only for the
+# columns readers filter or reconcile on. Measured on 200k bench events: 0.49 -> 0.32 us per
+# event to write, files ~10% larger; the schema and what readers get are unchanged.
+_DICTIONARY_COLUMNS = (
+    "event_type", "schema_version", "agent_id", "role", "provider", "model", "status",
+    "escalated", "escalation_trigger", "policy_version", "task_type", "satisfaction",
+    "escalation_needed", "review_consistent", "error", "kafka_topic", "kafka_partition",
+    "ingested_at",
+)
+_STATISTICS_COLUMNS = ("event_id", "occurred_at", "kafka_partition", "kafka_offset", "ingested_at")
 
 
 def write_table_atomic(table: pa.Table, path: Path, *, compression: str = DEFAULT_COMPRESSION) -> None:
@@ -171,7 +183,9 @@ def write_table_atomic(table: pa.Table, path: Path, *, compression: str = DEFAUL
     tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression=compression)
+            pq.write_table(table, fh, compression=compression,
+                           use_dictionary=list(_DICTIONARY_COLUMNS),
+                           write_statistics=list(_STATISTICS_COLUMNS))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -2,10 +2,14 @@
 
 Two paths, one verdict:
 
-* the **fast path** decodes each value with orjson, groups the objects by key shape, builds
-  Arrow columns and checks every contract rule on whole columns (types by exact Python type,
-  bounds, lengths and patterns with ``pyarrow.compute``). It only ever *accepts* a message
-  that obviously satisfies the contract; anything unusual is flagged.
+* the **fast path** decodes each value with msgspec into a struct generated from the field
+  table below (strict types: a JSON integer for an int - never a float, a boolean or a string
+  -, code-point lengths, integer bounds, literals, no unknown and no missing field), then
+  moves each field into an Arrow column with one typed conversion and checks what msgspec
+  does not, per column: the RFC 3339 shape of ``occurred_at`` (one regular expression), its
+  bounds (``min_max``), the ``event_id`` characters and ``escalated`` <=> ``escalation_trigger``.
+  It only ever *accepts* a message that obviously satisfies the contract; anything msgspec
+  refuses or a column check flags goes to the slow path.
 * every flagged message goes through :func:`pipeline.contract.parse_event` (pydantic, the
   source of truth): it either accepts it (the row comes from ``to_row``) or gives the exact
   one-line reason used in the dead-letter ``error`` header.
@@ -20,12 +24,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Any
+from itertools import compress, repeat
+from operator import is_
+from typing import Annotated, Any, Literal
 
-import orjson
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+from msgspec.structs import astuple
 
 from pipeline.contract import EVENT_ID_PATTERN, EVENT_TYPES, MAX_FUTURE, MAX_TOKENS, MIN_OCCURRED_AT
 from pipeline.lake import LLM_CALL_SCHEMA, TASK_FEEDBACK_SCHEMA
@@ -33,32 +39,52 @@ from pipeline.lake import LLM_CALL_SCHEMA, TASK_FEEDBACK_SCHEMA
 __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
 _TS = pa.timestamp("us", tz="UTC")
-_NONE = type(None)
+_STRING = pa.string()
 # Canonical RFC 3339 with an explicit offset and at most microseconds; other spellings that
-# pydantic may still accept are left to the slow path.
-_RFC3339 = (r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-            r"(\.\d{1,6})?(Z|[+-](0\d|1[0-3]):[0-5]\d)$")
+# pydantic may still accept are left to the slow path (Arrow's own timestamp parser would
+# also take "T10Z", "+0200" and other forms that the contract refuses).
+_RFC3339 = (r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+            r"(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d)$")
+# The contract's EVENT_ID_PATTERN without its {1,64} (msgspec checks the length).
+_EVENT_ID_CHARS = EVENT_ID_PATTERN.replace("]{1,64}$", "]+$")
+assert _EVENT_ID_CHARS != EVENT_ID_PATTERN, "EVENT_ID_PATTERN changed: update _EVENT_ID_CHARS"
 
 
 @dataclass(frozen=True, slots=True)
 class _Field:
-    """How the fast path checks one contract field (conservatively)."""
+    """One contract field as the fast path checks it (conservatively)."""
 
     name: str
-    kind: str  # "str", "int", "bool", "enum", "ts", "event_id", "const"
+    kind: str  # "str", "int", "bool", "enum", "ts", "event_id"
     arrow: pa.DataType
     required: bool = True
     nullable: bool = False
     default: Any = None  # value when the field is absent (optional fields only)
-    lo: int | None = None  # int bounds, or string length bounds
+    lo: int | None = None  # int bounds, or string length bounds (code points)
     hi: int | None = None
     values: tuple[Any, ...] = ()
 
+    def annotation(self) -> Any:
+        """The field's msgspec type: exactly what pydantic's strict model takes, or less."""
+        kind = self.kind
+        typ: Any
+        if kind == "int":
+            typ = Annotated[int, msgspec.Meta(ge=self.lo, le=self.hi)]
+        elif kind == "bool":
+            typ = bool
+        elif kind == "enum":
+            typ = Literal[self.values]
+        elif kind == "ts":
+            typ = str  # shape and bounds: checked on the Arrow column
+        else:  # str, event_id (its characters: checked on the Arrow column)
+            typ = Annotated[str, msgspec.Meta(min_length=self.lo, max_length=self.hi)]
+        return typ | None if self.nullable else typ
+
 
 _ENVELOPE = (
-    _Field("event_id", "event_id", pa.string()),
+    _Field("event_id", "event_id", pa.string(), lo=1, hi=64),
     _Field("event_type", "enum", pa.string(), values=EVENT_TYPES),
-    _Field("schema_version", "const", pa.int32(), values=(1,)),
+    _Field("schema_version", "int", pa.int32(), lo=1, hi=1),
     _Field("occurred_at", "ts", _TS),
     _Field("agent_id", "str", pa.string(), lo=1, hi=128),
     _Field("task_id", "str", pa.string(), lo=1, hi=128),
@@ -97,8 +123,33 @@ _SPECS: dict[str, tuple[_Field, ...]] = {
     ),
 }
 _OUTPUT_SCHEMAS = {"llm_call": LLM_CALL_SCHEMA, "task_feedback": TASK_FEEDBACK_SCHEMA}
-_TYPES: dict[str, set[type]] = {"str": {str}, "event_id": {str}, "enum": {str}, "ts": {str}, "int": {int},
-          "const": {int}, "bool": {bool}}
+_EVENT_TYPE_COLUMN = 1  # the position of event_type in both lake schemas (the struct's tag)
+assert all(schema.names[_EVENT_TYPE_COLUMN] == "event_type" for schema in _OUTPUT_SCHEMAS.values())
+
+
+def _struct(event_type: str) -> type[msgspec.Struct]:
+    """The msgspec struct of ``event_type``: tagged by ``event_type``, unknown fields refused,
+    not tracked by the garbage collector (it holds only str, int, bool and None)."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for spec in _SPECS[event_type]:
+        if spec.name == "event_type":
+            continue  # the tag
+        if spec.required:
+            fields.append((spec.name, spec.annotation()))
+        else:
+            fields.append((spec.name, spec.annotation(), spec.default))
+    return msgspec.defstruct(f"_{event_type}", fields, tag_field="event_type", tag=event_type,
+                             forbid_unknown_fields=True, gc=False)
+
+
+_STRUCTS = {event_type: _struct(event_type) for event_type in _SPECS}
+_DECODER = msgspec.json.Decoder(_STRUCTS["llm_call"] | _STRUCTS["task_feedback"])
+# (field, Arrow type its values convert to) of each struct field, in struct (= lake) order
+_PULLED = {event_type: tuple((spec, _STRING if spec.kind == "ts" else spec.arrow)
+                             for spec in specs if spec.name != "event_type")
+           for event_type, specs in _SPECS.items()}
+assert all(tuple(spec.name for spec, _ in _PULLED[t]) == _STRUCTS[t].__struct_fields__
+           for t in _SPECS)
 
 
 @dataclass(slots=True)
@@ -128,16 +179,20 @@ def one_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-_BAD = object()
-
-
-def _loads(value: bytes | None) -> Any:
-    if not value:
-        return _BAD
+def _decode_one(value: bytes | None) -> Any:
     try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return _BAD
+        return _DECODER.decode(value)  # type: ignore[arg-type]
+    except Exception:  # anything msgspec refuses (or a tombstone): pydantic decides
+        return None
+
+
+def _decode(values: Sequence[bytes | None]) -> list[Any]:
+    """Every value as a struct, None where msgspec refuses it; one C call per value."""
+    decode = _DECODER.decode
+    try:
+        return [decode(v) for v in values]  # type: ignore[arg-type]
+    except Exception:  # some value is refused: one by one
+        return [_decode_one(v) for v in values]
 
 
 def _and(ok: pa.Array | None, cond: pa.Array) -> pa.Array:
@@ -145,110 +200,63 @@ def _and(ok: pa.Array | None, cond: pa.Array) -> pa.Array:
     return cond if ok is None else pc.and_(ok, cond)
 
 
-def _check_column(spec: _Field, col: Sequence[Any], n: int, now: dt.datetime
-                  ) -> tuple[pa.Array, pa.Array | None]:
-    """(arrow array of the column, mask of rows whose value passes ``spec``; None = all)."""
-    allowed = _TYPES[spec.kind] | ({_NONE} if spec.nullable else set())
-    types = set(map(type, col))
+def _timestamps(strings: pa.Array, latest: pa.Scalar) -> tuple[pa.Array, pa.Array | None]:
+    """``occurred_at`` strings as UTC timestamps, and the mask of the good ones (None = all)."""
     ok: pa.Array | None = None
-    if not types <= allowed:  # rare: some values of a wrong type; null them and flag their rows
-        good = [type(v) in allowed for v in col]
-        col = [v if g else None for v, g in zip(col, good, strict=True)]
-        ok = pa.array(good, pa.bool_())
-    kind = spec.kind
-    if kind == "ts":
-        strings = pa.array(col, pa.string())
-        shaped = pc.fill_null(pc.match_substring_regex(strings, _RFC3339), False)
-        ok = _and(ok, shaped)
-        candidates = pc.if_else(shaped, strings, pa.scalar(None, pa.string()))
-        try:
-            arr = candidates.cast(_TS)
-        except (pa.ArrowInvalid, ValueError):  # impossible date etc.: per element, rare
-            parsed = []
-            for s in candidates.to_pylist():
-                try:
-                    parsed.append(None if s is None else dt.datetime.fromisoformat(s))
-                except ValueError:
-                    parsed.append(None)
-            arr = pa.array(parsed, _TS)
-            ok = _and(ok, pc.is_valid(arr))
-        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(MIN_OCCURRED_AT, _TS)),
-                           pc.less_equal(arr, pa.scalar(now + MAX_FUTURE, _TS)))
-        return arr, _and(ok, pc.fill_null(in_range, False))
-    if kind in ("int", "const"):
-        try:
-            arr = pa.array(col, pa.int64())
-        except (OverflowError, pa.ArrowInvalid):  # beyond int64: flag those rows
-            fits = [v is None or -(2**63) <= v < 2**63 for v in col]
-            arr = pa.array([v if f else None for v, f in zip(col, fits, strict=True)], pa.int64())
-            ok = _and(ok, pa.array(fits, pa.bool_()))
-        if kind == "const":
-            cond = pc.is_in(arr, value_set=pa.array(spec.values, pa.int64()))
-        else:
-            cond = pc.and_(pc.greater_equal(arr, spec.lo), pc.less_equal(arr, spec.hi))
-        arr = arr.cast(spec.arrow, safe=False)  # out-of-range rows are flagged by cond
-    elif kind == "bool":
-        arr = pa.array(col, pa.bool_())
-        cond = None
-    else:
-        arr = pa.array(col, pa.string())
-        if kind == "enum":
-            cond = pc.is_in(arr, value_set=pa.array(spec.values, pa.string()))
-        elif kind == "event_id":
-            cond = pc.match_substring_regex(arr, EVENT_ID_PATTERN)
-        else:
-            length = pc.utf8_length(arr)
-            cond = pc.and_(pc.greater_equal(length, spec.lo), pc.less_equal(length, spec.hi))
-    if cond is not None:
-        # a null where nulls are allowed passes; a null that replaced a bad value is
-        # already flagged in ``ok``
-        ok = _and(ok, pc.fill_null(cond, True))
-    if not spec.nullable and arr.null_count:
+    shaped = pc.match_substring_regex(strings, _RFC3339)
+    if shaped.true_count != len(strings):
+        ok = pc.fill_null(shaped, False)
+        strings = pc.if_else(ok, strings, pa.scalar(None, _STRING))
+    try:
+        arr = strings.cast(_TS)
+    except (pa.ArrowInvalid, ValueError):  # impossible date etc.: per element, rare
+        parsed = []
+        for s in strings.to_pylist():
+            try:
+                parsed.append(None if s is None else dt.datetime.fromisoformat(s))
+            except ValueError:
+                parsed.append(None)
+        arr = pa.array(parsed, _TS)
         ok = _and(ok, pc.is_valid(arr))
+    mm = pc.min_max(arr)
+    first, last = mm["min"].as_py(), mm["max"].as_py()
+    if first is not None and (first < MIN_OCCURRED_AT or last > latest.as_py()):
+        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(MIN_OCCURRED_AT, _TS)),
+                           pc.less_equal(arr, latest))
+        ok = _and(ok, pc.fill_null(in_range, False))
     return arr, ok
 
 
-def _fast_group(event_type: str, shape: tuple[str, ...], objs: list[dict[str, Any]],
-                now: dt.datetime) -> tuple[dict[str, pa.Array], pa.Array] | None:
-    """Columns and row mask for objects of one key shape, or None to send all to pydantic."""
-    specs = _SPECS[event_type]
-    names = {s.name for s in specs}
-    if not set(shape) <= names or any(s.required and s.name not in shape for s in specs):
-        return None
+def _fast_group(event_type: str, objs: list[Any], latest: pa.Scalar
+                ) -> tuple[list[pa.Array], pa.Array | None]:
+    """Arrow columns (lake order, source columns excluded) of structs msgspec accepted, and
+    the mask of the rows that also pass the column checks (None = all)."""
     n = len(objs)
-    rows = list(map(itemgetter(*shape), objs)) if len(shape) > 1 else [(o[shape[0]],) for o in objs]
-    cols = dict(zip(shape, zip(*rows, strict=True), strict=True))
-    arrays: dict[str, pa.Array] = {}
+    arrays: list[pa.Array] = []
     ok: pa.Array | None = None
-    for spec in specs:
-        if spec.name in cols:
-            arr, col_ok = _check_column(spec, cols[spec.name], n, now)
-            if col_ok is not None:
-                ok = _and(ok, col_ok)
-        else:
-            arr = pa.nulls(n, spec.arrow)
-            if spec.default is not None:
-                arr = pc.fill_null(arr, pa.scalar(spec.default, spec.arrow))
-        arrays[spec.name] = arr
+    # one tuple per struct (C), transposed to one tuple per field: fewer passes over the
+    # structs than one attribute getter per field
+    columns = zip(*map(astuple, objs), strict=True)
+    for (spec, arrow), col in zip(_PULLED[event_type], columns, strict=True):
+        arr = pa.array(col, arrow)
+        if spec.kind == "ts":
+            arr, ts_ok = _timestamps(arr, latest)
+            if ts_ok is not None:
+                ok = _and(ok, ts_ok)
+        elif spec.kind == "event_id":
+            chars = pc.match_substring_regex(arr, _EVENT_ID_CHARS)
+            if chars.true_count != n:
+                ok = _and(ok, chars)
+        arrays.append(arr)
+    arrays.insert(_EVENT_TYPE_COLUMN, pa.repeat(pa.scalar(event_type, _STRING), n))
     if event_type == "llm_call":
         # escalated <=> escalation_trigger
-        has_trigger = pc.is_valid(arrays["escalation_trigger"])
-        escalated = pc.fill_null(arrays["escalated"], False)
-        ok = _and(ok, pc.equal(escalated, has_trigger))
-    if ok is None:
-        ok = pa.array([True] * n, pa.bool_())
-    return arrays, pc.fill_null(ok, False)
-
-
-def _source_columns(partitions: Sequence[int], offsets: Sequence[int], topic: str,
-                    ingested_at: dt.datetime) -> dict[str, pa.Array]:
-    n = len(offsets)
-    return {  # constants repeated in C: no per-row Python object conversion
-        "kafka_topic": pa.repeat(pa.scalar(topic, pa.string()), n),
-        "kafka_partition": pa.array(partitions, pa.int32()),
-        "kafka_offset": pa.array(offsets, pa.int64()),
-        "ingested_at": pa.repeat(pa.scalar(ingested_at, _TS), n),
-    }
+        schema = _OUTPUT_SCHEMAS[event_type]
+        escalated = arrays[schema.get_field_index("escalated")]
+        trigger = arrays[schema.get_field_index("escalation_trigger")]
+        if escalated.true_count or trigger.null_count != n:
+            ok = _and(ok, pc.equal(escalated, pc.is_valid(trigger)))
+    return arrays, ok
 
 
 def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
@@ -256,32 +264,44 @@ def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
                    ingested_at: dt.datetime, now: dt.datetime | None = None) -> BatchResult:
     """Validate one batch of raw message values; every message ends up in a table or a reject."""
     now = now or dt.datetime.now(dt.UTC)
+    latest = pa.scalar(now + MAX_FUTURE, _TS)
     result = BatchResult()
-    parsed = [_loads(v) for v in values]
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    decoded = _decode(values)
+    kinds = list(map(type, decoded))
     slow: list[int] = []
-    for i, obj in enumerate(parsed):
-        event_type = obj.get("event_type") if type(obj) is dict else None
-        if type(event_type) is str and event_type in _SPECS:
-            groups.setdefault((event_type, tuple(obj)), []).append(i)
-        else:
-            slow.append(i)
+    source: list[pa.Array] = []
     fast_tables: dict[str, list[pa.Table]] = {}
-    for (event_type, shape), idx in groups.items():
-        checked = _fast_group(event_type, shape, [parsed[i] for i in idx], now)
-        if checked is None:
-            slow.extend(idx)
+    taken = 0
+    for event_type, struct in _STRUCTS.items():
+        mine = list(map(is_, kinds, repeat(struct)))
+        count = mine.count(True)
+        if not count:
             continue
-        arrays, ok = checked
-        arrays.update(_source_columns([partitions[i] for i in idx], [offsets[i] for i in idx],
-                                      topic, ingested_at))
-        table = pa.Table.from_pydict(arrays, schema=_OUTPUT_SCHEMAS[event_type])
-        n_ok = pc.sum(ok).as_py() or 0
-        if n_ok < len(idx):
-            slow.extend(i for i, good in zip(idx, ok.to_pylist(), strict=True) if not good)
+        taken += count
+        if count == len(values):
+            idx: Sequence[int] = range(count)
+            objs = decoded
+        else:
+            idx = list(compress(range(len(values)), mine))
+            objs = list(compress(decoded, mine))
+        arrays, ok = _fast_group(event_type, objs, latest)
+        if not source:  # once per batch
+            source = [pa.array(partitions, pa.int32()), pa.array(offsets, pa.int64())]
+        if count == len(values):
+            where = source
+        else:
+            take = pa.array(idx, pa.int32())
+            where = [source[0].take(take), source[1].take(take)]
+        arrays += [pa.repeat(pa.scalar(topic, _STRING), count), *where,
+                   pa.repeat(pa.scalar(ingested_at, _TS), count)]
+        table = pa.Table.from_arrays(arrays, schema=_OUTPUT_SCHEMAS[event_type])
+        if ok is not None and ok.false_count:
+            slow.extend(idx[j] for j in pc.indices_nonzero(pc.invert(ok)).to_pylist())
             table = table.filter(ok)
         result.fast += table.num_rows
         fast_tables.setdefault(event_type, []).append(table)
+    if taken < len(values):  # refused by msgspec
+        slow.extend(compress(range(len(values)), map(is_, decoded, repeat(None))))
     slow_rows: dict[str, list[dict[str, Any]]] = {}
     if slow:
         from pipeline._exceptions import ContractError

@@ -1,9 +1,11 @@
 """The consumer's batch validation gives exactly pydantic's verdicts and rows.
 
-The fast path (orjson + Arrow column checks) may only accept what
+The fast path (msgspec structs + Arrow column checks) may only accept what
 :func:`pipeline.contract.parse_event` accepts, with identical lake values; whatever it flags
 is decided by pydantic. Fed here: valid events of many shapes, the whole bad-input catalogue
-of issue 3 and thousands of random mutations.
+of issue 3, the hazards of the fast path's own machinery (msgspec's JSON reading and
+constraints, per-column shortcuts that skip the per-row masks when a whole column obviously
+passes) and thousands of random mutations.
 """
 
 from __future__ import annotations
@@ -138,6 +140,121 @@ def catalogue(now: dt.datetime = NOW) -> list[bytes | None]:
     return bad
 
 
+def _raw_replace(old: bytes, new: bytes, event: dict | None = None) -> bytes:
+    raw = enc(event or llm_call())
+    assert old in raw
+    return raw.replace(old, new, 1)
+
+
+def hazards(now: dt.datetime = NOW) -> list[bytes]:
+    """Inputs aimed at the fast path's machinery rather than at the contract.
+
+    msgspec reads the JSON and checks types, lengths, bounds, literals and the key set;
+    Arrow checks the timestamp's shape and bounds, the event_id characters and the
+    escalation rule on whole columns. Each case is valid or invalid in a way one of those
+    could get wrong: key spellings and order, duplicate keys, number spellings, code-point
+    versus byte lengths, explicit nulls, JSON text around the object."""
+    astral = "\U0001F600"
+    return [
+        # key spellings, order and repetition
+        _raw_replace(b'"role"', b'"\\u0072ole"'),
+        _raw_replace(b'"event_type"', b'"event\\u005ftype"'),
+        _raw_replace(b'"input_tokens"', b'"input_tokens ', ),
+        _raw_replace(b'"input_tokens"', b'"Input_tokens"'),
+        enc({**{k: v for k, v in llm_call().items() if k != "event_type"}, "event_type": "llm_call"}),
+        enc(dict(reversed(list(feedback().items())))),
+        _raw_replace(b'"event_type":"llm_call"', b'"event_type":"llm_call","event_type":"llm_call"'),
+        _raw_replace(b'"event_type":"llm_call"', b'"event_type":"task_feedback","event_type":"llm_call"'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":7,"input_tokens":8'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":-1,"input_tokens":8'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":8,"input_tokens":-1'),
+        _raw_replace(b'"status":"ok"', b'"status":"fail","status":"ok"'),
+        _raw_replace(b'"escalated":false', b'"escalated":true,"escalated":false'),
+        _raw_replace(b'"latency_ms":1234', b'"latency_ms":null,"latency_ms":5'),
+        _raw_replace(b'"latency_ms":1234', b'"latency_ms":5,"latency_ms":null'),
+        # number spellings in int fields
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":-0'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":1000.0'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":1E3'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":01000'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":+1000'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":100000000'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":100000001'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":18446744073709551616'),
+        _raw_replace(b'"input_tokens":1000', b'"input_tokens":-9223372036854775809'),
+        _raw_replace(b'"latency_ms":1234', b'"latency_ms":86400000'),
+        _raw_replace(b'"latency_ms":1234', b'"latency_ms":Infinity'),
+        _raw_replace(b'"schema_version":1', b'"schema_version":1.0'),
+        _raw_replace(b'"schema_version":1', b'"schema_version":-1'),
+        enc(feedback(satisfaction=True)), enc(feedback(satisfaction=5)), enc(feedback(satisfaction=1)),
+        enc(feedback(escalation_needed=1)), enc(feedback(review_consistent="true")),
+        enc(llm_call(escalated=0)), enc(llm_call(escalated=None)),
+        # explicit nulls where only absence is allowed, and the other way round
+        enc(llm_call(cache_read_tokens=None)), enc(llm_call(escalated=None)),
+        enc(llm_call(schema_version=None)), enc(llm_call(provider=None)),
+        enc(llm_call(escalation_trigger=None, escalated=_DROP)),
+        enc(llm_call(escalated=True, escalation_trigger=None)),
+        enc(feedback(satisfaction=None, escalation_needed=None, review_consistent=None)),
+        enc(feedback(satisfaction=_DROP, escalation_needed=_DROP, review_consistent=_DROP)),
+        # lengths are code points, not bytes nor UTF-16 units
+        enc(llm_call(role="é" * 64)), enc(llm_call(role="é" * 65)),
+        enc(llm_call(role=astral * 64)), enc(llm_call(role=astral * 65)),
+        enc(llm_call(role="e\u0301" * 32)), enc(llm_call(role="e\u0301" * 33)),
+        _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\u00e9" * 64 + b'"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\u00e9" * 65 + b'"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\ud83d\\ude00" * 64 + b'"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\ud83d\\ude00" * 65 + b'"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"\\ude00\\ud83d"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"\xc0\xaf"'),  # overlong UTF-8
+        _raw_replace(b'"role":"implementer"', b'"role":"\xed\xa0\x80"'),  # encoded surrogate
+        _raw_replace(b'"role":"implementer"', b'"role":"a\tb"'),  # raw control character
+        _raw_replace(b'"role":"implementer"', b'"role":"a\\tb"'),
+        _raw_replace(b'"role":"implementer"', b'"role":"a\\/b\\"c"'),
+        enc(llm_call(agent_id="a" * 127 + "é")), enc(llm_call(agent_id="é" * 128)),
+        enc(llm_call(agent_id="é" * 129)), enc(llm_call(task_type="")),
+        enc(llm_call(escalated=True, escalation_trigger="t" * 64)),
+        enc(llm_call(escalated=True, escalation_trigger="t" * 65)),
+        # event_id characters (Arrow regex) and length (msgspec)
+        enc(llm_call(event_id="a:b.c_d-E9")), enc(llm_call(event_id="a/b")),
+        enc(llm_call(event_id="x\n")), enc(llm_call(event_id="\u0661")), enc(llm_call(event_id="ｘ")),
+        enc(llm_call(event_id="é" * 10)), enc(llm_call(event_id="x" * 63 + "é")),
+        # timestamps the Arrow parser would take but the contract refuses, and the reverse
+        enc(llm_call(occurred_at="2026-11-25T10Z")), enc(llm_call(occurred_at="2026-11-25T10:00+02")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00+0200")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00+02")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.1234567Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00-00:00")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00+23:59")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00+02:60")),
+        enc(llm_call(occurred_at="2028-02-29T10:00:00Z")), enc(llm_call(occurred_at="2026-02-29T10:00:00Z")),
+        enc(llm_call(occurred_at="2020-01-01T00:00:00Z")),
+        enc(llm_call(occurred_at="2020-01-01T01:00:00+01:00")),
+        enc(llm_call(occurred_at="2020-01-01T00:59:59.999999+01:00")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00Z\n")),
+        enc(llm_call(occurred_at=" 2026-11-25T10:00:00Z")),
+        # JSON text around and inside the object
+        b"\t" + enc(llm_call()) + b"\r\n", enc([llm_call()]), enc(llm_call()) + b"\x00",
+        enc(llm_call(extra=None)), enc(llm_call(provider={"name": "zai"})),
+        enc(llm_call(role=["implementer"])), b"{}", b'{"event_type":"llm_call"}',
+    ]
+
+
+def test_hazards_of_the_fast_path_get_pydantics_verdict():
+    values = hazards()
+    mixed = []
+    for i, raw in enumerate(values):  # valid neighbours of both types around every case
+        mixed += [enc(llm_call(i)), raw, enc(feedback(i))]
+    result = assert_same_as_pydantic(mixed)
+    assert result.fast >= 2 * len(values)
+
+
+@pytest.mark.parametrize("raw", [*catalogue(), *hazards()], ids=range(len(catalogue()) + len(hazards())))
+def test_a_batch_where_every_row_has_the_same_input_gets_pydantics_verdict(raw):
+    """Whole-column shortcuts (min/max of a column, a regex count) decide a column at once;
+    a defect shared by every row of a batch must still be caught for each row."""
+    assert_same_as_pydantic([raw] * 5)
+
+
 def test_the_future_bound_is_exact():
     """10 minutes after the consumer's clock lands; one microsecond more is rejected."""
     edge = NOW + dt.timedelta(minutes=10)
@@ -147,11 +264,18 @@ def test_the_future_bound_is_exact():
     assert result.fast == 1 and [r.offset for r in result.rejects] == [101]
 
 
+_VALUES = [None, True, False, 0, -1, 1, 5, 6, 2**31, 2**62, 2**63, 0.5, 1.0, "", "x", "1",
+           "x" * 64, "x" * 65, "x" * 128, "x" * 129, "é" * 64, "é" * 65, "\U0001F600" * 64,
+           "\U0001F600" * 65, "a b", "x\u0000", [], {}, "2026-11-25T10:00:00Z",
+           "2026-11-25T10:00:00+0200", "2026-11-25T10Z", "zai", "ok", "error", "llm_call",
+           "task_feedback", "é"]
+
+
 def mutate(rng: random.Random, raw: bytes) -> bytes:
-    """A random byte-level or value-level mutation of a valid event."""
+    """A random byte-level, key-level or value-level mutation of a valid event."""
     if not raw:
         return b"{}"
-    choice = rng.randrange(6)
+    choice = rng.randrange(8)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -166,10 +290,18 @@ def mutate(rng: random.Random, raw: bytes) -> bytes:
     name = rng.choice(list(obj))
     if choice == 2:
         del obj[name]
+    elif choice == 6:  # the key once more, before or after, with another value
+        extra = orjson.dumps({name: rng.choice(_VALUES)})[1:-1]
+        body = orjson.dumps(obj)[1:-1]
+        return b"{" + (extra + b"," + body if rng.random() < 0.5 else body + b"," + extra) + b"}"
+    elif choice == 7:  # the key spelled with a JSON escape, or the keys in another order
+        if rng.random() < 0.5:
+            return orjson.dumps(dict(rng.sample(list(obj.items()), len(obj))))
+        key = orjson.dumps(name)
+        escaped = b'"\\u%04x' % key[1] + key[2:]
+        return orjson.dumps(obj).replace(key + b":", escaped + b":", 1)
     else:
-        obj[name] = rng.choice([None, True, False, 0, -1, 1, 5, 6, 2**31, 2**62, 0.5, "", "x",
-                                "1", "x" * 65, "x" * 129, [], {}, "2026-11-25T10:00:00Z",
-                                "zai", "ok", "error", "llm_call", "task_feedback", "é"])
+        obj[name] = rng.choice(_VALUES)
     return orjson.dumps(obj)
 
 

@@ -11,6 +11,7 @@ import pytest
 from pipeline.consumer.recovery import recover_partition
 from pipeline.lake import (
     REJECTED_SCHEMA,
+    SCHEMAS,
     TEMP_PREFIX,
     FileName,
     clean_temp_files,
@@ -133,3 +134,33 @@ def test_partition_files_lists_one_partition_across_tables_and_days(tmp_path):
     b = put(tmp_path, "_rejected", DAY, FileName("t", 10, 0, 9), list(range(10)))
     assert [p for p, _ in partition_files(tmp_path, "t", 0)] == [a]
     assert [p for p, _ in partition_files(tmp_path, "t", 10)] == [b]
+
+
+def test_lake_files_read_back_with_the_lake_schema_and_identical_values(tmp_path):
+    """Dictionary encoding only on some columns and statistics only on some are write-side
+    choices: readers get the declared schema (plain strings, no dictionary type) and the
+    same values, and the filter/reconciliation columns keep their min/max statistics."""
+    import duckdb
+
+    rows = [{"event_id": f"e{i}", "event_type": "llm_call", "schema_version": 1,
+             "occurred_at": TS + dt.timedelta(seconds=i), "agent_id": f"a{i % 3}",
+             "task_id": f"t{i}", "role": "implementer", "provider": "zai", "model": "glm-4.5",
+             "input_tokens": i, "output_tokens": 2 * i, "cache_read_tokens": 0,
+             "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0,
+             "latency_ms": None if i % 2 else i, "status": "ok", "escalated": i == 3,
+             "escalation_trigger": "security" if i == 3 else None, "policy_version": None,
+             "task_type": "tests", "kafka_topic": "t", "kafka_partition": 2, "kafka_offset": 10 + i,
+             "ingested_at": TS} for i in range(50)]
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS["llm_call"])
+    path = partition_dir(tmp_path, "llm_call", DAY) / str(FileName("t", 2, 10, 59))
+    write_table_atomic(table, path)
+    back = pq.read_table(path)
+    assert back.schema.equals(SCHEMAS["llm_call"]) and back.equals(table)
+    stats = pq.read_metadata(path).row_group(0)
+    by_name = {stats.column(i).path_in_schema: stats.column(i) for i in range(stats.num_columns)}
+    offsets = by_name["kafka_offset"].statistics
+    assert (offsets.min, offsets.max) == (10, 59)
+    assert by_name["occurred_at"].statistics.has_min_max
+    got = duckdb.sql(f"select count(*), sum(input_tokens), count(distinct agent_id), "
+                     f"count(latency_ms) from read_parquet('{path}')").fetchall()
+    assert got == [(50, sum(range(50)), 3, 25)]
