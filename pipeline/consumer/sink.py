@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -54,6 +55,7 @@ _TS = pa.timestamp("us", tz="UTC")
 # Large enough for any message the broker accepted on the source topic (its default limit
 # is ~1 MB); a bigger one still lands in _rejected and is counted as dlq_failed.
 DLQ_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+_GC_THRESHOLD = 10_000  # the lake writer process's gen-0 garbage collection threshold
 
 
 @dataclass(slots=True)
@@ -341,6 +343,12 @@ def _worker(conn: Any, settings: Settings, options: dict[str, Any]) -> None:
     _die_with_parent()
     if "pandas" not in sys.modules:  # forked before anything imported it (the normal case)
         sys.meta_path.insert(0, _NoPandas)
+    # Validation makes thousands of short-lived tuples per batch: with the default gen-0
+    # threshold (700) the collector ran every few dozen events, ~10% of the writer's CPU
+    # (measured: 2.5 -> 2.25 us/event). Objects inherited from the parent are frozen, so no
+    # collection walks them (nor unshares their pages).
+    gc.freeze()
+    gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()
