@@ -15,6 +15,12 @@ Anything that breaks the contract raises :class:`~pipeline._exceptions.ContractE
 message is one readable line naming the field and the problem, e.g.
 ``input_tokens: must be an integer, got string``; ``.field`` holds the field name (or None).
 
+The SDK checks events built from Python arguments with :func:`fast_validator`, compiled from
+the same models (pydantic's verdicts and errors, a fraction of the cost per event)::
+
+    check = fast_validator(LlmCall)
+    event = check(event_id, "llm_call", 1, occurred_at, ...)   # every field, in field order
+
 Types are strict: a token count is a JSON integer (``"1"``, ``true``, ``1.0`` and ``NaN``
 are rejected, never coerced); strings are JSON strings; unknown fields are rejected.
 """
@@ -82,6 +88,7 @@ _RFC3339 = re.compile(
 
 
 _UTC = dt.UTC
+_datetime = dt.datetime
 _fromisoformat = dt.datetime.fromisoformat
 _now = dt.datetime.now
 
@@ -112,6 +119,9 @@ def _timestamp(value: Any, info: ValidationInfo) -> dt.datetime:
         raise PydanticCustomError(
             "rfc3339", "must be an RFC 3339 timestamp string, got {value}", {"value": _json_type(value)})
     value = value.astimezone(_UTC)
+    if value.__class__ is not _datetime:  # a subclass (pandas.Timestamp): JSON writers want the base
+        value = _datetime(value.year, value.month, value.day, value.hour, value.minute,
+                          value.second, value.microsecond, tzinfo=_UTC)
     if value < MIN_OCCURRED_AT:
         raise PydanticCustomError(
             "too_early", "before 2020-01-01T00:00:00Z, got {value}", {"value": _iso(value)})
@@ -361,129 +371,122 @@ def validate_event(data: dict[str, Any], *, now: dt.datetime | None = None) -> L
 
 # --- a faster validator, generated from the models ---------------------------------------
 
-class _FastPathUnsupported(Exception):
+class _NotTranslated(Exception):
     """A part of a model's core schema that :func:`fast_validator` does not translate."""
 
 
 class _Info:
-    """What a field validator reads from pydantic's ``ValidationInfo``, for the fast path:
-    the fields validated before it (``data``), no context (the clock is ``now``)."""
+    """The ``ValidationInfo`` pydantic gives a field validator of a model validated without
+    context: the fields validated before it (``data``), the field's name, the model's config
+    (a subclass per model)."""
 
     __slots__ = ("data", "field_name")
     context = None
     mode = "python"
+    config: Any = None
 
     def __init__(self, data: dict[str, Any], field_name: str) -> None:
         self.data, self.field_name = data, field_name
 
 
-class _FastPathCode:
-    """Python source checking one value against one core-schema node (see fast_validator)."""
+_FUNCTIONS = ("function-before", "function-after", "function-wrap", "function-plain")
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.names: dict[str, Any] = {}
 
-    def constant(self, value: Any) -> str:
-        name = f"_k{len(self.names)}"
-        self.names[name] = value
-        return name
+def _has_function(schema: Any) -> bool:
+    """Whether a core schema calls Python code anywhere (it would need a field's context)."""
+    if isinstance(schema, dict):
+        return schema.get("type") in _FUNCTIONS or any(_has_function(v) for v in schema.values())
+    if isinstance(schema, list | tuple):
+        return any(_has_function(v) for v in schema)
+    return False
 
-    def condition(self, schema: dict[str, Any], var: str) -> str:
-        """An expression true only when pydantic's strict mode accepts ``var`` unchanged."""
-        kind = schema["type"]
-        keys = set(schema) - {"type", "metadata", "ref"}
-        if kind == "str" and keys <= {"min_length", "max_length", "pattern", "strict"}:
-            # exact str and ASCII: valid Unicode (pydantic refuses lone surrogates) whose len()
-            # is pydantic's length; anything else takes pydantic's own path
-            parts = [f"{var}.__class__ is str", f"{var}.isascii()"]
-            if "min_length" in schema or "max_length" in schema:
-                parts.append(f"{schema.get('min_length', 0)} <= len({var})"
-                             + (f" <= {schema['max_length']}" if "max_length" in schema else ""))
-            if "pattern" in schema:  # pydantic-core's own regex engine and semantics
-                check = SchemaValidator({"type": "str", "pattern": schema["pattern"]},
-                                        {"strict": True}).isinstance_python
-                parts.append(f"{self.constant(check)}({var})")
-            return "(" + " and ".join(parts) + ")"
-        if kind == "int" and keys <= {"ge", "le", "strict"}:
-            low = f"{schema['ge']!r} <= " if "ge" in schema else ""
-            high = f" <= {schema['le']!r}" if "le" in schema else ""
-            bounds = f" and {low}{var}{high}" if low or high else ""
-            return f"({var}.__class__ is int{bounds})"
-        if kind == "bool" and keys <= {"strict"}:
-            return f"({var} is True or {var} is False)"
-        if kind == "literal" and keys == {"expected"} and all(
-                type(e) is str for e in schema["expected"]):
-            return f"({var}.__class__ is str and {var} in {self.constant(frozenset(schema['expected']))})"
-        if kind == "nullable" and keys <= {"schema", "strict"}:
-            return f"({var} is None or {self.condition(schema['schema'], var)})"
-        raise _FastPathUnsupported(f"{kind} {sorted(keys)}")
 
-    def field(self, name: str, schema: dict[str, Any]) -> None:
-        """Statements that validate argument ``name`` into ``out[name]`` or raise."""
-        kind = schema["type"]
-        keys = set(schema) - {"type", "metadata", "ref", "serialization"}
-        if kind == "default" and keys <= {"schema", "default", "validate_default"}:
-            return self.field(name, schema["schema"])  # the SDK always passes the value
-        if kind in ("function-plain", "function-after") and schema["function"]["type"] == "with-info" \
-                and keys <= {"function", "schema"}:
-            function = self.constant(schema["function"]["function"])
-            value = name
-            if kind == "function-after":
-                self.lines.append(f"if not {self.condition(schema['schema'], name)}: raise _Slow")
-            self.lines.append(f"_out[{name!r}] = {function}({value}, _Info(_out, {name!r}))")
-            return None
-        self.lines.append(f"if not {self.condition(schema, name)}: raise _Slow")
-        self.lines.append(f"_out[{name!r}] = {name}")
-        return None
+def _split_field(schema: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(the field's schema without its field validator, that validator or None)."""
+    if schema["type"] == "default":  # every field is given: the default never applies
+        return _split_field(schema["schema"])
+    if schema["type"] in ("function-plain", "function-after"):
+        function = schema["function"]
+        if function["type"] != "with-info" or _has_function(schema.get("schema")):
+            raise _NotTranslated(schema["type"])
+        inner = schema["schema"] if schema["type"] == "function-after" else {"type": "any"}
+        return inner, function["function"]
+    if _has_function(schema):
+        raise _NotTranslated(schema["type"])
+    return schema, None
 
 
 def fast_validator(model: type[BaseModel]) -> Callable[..., Any]:
     """``validate(*fields) -> model``: validate one event given every field of ``model`` (in
-    the model's field order, or by name), with the verdicts of ``model.model_validate`` at a
-    fraction of its cost.
+    the model's field order, or by name) with the verdicts of ``model.model_validate`` at
+    a fraction of its cost, which the SDK pays per event.
 
-    Generated from the model's pydantic-core schema (the models stay the only statement of
-    the contract): plain Python checks that accept only values pydantic's strict mode
-    accepts unchanged (exact ``str``/``int``/``bool``, ASCII strings, bounds, literals;
-    patterns through pydantic-core itself; the models' own field validators called as
-    pydantic calls them). Anything they do not prove valid - every invalid event, and some
-    valid ones such as non-ASCII strings - is validated by pydantic, which returns the model
-    or raises its ``ValidationError``. A schema part it cannot translate makes the whole
-    validator pydantic's (``validate.fast`` is then False).
+    Derived from the model's pydantic-core schema, the models staying the only statement of
+    the contract: every field's own schema (types, bounds, lengths, patterns, literals, in
+    the model's strict config) is checked by pydantic-core in ONE call on the tuple of
+    values, without pydantic's per-model machinery; then the model's field validators run
+    in field order, called as pydantic calls them (``info.data`` = the fields before); then
+    the model instance is made as ``model_construct`` makes it. Whatever that path does not
+    accept is validated by pydantic itself, which raises its ``ValidationError`` (or
+    returns the model). A model whose schema holds anything else (model validators,
+    aliases, nested validators, ...) gets pydantic's validator (``validate.fast`` False).
     """
     schema = model.__pydantic_core_schema__
     fields = list(model.model_fields)
-    validate_python = model.__pydantic_validator__.validate_python
-    code = _FastPathCode()
-    fast = True
+    namespace: dict[str, Any] = {
+        "_model": model, "_validate_python": model.__pydantic_validator__.validate_python,
+        "_new": object.__new__, "_set": object.__setattr__, "_fields_set": set(fields)}
+    names = ", ".join(fields)
+    # the values pydantic-core returns, apart from the arguments (the fallback gets those)
+    valid = {name: f"_v{i}" for i, name in enumerate(fields)}
+    as_dict = "{" + ", ".join(f"{name!r}: {name}" for name in fields) + "}"
     try:
         config = schema.get("config") or {}
         if (schema["type"] != "model" or schema.get("custom_init") or schema.get("root_model")
                 or schema.get("post_init") or model.__pydantic_post_init__
-                or model.__private_attributes__ or config.get("strict") is not True
-                or set(config) - {"strict", "extra_fields_behavior", "title"}):
-            raise _FastPathUnsupported("model")
+                or model.__private_attributes__ or config.get("extra_fields_behavior") == "allow"):
+            raise _NotTranslated("model")
         inner = schema["schema"]
-        if inner["type"] != "model-fields" or inner.get("computed_fields") or \
-                list(inner["fields"]) != fields:
-            raise _FastPathUnsupported("model-fields")
+        if (inner["type"] != "model-fields" or inner.get("computed_fields")
+                or set(inner) - {"type", "fields", "model_name", "computed_fields"}
+                or list(inner["fields"]) != fields):
+            raise _NotTranslated("model-fields")
+        leaves, lines, plain, info = [], [], [], False
         for name, field in inner["fields"].items():
             if set(field) - {"type", "schema", "metadata"}:
-                raise _FastPathUnsupported(f"field {name}")
-            code.field(name, field["schema"])
-    except _FastPathUnsupported:
-        fast = False
-    arguments = ", ".join(fields)
-    as_dict = "{" + ", ".join(f"{name!r}: {name}" for name in fields) + "}"
-    body = "\n        ".join(code.lines) if fast else "raise _Slow"
+                raise _NotTranslated(f"field {name}")
+            leaf, function = _split_field(field["schema"])
+            leaves.append(leaf)
+            if function is None:
+                plain.append(name)
+                continue
+            # the fields so far, in order, then this one through its validator
+            lines.append(f"_out = {{{', '.join(f'{n!r}: {valid[n]}' for n in plain)}}}" if not lines
+                         else "\n        ".join(f"_out[{n!r}] = {valid[n]}" for n in plain))
+            namespace[f"_f_{name}"] = function
+            # one info per event, its field_name set for each validator in turn
+            lines.append(f"_info = _Info(_out, {name!r})" if not info else f"_info.field_name = {name!r}")
+            lines.append(f"_out[{name!r}] = _f_{name}({valid[name]}, _info)")
+            plain, info = [], True
+        if not lines:
+            lines.append(f"_out = {{{', '.join(f'{n!r}: {valid[n]}' for n in plain)}}}")
+        elif plain:
+            lines.append("\n        ".join(f"_out[{n!r}] = {valid[n]}" for n in plain))
+        namespace["_leaves"] = SchemaValidator(
+            core_schema.tuple_schema(leaves), config).validate_python  # type: ignore[arg-type]
+        namespace["_Info"] = type("_Info", (_Info,), {"__slots__": (), "config": config})
+        body = (f"{', '.join(valid.values())}, = _leaves(({names},))\n        "
+                + "\n        ".join(lines))
+        fast = True
+    except _NotTranslated:
+        body, fast = "raise _NotTranslated", False
+    namespace["_NotTranslated"] = _NotTranslated
     source = f"""
-def validate({arguments}):
+def validate({names}):
     try:
-        _out = {{}}
         {body}
-    except Exception:
-        return _validate_python({as_dict})
+    except Exception:  # pydantic's verdict: its ValidationError, or the model
+        return _validate_python({as_dict}, by_name=True)
     _event = _new(_model)
     _set(_event, "__dict__", _out)
     _set(_event, "__pydantic_fields_set__", _fields_set.copy())
@@ -491,14 +494,9 @@ def validate({arguments}):
     _set(_event, "__pydantic_private__", None)
     return _event
 """
-    namespace: dict[str, Any] = {
-        **code.names, "_Slow": _FastPathUnsupported, "_Info": _Info, "_model": model,
-        "_validate_python": validate_python, "_new": object.__new__, "_set": object.__setattr__,
-        "_fields_set": set(fields)}
     exec(compile(source, f"<fast_validator {model.__name__}>", "exec"), namespace)  # noqa: S102
     validate = namespace["validate"]
-    validate.fast = fast
-    validate.source = source
+    validate.fast, validate.source = fast, source
     return validate  # type: ignore[no-any-return]
 
 

@@ -31,6 +31,8 @@ from pipeline import (
     openai_tokens,
     parse_event,
 )
+from pipeline.contract import validate_event
+from pipeline.sdk import serialize_event
 from tests.integration.test_security import secure_broker  # noqa: F401 (a fixture)
 from tests.kafka_broker import ExternalBroker, free_port
 
@@ -165,6 +167,30 @@ def test_event_id_and_occurred_at_are_filled_in_or_kept(make_settings):
     assert again.occurred_at == dt.datetime(2025, 3, 1, 10, 30, tzinfo=dt.UTC)
     ids = [parse_event(m.value).event_id for m in read_all(settings, 3)]
     assert sorted(ids) == sorted([a.event_id, b.event_id, a.event_id])
+
+
+def test_every_argument_lands_in_its_own_field(make_settings):
+    """llm_call / task_feedback hand each argument to its own contract field (the SDK passes
+    them positionally to the compiled check): with every value distinct, the events returned
+    equal the contract's own validation of the same arguments and the bytes that land are
+    those events' JSON."""
+    settings = make_settings()
+    at = dt.datetime(2025, 7, 1, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    call = dict(event_id="id-1", occurred_at=at, agent_id="agent-a", task_id="task-b",
+                role="role-c", provider="prov-d", model="model-e", input_tokens=1, output_tokens=2,
+                cache_read_tokens=3, cache_write_5m_tokens=4, cache_write_1h_tokens=5,
+                latency_ms=6, status="error", escalated=True, escalation_trigger="trig-f",
+                policy_version="pol-g", task_type="type-h")
+    feedback = dict(event_id="id-2", occurred_at=at, agent_id="agent-ï", task_id="task-j",
+                    role="role-k", satisfaction=2, escalation_needed=False, review_consistent=True)
+    with UsageProducer(settings) as meter:
+        sent = [meter.llm_call(**call), meter.task_feedback(**feedback)]
+    expected = [validate_event({**call, "event_type": "llm_call", "schema_version": 1}),
+                validate_event({**feedback, "event_type": "task_feedback", "schema_version": 1})]
+    assert sent == expected
+    assert [e.model_fields_set for e in sent] == [e.model_fields_set for e in expected]
+    landed = {m.key: m.value for m in read_all(settings, 2)}
+    assert landed == {b"task-b": serialize_event(expected[0]), b"task-j": serialize_event(expected[1])}
 
 
 def test_bad_event_raises_at_the_agent_and_nothing_is_sent(make_settings):

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
+import re
+import zoneinfo
 
+import orjson
 import pyarrow as pa
 import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline._exceptions import ContractError
 from pipeline.contract import (
     EVENT_ADAPTER,
     LlmCall,
     TaskFeedback,
+    contract_error,
     event_date,
+    fast_validator,
     parse_event,
     to_row,
     validate_event,
@@ -412,3 +419,166 @@ def test_json_dump_round_trips_through_parse_event():
     for body in (LLM_MIN, LLM_MAX, FEEDBACK_MAX):
         e = parse_event(raw(body), now=NOW)
         assert parse_event(EVENT_ADAPTER.dump_json(e, exclude_none=True), now=NOW) == e
+
+
+# --- fast_validator: the SDK's compiled check, held to pydantic's verdicts -----------------
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Datetime(dt.datetime):
+    pass
+
+
+_LONG = {n: "x" * n for n in (64, 65, 128, 129)}
+_STRINGS = ["a", "", " ", "agent-7", "é-ünï", "\ud800", "tab\t", "line\n", _LONG[64], _LONG[65],
+            _LONG[128], _LONG[129], _Str("sub"), 5, None, True, b"bytes", 1.5]
+_COUNTS = [0, 1, 17, 100_000_000, 100_000_001, -1, 2**70, True, False, 1.0, float("nan"), "1",
+           None, _Int(3)]
+_NOW = dt.datetime.now(dt.UTC)
+_TIMES = [_NOW, _NOW - dt.timedelta(days=3), _NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
+          (_NOW - dt.timedelta(hours=1)).astimezone(zoneinfo.ZoneInfo("Europe/Paris")),
+          _NOW + dt.timedelta(minutes=5), _NOW + dt.timedelta(hours=1),
+          dt.datetime(2019, 12, 31, 23, 59, tzinfo=dt.UTC), _NOW.replace(tzinfo=None),
+          _Datetime(2025, 6, 1, tzinfo=dt.UTC), "2025-06-01T11:00:00Z", "2025-06-01 11:00:00+02:00",
+          "2025-06-01T11:00:00", "2025-13-01T11:00:00Z", "yesterday", 1_700_000_000, None]
+# per field: values the contract accepts and values it refuses (types, bounds, edges)
+_POOLS = {
+    "event_id": ["01J0ABCDEF", "a.b:c_d-e", "has space", "new\nline", "ünï", _LONG[64], _LONG[65],
+                 "", _Str("ok-id"), 7, None],
+    "event_type": ["llm_call", "task_feedback", "LLM_CALL", "", None, 1, _Str("llm_call")],
+    "schema_version": [1, 2, 0, True, "1", 1.0, None, _Int(1)],
+    "occurred_at": _TIMES,
+    "agent_id": _STRINGS, "task_id": _STRINGS, "role": _STRINGS, "provider": _STRINGS,
+    "model": _STRINGS, "policy_version": _STRINGS, "task_type": _STRINGS,
+    "escalation_trigger": [*_STRINGS, "security_sensitive", None, None],
+    "input_tokens": _COUNTS, "output_tokens": _COUNTS, "cache_read_tokens": _COUNTS,
+    "cache_write_5m_tokens": _COUNTS, "cache_write_1h_tokens": _COUNTS,
+    "latency_ms": [None, 0, 1834, 86_400_000, 86_400_001, -1, True, 1.5, "9"],
+    "status": ["ok", "error", "OK", "", None, 1, _Str("ok")],
+    "escalated": [True, False, False, None, 1, 0, "true"],
+    "satisfaction": [None, 1, 3, 5, 0, 6, True, 3.0, "4"],
+    "escalation_needed": [None, True, False, 1, "yes"],
+    "review_consistent": [None, True, False, 0, "no"],
+}
+
+
+def _complete(model: type[BaseModel], base: dict) -> dict:
+    """Every field of ``model`` (the SDK always passes them all), from ``base`` or defaults."""
+    return {name: base.get(name, field.default) for name, field in model.model_fields.items()}
+
+
+def _outcome(validate, data: dict) -> tuple:
+    """What a validator makes of ``data``: the error line, or everything the model holds."""
+    try:
+        event = validate(data)
+    except ValidationError as exc:  # the clock's reading differs between two validations
+        return ("rejected", re.sub(r"\(now [^)]*\)", "(now)", str(contract_error(exc))))
+    return ("accepted", type(event), event.__dict__, {k: type(v) for k, v in event.__dict__.items()},
+            event.model_fields_set, event.__pydantic_extra__, event.__pydantic_private__,
+            orjson.dumps(event.__dict__))
+
+
+@pytest.mark.parametrize(("model", "base"), [(LlmCall, LLM_MAX), (TaskFeedback, FEEDBACK_MAX)])
+def test_fast_validator_gives_pydantics_verdict_on_thousands_of_mutated_events(model, base):
+    """fast_validator(model) accepts exactly what model validation accepts, with an equal
+    model (same values and types, fields set, extra, private) and the same orjson bytes the
+    SDK sends, and refuses exactly what it refuses, with the same one-line reason: 1 to 3
+    fields of a valid event replaced by edge values (wrong types, subclasses, bounds, empty
+    and too-long strings, non-ASCII and lone surrogates, naive/early/future timestamps,
+    escalated/trigger combinations)."""
+    fast = fast_validator(model)
+    assert fast.fast
+    reference = model.__pydantic_validator__.validate_python
+    valid = _complete(model, {**base, "occurred_at": _NOW - dt.timedelta(minutes=1)})
+    rng = random.Random(20261126)
+    accepted = rejected = 0
+    for _ in range(3000):
+        data = dict(valid)
+        for name in rng.sample(list(data), rng.randint(1, 3)):
+            data[name] = rng.choice(_POOLS[name])
+        expected = _outcome(reference, data)
+        assert _outcome(lambda d: fast(**d), data) == expected, data
+        assert _outcome(lambda d: fast(*d.values()), data) == expected, data
+        accepted += expected[0] == "accepted"
+        rejected += expected[0] == "rejected"
+    assert accepted > 300 and rejected > 300  # both verdicts well exercised
+
+
+@pytest.mark.parametrize(("model", "base"), [(LlmCall, LLM_MAX), (LlmCall, LLM_MIN),
+                                             (TaskFeedback, FEEDBACK_MIN), (TaskFeedback, FEEDBACK_MAX)])
+def test_fast_validator_takes_no_pydantic_model_validation_for_valid_events(model, base, monkeypatch):
+    """A valid event (ASCII or not) is checked by the compiled path alone: pydantic's model
+    validator, its fallback, is not called."""
+    fast = fast_validator(model)
+
+    def fallback(data, **_):
+        raise AssertionError(f"fell back to pydantic for {data}")
+
+    monkeypatch.setitem(fast.__globals__, "_validate_python", fallback)
+    for changes in ({}, {"agent_id": "agent-ü", "role": "rôle"}):
+        data = _complete(model, {**base, **changes, "occurred_at": _NOW})
+        assert fast(**data) == model.model_validate(data)
+
+
+def test_fast_validator_rejects_like_the_sdk_promises():
+    """The one-line reasons callers see, from the compiled path's pydantic fallback."""
+    data = _complete(LlmCall, {**LLM_MIN, "occurred_at": _NOW})
+    fast = fast_validator(LlmCall)
+    cases = [({"input_tokens": "100"}, "input_tokens: must be an integer, got string"),
+             ({"escalated": True}, "escalation_trigger: required when escalated is true"),
+             ({"escalation_trigger": "x"}, "escalation_trigger: must be null when escalated is false, got 'x'"),
+             ({"occurred_at": dt.datetime(2025, 1, 1)}, "occurred_at: must have a UTC offset"),
+             ({"event_id": "a b", "role": ""}, "event_id: may only contain A-Z a-z 0-9 . _ : - "
+                                               "(1-64 characters), got 'a b' (+1 more: role)")]
+    for changes, reason in cases:
+        with pytest.raises(ValidationError) as info:
+            fast(**{**data, **changes})
+        assert str(contract_error(info.value)).startswith(reason)
+
+
+class _WithModelValidator(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    low: int
+    high: int
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError("low above high")
+        return self
+
+
+class _WithBeforeValidator(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True)
+    name: str = Field(min_length=1)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _strip(cls, value):
+        return value.strip() if isinstance(value, str) else value
+
+
+class _WithAlias(BaseModel):
+    model_config = ConfigDict(strict=True)
+    name: str = Field(alias="Name")
+
+
+@pytest.mark.parametrize(("model", "good", "bad"), [
+    (_WithModelValidator, {"low": 1, "high": 2}, {"low": 3, "high": 2}),
+    (_WithBeforeValidator, {"name": " x "}, {"name": "  "}),
+    (_WithAlias, {"Name": "x"}, {"Name": 1}),
+])
+def test_fast_validator_leaves_what_it_cannot_translate_to_pydantic(model, good, bad):
+    """A model with a model validator, a before-validator or an alias is not compiled
+    (``fast`` is False): the validator is pydantic's, with pydantic's verdicts."""
+    fast = fast_validator(model)
+    assert not fast.fast
+    assert fast(*good.values()) == model.model_validate(good)
+    with pytest.raises(ValidationError):
+        fast(*bad.values())

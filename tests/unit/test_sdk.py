@@ -3,15 +3,18 @@ tests/integration/test_sdk.py for everything that crosses Kafka)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import re
+import zoneinfo
 
 import pytest
 
+from pipeline import sdk
 from pipeline._exceptions import ConfigError
-from pipeline.contract import EVENT_ID_PATTERN
-from pipeline.sdk import RawMessage, UsageProducer, new_event_id
+from pipeline.contract import EVENT_ADAPTER, EVENT_ID_PATTERN, LlmCall, TaskFeedback, parse_event
+from pipeline.sdk import RawMessage, UsageProducer, new_event_id, serialize_event
 
 
 def test_event_ids_are_32_hex_digits_and_fit_the_contract():
@@ -60,3 +63,30 @@ def test_bad_arguments_are_config_errors_before_any_connection(make_settings, kw
     settings = make_settings(kafka=False, kafka_bootstrap_servers="127.0.0.1:1")
     with pytest.raises(ConfigError, match=reason):
         UsageProducer(settings, **kwargs)
+
+
+def test_the_sdks_checks_are_the_compiled_contract_and_send_the_same_bytes():
+    """llm_call/task_feedback check events with the validators compiled from the models
+    (not pydantic's fallback); the bytes sent for such an event are those of the same event
+    validated by pydantic, and the consumer's parse_event reads them back equal."""
+    assert sdk._validate_llm_call.fast and sdk._validate_task_feedback.fast
+    at = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")) - dt.timedelta(minutes=3)
+    for model, check, data in [
+        (LlmCall, sdk._validate_llm_call, {
+            "event_id": new_event_id(), "event_type": "llm_call", "schema_version": 1,
+            "occurred_at": at, "agent_id": "agent-é", "task_id": "T-1", "role": "coder",
+            "provider": "anthropic", "model": "claude-opus-4-1", "input_tokens": 10,
+            "output_tokens": 2, "cache_read_tokens": 0, "cache_write_5m_tokens": 3,
+            "cache_write_1h_tokens": 0, "latency_ms": None, "status": "ok", "escalated": True,
+            "escalation_trigger": "security_sensitive", "policy_version": None, "task_type": "x"}),
+        (TaskFeedback, sdk._validate_task_feedback, {
+            "event_id": "fb-1", "event_type": "task_feedback", "schema_version": 1,
+            "occurred_at": at, "agent_id": "a", "task_id": "T-1", "role": "coder",
+            "satisfaction": None, "escalation_needed": False, "review_consistent": True}),
+    ]:
+        event = check(*data.values())
+        reference = model.model_validate(data)
+        assert serialize_event(event) == serialize_event(reference)
+        assert parse_event(serialize_event(event)) == event == reference
+        # a failed event is reported rebuilt from these bytes: equal to the one returned
+        assert EVENT_ADAPTER.validate_json(serialize_event(event), context=sdk._REBUILD_CONTEXT) == event
