@@ -40,11 +40,16 @@ __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _STRING = pa.string()
+_EARLIEST = pa.scalar(MIN_OCCURRED_AT, _TS)
 # Canonical RFC 3339 with an explicit offset and at most microseconds; other spellings that
 # pydantic may still accept are left to the slow path (Arrow's own timestamp parser would
 # also take "T10Z", "+0200" and other forms that the contract refuses).
 _RFC3339 = (r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
             r"(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d)$")
+# The SDK's spelling with every digit as 0 (one line per value), to check a whole column of
+# SDK timestamps without the regular expression
+_SDK_TIMESTAMP = b"0000-00-00T00:00:00.000000Z\n"
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
 # The contract's EVENT_ID_PATTERN without its {1,64} (msgspec checks the length).
 _EVENT_ID_CHARS = EVENT_ID_PATTERN.replace("]{1,64}$", "]+$")
 assert _EVENT_ID_CHARS != EVENT_ID_PATTERN, "EVENT_ID_PATTERN changed: update _EVENT_ID_CHARS"
@@ -200,13 +205,29 @@ def _and(ok: pa.Array | None, cond: pa.Array) -> pa.Array:
     return cond if ok is None else pc.and_(ok, cond)
 
 
-def _timestamps(strings: pa.Array, latest: pa.Scalar) -> tuple[pa.Array, pa.Array | None]:
-    """``occurred_at`` strings as UTC timestamps, and the mask of the good ones (None = all)."""
+def _sdk_spelling(col: Sequence[str]) -> bool:
+    """Whether every string is spelled ``dddd-dd-ddTdd:dd:dd.ddddddZ`` (the SDK's), checked in
+    three C passes over the joined column (a third of the regular expression's cost)."""
+    try:
+        joined = ("\n".join(col) + "\n").encode()
+    except UnicodeEncodeError:
+        return False
+    return joined.translate(_DIGITS_TO_ZERO) == _SDK_TIMESTAMP * len(col)
+
+
+def _timestamps(col: Sequence[str], latest: pa.Scalar) -> tuple[pa.Array, pa.Array | None]:
+    """``occurred_at`` strings as UTC timestamps, and the mask of the good ones (None = all).
+
+    The spelling is checked first (the SDK's, else the regular expression): Arrow's parser
+    alone would also take spellings the contract refuses. Impossible dates and times in a
+    good spelling (month 13, February 30, 24:00) make the cast fail."""
     ok: pa.Array | None = None
-    shaped = pc.match_substring_regex(strings, _RFC3339)
-    if shaped.true_count != len(strings):
-        ok = pc.fill_null(shaped, False)
-        strings = pc.if_else(ok, strings, pa.scalar(None, _STRING))
+    strings = pa.array(col, _STRING)
+    if not _sdk_spelling(col):
+        shaped = pc.match_substring_regex(strings, _RFC3339)
+        if shaped.true_count != len(strings):
+            ok = pc.fill_null(shaped, False)
+            strings = pc.if_else(ok, strings, pa.scalar(None, _STRING))
     try:
         arr = strings.cast(_TS)
     except (pa.ArrowInvalid, ValueError):  # impossible date etc.: per element, rare
@@ -218,11 +239,12 @@ def _timestamps(strings: pa.Array, latest: pa.Scalar) -> tuple[pa.Array, pa.Arra
                 parsed.append(None)
         arr = pa.array(parsed, _TS)
         ok = _and(ok, pc.is_valid(arr))
+    # compared as integers: years 0 to 9999 parse, and some are no Python datetime (as_py
+    # would raise OverflowError)
     mm = pc.min_max(arr)
-    first, last = mm["min"].as_py(), mm["max"].as_py()
-    if first is not None and (first < MIN_OCCURRED_AT or last > latest.as_py()):
-        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(MIN_OCCURRED_AT, _TS)),
-                           pc.less_equal(arr, latest))
+    first, last = mm["min"].value, mm["max"].value
+    if first is not None and (first < _EARLIEST.value or last > latest.value):
+        in_range = pc.and_(pc.greater_equal(arr, _EARLIEST), pc.less_equal(arr, latest))
         ok = _and(ok, pc.fill_null(in_range, False))
     return arr, ok
 
@@ -238,12 +260,14 @@ def _fast_group(event_type: str, objs: list[Any], latest: pa.Scalar
     # structs than one attribute getter per field
     columns = zip(*map(astuple, objs), strict=True)
     for (spec, arrow), col in zip(_PULLED[event_type], columns, strict=True):
-        arr = pa.array(col, arrow)
         if spec.kind == "ts":
-            arr, ts_ok = _timestamps(arr, latest)
+            arr, ts_ok = _timestamps(col, latest)
             if ts_ok is not None:
                 ok = _and(ok, ts_ok)
-        elif spec.kind == "event_id":
+            arrays.append(arr)
+            continue
+        arr = pa.array(col, arrow)
+        if spec.kind == "event_id":
             chars = pc.match_substring_regex(arr, _EVENT_ID_CHARS)
             if chars.true_count != n:
                 ok = _and(ok, chars)

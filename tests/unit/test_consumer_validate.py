@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from pipeline._exceptions import ContractError
-from pipeline.consumer.validate import validate_batch
+from pipeline.consumer.validate import one_line, validate_batch
 from pipeline.contract import parse_event, to_row
 
 NOW = dt.datetime(2026, 11, 26, 1, 0, tzinfo=dt.UTC)
@@ -231,6 +231,32 @@ def hazards(now: dt.datetime = NOW) -> list[bytes]:
         enc(llm_call(occurred_at="2020-01-01T01:00:00+01:00")),
         enc(llm_call(occurred_at="2020-01-01T00:59:59.999999+01:00")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00Z\n")),
+        # the SDK's spelling (checked without the regular expression when a whole column
+        # has it): impossible dates and times, bounds, and near misses of the spelling
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-13-25T10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-00-25T10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-02-30T10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-11-25T24:00:00.000000Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:60:00.000000Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:60.000000Z")),
+        enc(llm_call(occurred_at="2019-12-31T23:59:59.999999Z")),
+        enc(llm_call(occurred_at="2036-11-25T10:00:00.000000Z")),
+        enc(llm_call(occurred_at=_iso(now + dt.timedelta(minutes=10)).replace("Z", ".000000Z"))),
+        enc(llm_call(occurred_at="0000-01-01T00:00:00.000000Z")),
+        enc(llm_call(occurred_at="2026-11-25t10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.123456z")),
+        enc(llm_call(occurred_at="2026-11-25 10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.12345Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.1234567Z")),
+        enc(llm_call(occurred_at="2026-11-2５T10:00:00.123456Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00:00.123456Z\n2026-11-25T10:00:00.123456Z")),
+        # years Arrow parses but Python's datetime cannot hold once in UTC: compared as
+        # integers, never turned into datetimes by the fast path
+        enc(llm_call(occurred_at="0000-01-01T00:00:00Z")),
+        enc(llm_call(occurred_at="0001-01-01T00:00:00+01:00")),
+        enc(llm_call(occurred_at="9999-12-31T23:59:59.999999-13:59")),
+        enc(llm_call(occurred_at="9999-12-31T23:59:59Z")),
         enc(llm_call(occurred_at=" 2026-11-25T10:00:00Z")),
         # JSON text around and inside the object
         b"\t" + enc(llm_call()) + b"\r\n", enc([llm_call()]), enc(llm_call()) + b"\x00",
@@ -253,6 +279,20 @@ def test_a_batch_where_every_row_has_the_same_input_gets_pydantics_verdict(raw):
     """Whole-column shortcuts (min/max of a column, a regex count) decide a column at once;
     a defect shared by every row of a batch must still be caught for each row."""
     assert_same_as_pydantic([raw] * 5)
+
+
+@pytest.mark.parametrize("odd", ["2026-11-25T10Z", "2026-11-25T10:00Z", "2026-11-25T10:00:00+0200",
+                                 "2026-11-25T10:00:00+02", "2026-11-25T10:00:00.12345Z",
+                                 "2026-11-25 10:00:00.123456Z", "2026-02-30T10:00:00.123456Z",
+                                 "0000-01-01T00:00:00.000000Z", "2036-11-25T10:00:00.000000Z"])
+def test_one_odd_timestamp_among_sdk_spelled_ones_gets_pydantics_verdict(odd):
+    """A column of SDK-spelled timestamps skips the regular expression; one value spelled
+    otherwise (anywhere in the column) sends the column through it."""
+    sdk = "2026-11-25T10:00:00.123456Z"
+    for where in (0, 3, 7):
+        stamps = [sdk] * 8
+        stamps[where] = odd
+        assert_same_as_pydantic([enc(llm_call(i, occurred_at=t)) for i, t in enumerate(stamps)])
 
 
 def test_the_future_bound_is_exact():
@@ -306,11 +346,15 @@ def mutate(rng: random.Random, raw: bytes) -> bytes:
 
 
 def reference(raw: bytes | None):
-    """pydantic's verdict: ('ok', row) or ('bad', error message)."""
+    """pydantic's verdict: ('ok', row) or ('bad', error message); any other exception is a
+    reject naming it, as the consumer makes it (a year-1 timestamp with a positive offset
+    overflows in the contract's own UTC conversion)."""
     try:
         return "ok", to_row(parse_event(raw, now=NOW))
     except ContractError as exc:
         return "bad", str(exc)
+    except Exception as exc:
+        return "bad", one_line(f"value: {type(exc).__name__}: {exc}")
 
 
 def run_batch(values):
