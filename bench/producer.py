@@ -47,7 +47,8 @@ def _events(events: int, seed: int) -> list[dict]:
     return rows
 
 
-def _sdk(bootstrap: str, topic: str, rows: list[dict], kafka_client: str = "kafka-python") -> float:
+def _sdk(bootstrap: str, topic: str, rows: list[dict],
+         kafka_client: str = "kafka-python") -> tuple[float, float]:
     from pipeline.sdk import UsageProducer
     from pipeline.settings import Settings
 
@@ -62,17 +63,17 @@ def _sdk(bootstrap: str, topic: str, rows: list[dict], kafka_client: str = "kafk
         calls.append((kind == "llm_call", {sys.intern(k): v for k, v in row.items()}))
     with UsageProducer(settings, create_topics=False) as meter:
         llm_call, task_feedback = meter.llm_call, meter.task_feedback
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for is_call, kwargs in calls:
             if is_call:
                 llm_call(**kwargs)
             else:
                 task_feedback(**kwargs)
         meter.flush()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
-def _raw(bootstrap: str, topic: str, rows: list[dict]) -> float:
+def _raw(bootstrap: str, topic: str, rows: list[dict]) -> tuple[float, float]:
     from kafka import KafkaProducer
 
     from pipeline.contract import validate_event
@@ -88,14 +89,14 @@ def _raw(bootstrap: str, topic: str, rows: list[dict]) -> float:
     producer.partitions_for(topic)
     try:
         send = producer.send
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         futures = [send(topic, value=value, key=key) for key, value in messages]
         producer.flush()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         failed = sum(1 for f in futures if f.failed())
         if failed:
             raise RuntimeError(f"{failed} raw sends failed")
-        return seconds
+        return seconds, cpu
     finally:
         producer.close()
 
@@ -107,30 +108,41 @@ def _argv(side: str, bootstrap: str, topic: str, events: int) -> list[str]:
 
 
 def run_producer(settings, events: int, rounds: int = 2) -> dict:
-    """The ``producer`` figure: raw and sdk alternated ``rounds`` times, best rate of each."""
+    """The ``producer`` figure: raw and sdk alternated ``rounds`` times, best rate of each.
+
+    Also the process CPU per event of each side (best run): on a shared machine the other
+    load moves wall-clock rates much more than CPU, so ``cpu_ratio`` (raw CPU per event /
+    SDK CPU per event) is the steadier view of the same question."""
     from pipeline.kafka_admin import ensure_topics
 
     ensure_topics(settings)
     rates: dict[str, list[int]] = {"raw": [], "sdk": [], "sdk_confluent": []}
+    cpu: dict[str, list[float]] = {side: [] for side in rates}
     commands = {}
     for i in range(rounds):
         for side in rates:
             argv = _argv(side, settings.kafka_bootstrap_servers, settings.topic, events)
             log(f"producer: {side} round {i + 1}/{rounds} ({events:,} events)")
             timed = run_timed(argv).check()
-            rates[side].append(json.loads(timed.stdout)["events_per_s"])
+            result = json.loads(timed.stdout)
+            rates[side].append(result["events_per_s"])
+            cpu[side].append(result["cpu_us_per_event"])
             commands[side] = timed.command
     sdk, raw = max(rates["sdk"]), max(rates["raw"])
     ratio = sdk / raw
-    log(f"producer: sdk {sdk:,}/s vs raw {raw:,}/s (ratio {ratio:.2f})")
+    cpu_ratio = min(cpu["raw"]) / min(cpu["sdk"])
+    log(f"producer: sdk {sdk:,}/s vs raw {raw:,}/s (ratio {ratio:.2f}, CPU ratio {cpu_ratio:.2f})")
     return {"events": events, "sdk_events_per_s": sdk, "raw_kafka_python_events_per_s": raw,
             "sdk_runs": rates["sdk"], "raw_runs": rates["raw"], "ratio": round(ratio, 3),
             "goal": "ratio >= 0.8", "met": ratio >= 0.8,
+            "sdk_cpu_us_per_event": cpu["sdk"], "raw_cpu_us_per_event": cpu["raw"],
+            "cpu_ratio": round(cpu_ratio, 3),
             "command": commands["sdk"], "raw_command": commands["raw"],
             # the SDK on its optional librdkafka transport, against the same raw rate
             "sdk_confluent_events_per_s": max(rates["sdk_confluent"]),
             "sdk_confluent_runs": rates["sdk_confluent"],
             "sdk_confluent_ratio": round(max(rates["sdk_confluent"]) / raw, 3),
+            "sdk_confluent_cpu_us_per_event": cpu["sdk_confluent"],
             "sdk_confluent_command": commands["sdk_confluent"]}
 
 
@@ -146,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = _events(args.events, args.seed)
     if args.side == "sdk":
-        seconds = _sdk(args.bootstrap, args.topic, rows, args.kafka_client)
+        seconds, cpu = _sdk(args.bootstrap, args.topic, rows, args.kafka_client)
     else:
-        seconds = _raw(args.bootstrap, args.topic, rows)
+        seconds, cpu = _raw(args.bootstrap, args.topic, rows)
     print(json.dumps({"side": args.side, "kafka_client": args.kafka_client,
                       "events": len(rows), "seconds": round(seconds, 3),
-                      "events_per_s": round(len(rows) / seconds)}))
+                      "events_per_s": round(len(rows) / seconds),
+                      "cpu_us_per_event": round(cpu / len(rows) * 1e6, 2)}))
     return 0
 
 

@@ -451,7 +451,10 @@ def fast_validator(model: type[BaseModel]) -> Callable[..., Any]:
                 or set(inner) - {"type", "fields", "model_name", "computed_fields"}
                 or list(inner["fields"]) != fields):
             raise _NotTranslated("model-fields")
-        leaves, lines, plain, info = [], [], [], False
+        leaves: list[Any] = []
+        lines: list[str] = []
+        plain: list[str] = []
+        info = False
         for name, field in inner["fields"].items():
             if set(field) - {"type", "schema", "metadata"}:
                 raise _NotTranslated(f"field {name}")
