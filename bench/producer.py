@@ -12,6 +12,9 @@ agent does (contract validation, JSON serialisation, bounded buffer, delivery tr
 SDK produces for those events (key = task_id). bench/run.py alternates raw, sdk, raw, sdk
 and keeps the best rate of each; goal sdk / raw >= 0.8. It also times the SDK on its optional
 confluent-kafka (librdkafka) transport against the same raw kafka-python rate (information).
+Each side also reports its process CPU per event over the same window (``cpu_ratio``:
+steadier than wall-clock rates on a shared machine). The sdk side calls with its keyword
+names interned, as they are at an agent's call site.
 """
 
 from __future__ import annotations
