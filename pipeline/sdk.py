@@ -15,7 +15,8 @@
 Guarantees:
 
 - An event is validated against the v1 contract before it is queued; a bad one raises
-  :class:`ContractError` at the agent and never reaches Kafka.
+  :class:`ContractError` at the agent and never reaches Kafka. (The check is compiled from
+  the contract's models, :func:`pipeline.contract.fast_validator`: pydantic's verdicts.)
 - Message key = ``task_id`` (one task's events stay ordered on one partition); value = the
   event's compact JSON, which :func:`pipeline.contract.parse_event` reads back equal.
 - ``acks="all"`` and an idempotent producer: the Kafka client's own retries resend the same
@@ -27,7 +28,8 @@ Guarantees:
   ``max_block_ms`` for room and then raises :class:`ProducerBufferFullError` - the event
   was not queued, the caller still has it.
 - An event the broker did not take within ``delivery_timeout_ms`` (or refused) is reported,
-  with the error, to ``on_error(event, error)`` and kept in :attr:`UsageProducer.undelivered`;
+  with the error, to ``on_error(event, error)`` and kept in :attr:`UsageProducer.undelivered`
+  (an event equal to the one returned, rebuilt from the bytes sent);
   the next :meth:`~UsageProducer.flush` (and so :meth:`~UsageProducer.close` and leaving the
   ``with`` block) raises :class:`KafkaError` saying how many. Nothing is dropped silently.
   ``on_error`` runs in the agent's thread, during a later ``send``/``flush``/``close``,
