@@ -40,7 +40,10 @@ __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _STRING = pa.string()
-_EARLIEST = pa.scalar(MIN_OCCURRED_AT, _TS)
+# microseconds since the epoch (Arrow's timestamp values); no Arrow scalar is made at import:
+# pyarrow imports pandas on its first scalar or array, which the lake writer refuses and the
+# poller does not need
+_EARLIEST_US = (MIN_OCCURRED_AT - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
 # Canonical RFC 3339 with an explicit offset and at most microseconds; other spellings that
 # pydantic may still accept are left to the slow path (Arrow's own timestamp parser would
 # also take "T10Z", "+0200" and other forms that the contract refuses).
@@ -243,8 +246,9 @@ def _timestamps(col: Sequence[str], latest: pa.Scalar) -> tuple[pa.Array, pa.Arr
     # would raise OverflowError)
     mm = pc.min_max(arr)
     first, last = mm["min"].value, mm["max"].value
-    if first is not None and (first < _EARLIEST.value or last > latest.value):
-        in_range = pc.and_(pc.greater_equal(arr, _EARLIEST), pc.less_equal(arr, latest))
+    if first is not None and (first < _EARLIEST_US or last > latest.value):
+        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(_EARLIEST_US, _TS)),
+                           pc.less_equal(arr, latest))
         ok = _and(ok, pc.fill_null(in_range, False))
     return arr, ok
 

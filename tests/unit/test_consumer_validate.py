@@ -424,3 +424,15 @@ def test_one_bad_value_in_a_column_does_not_reject_its_neighbours():
     assert result.fast == 18
     assert [r.offset for r in result.rejects] == [107, 109]
     assert result.rejects[0].error.startswith("input_tokens:")
+
+
+def test_importing_the_lake_writer_modules_does_not_import_pandas():
+    """pyarrow imports pandas (~0.2 s, ~35 MB) on its first scalar or array; the validator
+    and the sink make none at import time, so the poller never loads pandas and the forked
+    lake writer can refuse it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.consumer.validate, pipeline.consumer.sink; "
+            "sys.exit('pandas' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
