@@ -204,8 +204,8 @@ class Sink:
             buf.nbytes += sum(len(r.value or b"") + len(r.key or b"") for r, _ in rejects)
         if single:
             self._buffers[batch.segments[0][0]].fast += result.fast
-        flushed = [self._flush_one(p) for p, b in list(self._buffers.items())
-                   if b.count >= self.flush_events]
+        flushed = self._flush_many([p for p, b in self._buffers.items()
+                                    if b.count >= self.flush_events])
         while self._buffers and self.buffered_bytes() > self.max_buffer_bytes:
             largest = max(self._buffers, key=lambda p: self._buffers[p].nbytes)
             flushed.append(self._flush_one(largest))
@@ -214,14 +214,14 @@ class Sink:
     def tick(self) -> list[Flushed]:
         """Flush the buffers older than ``flush_seconds``."""
         now = time.monotonic()
-        return [self._flush_one(p) for p, b in list(self._buffers.items())
-                if now - b.since >= self.flush_seconds]
+        return self._flush_many([p for p, b in self._buffers.items()
+                                 if now - b.since >= self.flush_seconds])
 
     def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
         """Flush ``partitions`` (all when None) now."""
         wanted = list(self._buffers) if partitions is None else [
             p for p in partitions if p in self._buffers]
-        return [self._flush_one(p) for p in wanted]
+        return self._flush_many(wanted)
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Drop buffered messages (their offsets were not committed; they will be re-read)."""
@@ -236,7 +236,18 @@ class Sink:
 
     # -- flush ------------------------------------------------------------------------------
     def _flush_one(self, partition: int) -> Flushed:
+        return self._flush_many([partition])[0]
+
+    def _flush_many(self, partitions: list[int]) -> list[Flushed]:
+        """Flush ``partitions``: the files of all of them written at once (the write pool),
+        then each one's dead letters; a partition is reported only after both."""
         started = time.monotonic()
+        planned = [(p, *self._plan(p)) for p in partitions]
+        self._write_all([job for _, jobs, _ in planned for job in jobs])
+        return [self._finish(p, len(jobs), landed, started) for p, jobs, landed in planned]
+
+    def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, Path]], int]:
+        """The files one flush of ``partition`` writes, and how many valid rows they hold."""
         buf = self._buffers[partition]
         name = str(FileName(self.topic, partition, buf.first, buf.last))
         jobs: list[tuple[pa.Table, Path]] = []
@@ -269,7 +280,11 @@ class Sink:
                                                                   strict=True) if d == day]
                 jobs.append((self._rejected_table(rows),
                              partition_dir(self.lake, REJECTED_TABLE, day) / name))
-        self._write_all(jobs)
+        return jobs, landed
+
+    def _finish(self, partition: int, files: int, landed: int, started: float) -> Flushed:
+        """Dead-letter a written partition's rejects and drop its buffer."""
+        buf = self._buffers[partition]
         failed = 0
         if buf.rejects and self._dead_letter is not None:
             failed = self._dead_letter.send([r for r, _ in buf.rejects])
@@ -278,7 +293,7 @@ class Sink:
             raise PipelineError(f"partition {partition} offsets {buf.first}-{buf.last}: "
                                 f"{buf.count} messages but {landed} landed + "
                                 f"{len(buf.rejects)} rejected")
-        return Flushed(partition, buf.first, buf.last, landed, len(buf.rejects), len(jobs),
+        return Flushed(partition, buf.first, buf.last, landed, len(buf.rejects), files,
                        time.monotonic() - started, failed, buf.fast)
 
     def _rejected_table(self, rows: list[tuple[Reject, dt.datetime]]) -> pa.Table:
