@@ -62,13 +62,13 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 # librdkafka only: its pre-fetch queue (default 64 MiB) counts against the consumer's memory
-# goal (issue 9: <= 300 MB); 16 MiB still keeps several polls' worth of messages ready.
+# goal (issue 9: <= 300 MB); 8 MiB still keeps several polls' worth of messages ready.
 _CONFLUENT_ONLY: dict[str, Any] = {
-    "queued.max.messages.kbytes": 16 * 1024,
+    "queued.max.messages.kbytes": 8 * 1024,
     "isolation.level": "read_uncommitted",  # as kafka-python
     "enable.partition.eof": False,
     # a full pre-fetch queue pauses fetching for fetch.queue.backoff.ms (default 1 s), longer
-    # than the lake writer needs to drain 16 MiB: the poller then starved for ~0.85 s a time
+    # than the lake writer needs to drain the queue: the poller then starved for ~0.85 s a time
     "fetch.queue.backoff.ms": 20,
 }
 

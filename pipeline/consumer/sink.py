@@ -165,7 +165,7 @@ class Sink:
     """Validates raw batches, buffers them per partition, flushes by size, age and memory."""
 
     def __init__(self, settings: Settings, *, flush_events: int = 50_000,
-                 flush_seconds: float = 10.0, max_buffer_bytes: int = 48 * 1024 * 1024,
+                 flush_seconds: float = 10.0, max_buffer_bytes: int = 24 * 1024 * 1024,
                  dead_letter: DeadLetter | None = None, write_threads: int = 4) -> None:
         self.lake = Path(settings.lake)
         self.topic = settings.topic
