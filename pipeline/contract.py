@@ -118,7 +118,12 @@ def _timestamp(value: Any, info: ValidationInfo) -> dt.datetime:
     else:
         raise PydanticCustomError(
             "rfc3339", "must be an RFC 3339 timestamp string, got {value}", {"value": _json_type(value)})
-    value = value.astimezone(_UTC)
+    try:
+        value = value.astimezone(_UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise PydanticCustomError(
+            "too_early", "before 2020-01-01T00:00:00Z, got {value}", {"value": value.isoformat()}
+        ) from None
     if value.__class__ is not _datetime:  # a subclass (pandas.Timestamp): JSON writers want the base
         value = _datetime(value.year, value.month, value.day, value.hour, value.minute,
                           value.second, value.microsecond, tzinfo=_UTC)

@@ -14,8 +14,9 @@ How it works
   threads. Each poll's raw messages go to the lake writer, by default a child process
   (:class:`SinkProcess`) so that validation and Parquet writing use the second core while the
   parent keeps fetching.
-* Validation (:mod:`.validate`): a vectorised fast path on the whole batch (orjson + Arrow
-  column checks) accepts the obviously valid events; pydantic (:mod:`pipeline.contract`)
+* Validation (:mod:`.validate`): a fast path on the whole batch (msgspec structs generated
+  from the contract's field table decode and check each value in C, Arrow checks whole
+  columns) accepts the obviously valid events; pydantic (:mod:`pipeline.contract`)
   decides every other message and gives the reason of a reject.
 * Valid events are buffered per Kafka partition; invalid ones too, with their reason.
 * A flush of partition ``p`` covering offsets ``[first, last]`` happens when the buffer holds

@@ -334,6 +334,8 @@ def test_unknown_event_type_is_rejected(tag, reason):
     (1748775600, "must be an RFC 3339 timestamp string, got integer"),
     ("2019-12-31T23:59:59Z", "before 2020-01-01T00:00:00Z, got 2019-12-31T23:59:59Z"),
     ("2020-01-01T00:30:00+01:00", "before 2020-01-01T00:00:00Z"),
+    # before year 1 once in UTC: a contract error, not Python's OverflowError
+    ("0001-01-01T00:00:00+01:00", "before 2020-01-01T00:00:00Z, got 0001-01-01T00:00:00+01:00"),
     ("2030-01-01T00:00:00Z", "more than 10 minutes in the future, got 2030-01-01T00:00:00Z (now 2025-06-01T12:00:00Z)"),
 ])
 def test_bad_timestamps_are_rejected(stamp, reason):
