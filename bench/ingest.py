@@ -30,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import resource
 import signal
 import statistics
 import sys
@@ -258,6 +259,14 @@ def _committed(admin, group: str) -> int:
     return sum(max(0, meta.offset) for meta in offsets.values())
 
 
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
 def _drain_with(settings, workdir: Path, events: int, consumers: int,
                 client: str = "kafka-python") -> dict:
     """Start ``consumers`` processes in one fresh group; seconds until all N are committed."""
@@ -270,6 +279,8 @@ def _drain_with(settings, workdir: Path, events: int, consumers: int,
     argv = consume_argv(settings, group=group, lake=lake, until_idle=600, flush_seconds=1,
                         client=client)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    rusage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, total0 = _machine_cpu()
     started = time.perf_counter()
     procs = [start_sampled(argv)[0] for _ in range(consumers)]
     try:
@@ -285,6 +296,7 @@ def _drain_with(settings, workdir: Path, events: int, consumers: int,
             time.sleep(0.2)
             done = _committed(admin, group)
         seconds = time.perf_counter() - started
+        busy1, total1 = _machine_cpu()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -296,8 +308,14 @@ def _drain_with(settings, workdir: Path, events: int, consumers: int,
                 proc.kill()
                 proc.communicate()
         admin.close()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - rusage.ru_utime) + (after.ru_stime - rusage.ru_stime)
     _check_lake(lake, events)
     return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
+            # consumers' own CPU (pollers + lake writers, the idle tail included) per event,
+            # and how busy all cores were while draining (broker and everything else included)
+            "consumer_cpu_us_per_event": round(cpu / events * 1e6, 2),
+            "machine_cpu_busy": round((busy1 - busy0) / max(1, total1 - total0), 3),
             "command": command_text(argv) + (f"  (x{consumers}, same group)" if consumers > 1 else "")}
 
 

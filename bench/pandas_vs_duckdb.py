@@ -71,18 +71,26 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
                    {", ".join(f"cast({f} as decimal(24, 6)) as {f}" for f in PRICE_FIELDS)}
             from price_book
         ),
-        landed as (
+        -- read twice (not materialized: a copy of every row would cost more than the scan)
+        landed as not materialized (
             select event_id, event_date, occurred_at, role, provider, model, escalated,
                    {", ".join(_TOKENS)},
                    kafka_partition::bigint * 1000000000000 + kafka_offset as position
             from read_parquet('{lake}/llm_call/*/*.parquet', hive_partitioning = true,
                               hive_types = {{'event_date': DATE}})
         ),
-        -- producer retries are rare: find the duplicated ids with one hash aggregate and
-        -- drop their later copies (earliest (partition, offset) kept), no sort of every row
+        -- producer retries are rare: find the duplicated ids and drop their later copies
+        -- (earliest (partition, offset) kept), no sort of every row. 64-bit hashes of the ids
+        -- find the candidates with one integer aggregate (a string aggregate over every id
+        -- cost more than the rest of the query); the candidates' real ids confirm them, so a
+        -- hash collision is never taken for a retry
+        suspects as (
+            select hash(event_id) as h from landed group by h having count(*) > 1
+        ),
         retried as (
             select event_id, min(position) as first_position
-            from landed group by event_id having count(*) > 1
+            from landed semi join suspects on hash(landed.event_id) = suspects.h
+            group by event_id having count(*) > 1
         ),
         calls as (
             select landed.* from landed
