@@ -152,7 +152,12 @@ def start_sampled(argv: Sequence[str], *, env: dict[str, str] | None = None,
 
 def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
               timeout: float = 1800) -> Timed:
-    """Run ``argv`` to completion; wall time includes start-up (interpreter, imports, connect)."""
+    """Run ``argv`` to completion; wall time includes start-up (interpreter, imports, connect).
+
+    Dirty pages left by earlier steps (a generated lake, a filled topic) are written back
+    first: the consumer fsyncs every flush, and an fsync queued behind gigabytes of someone
+    else's writeback measured 2x slower."""
+    os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc, peak, thread = start_sampled(argv, env=env)

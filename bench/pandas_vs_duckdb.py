@@ -6,6 +6,10 @@ Both sides do the same work from the same files: read the llm_call table, keep o
 event_id (the earliest (partition, offset), as the staging model does), look up the price in
 force at ``occurred_at`` for the call's (provider, model) and for the policy's baseline model,
 and sum calls, escalated calls, tokens, cost, baseline cost and savings per (event_date, role).
+Each side is written the way its engine is fast: pandas prices every call in int64 numpy
+arrays; DuckDB, whose exact DECIMAL arithmetic costs more per value, sums the tokens per
+(day, role, prices in force) and prices those sums (cost is linear in the tokens, so the
+totals are the same to the last digit).
 Money is exact on both sides: DECIMAL(38,12) in DuckDB; integer pico-dollars in pandas (prices
 have at most 6 decimals, so tokens x micro-dollars-per-Mtok is an exact integer). The two
 results are compared row by row before any time is reported. Runs alternate (duckdb, pandas,
@@ -62,12 +66,13 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
         con.register("price_book", load_price_book(prices).to_arrow())
         # the warehouse's own exact-money macros (token_cost): same arithmetic as the build
         con.execute((REPO_ROOT / "sql" / "_macros.sql").read_text())
-        tokens = ", ".join(f"c.{t}" for t in _TOKENS)
+        sums = ", ".join(f"sum({t}) as {t}" for t in _TOKENS)
         sql = f"""
         with dim_prices as (
             -- cast the (few) prices to the macro's DECIMAL(24,6) once, not once per call:
             -- a per-row DECIMAL(38,12) -> (24,6) cast costs ~1 us per value
-            select provider, model, effective_from, effective_to,
+            select row_number() over () as price_id, provider, model, effective_from,
+                   effective_to,
                    {", ".join(f"cast({f} as decimal(24, 6)) as {f}" for f in PRICE_FIELDS)}
             from price_book
         ),
@@ -80,12 +85,14 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
                               hive_types = {{'event_date': DATE}})
         ),
         -- producer retries are rare: find the duplicated ids and drop their later copies
-        -- (earliest (partition, offset) kept), no sort of every row. 64-bit hashes of the ids
-        -- find the candidates with one integer aggregate (a string aggregate over every id
-        -- cost more than the rest of the query); the candidates' real ids confirm them, so a
-        -- hash collision is never taken for a retry
+        -- (earliest (partition, offset) kept). Equal neighbours among the sorted 64-bit
+        -- hashes of the ids are the candidates (cheaper than an aggregate with one group
+        -- per id); the candidates' real ids confirm them, so a hash collision is never
+        -- taken for a retry
         suspects as (
-            select hash(event_id) as h from landed group by h having count(*) > 1
+            select h from (select h, lag(h) over (order by h) as prev
+                           from (select hash(event_id) as h from landed))
+            where h = prev
         ),
         retried as (
             select event_id, min(position) as first_position
@@ -97,10 +104,13 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
             anti join retried on landed.event_id = retried.event_id
                 and landed.position <> retried.first_position
         ),
-        priced as (
-            select c.event_date, c.role, c.escalated, c.input_tokens, c.output_tokens,
-                   token_cost({tokens}, {", ".join(f"p.{f}" for f in PRICE_FIELDS)}) as cost_usd,
-                   token_cost({tokens}, {", ".join(f"b.{f}" for f in PRICE_FIELDS)}) as baseline_cost_usd
+        -- a call's cost is linear in its tokens: sum the tokens per (day, role, price in
+        -- force, baseline price in force), then price those few hundred sums exactly with
+        -- the warehouse's token_cost (the same totals as pricing every call)
+        grouped as (
+            select c.event_date, c.role, p.price_id, b.price_id as base_id,
+                   count(*) as calls, count(*) filter (where c.escalated) as escalated_calls,
+                   {sums}
             from calls c
             left join dim_prices p on p.provider = c.provider and p.model = c.model
                  and p.effective_from <= c.occurred_at
@@ -108,9 +118,19 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
             left join dim_prices b on b.provider = $bp and b.model = $bm
                  and b.effective_from <= c.occurred_at
                  and (b.effective_to is null or c.occurred_at < b.effective_to)
+            group by all
+        ),
+        priced as (
+            select g.*,
+                   token_cost({", ".join("g." + t for t in _TOKENS)},
+                              {", ".join("p." + f for f in PRICE_FIELDS)}) as cost_usd,
+                   token_cost({", ".join("g." + t for t in _TOKENS)},
+                              {", ".join("b." + f for f in PRICE_FIELDS)}) as baseline_cost_usd
+            from grouped g
+            left join dim_prices p on p.price_id = g.price_id
+            left join dim_prices b on b.price_id = g.base_id
         )
-        select event_date, role, count(*) as calls,
-               count(*) filter (where escalated) as escalated_calls,
+        select event_date, role, sum(calls) as calls, sum(escalated_calls) as escalated_calls,
                sum(input_tokens) as input_tokens, sum(output_tokens) as output_tokens,
                sum(cost_usd) as cost_usd, sum(baseline_cost_usd) as baseline_cost_usd,
                sum(baseline_cost_usd - cost_usd) as savings_usd
