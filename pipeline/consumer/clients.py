@@ -256,9 +256,8 @@ class KafkaPythonClient(ConsumerClient):
     async def _on_assigned(self, assigned: list[Any]) -> None:
         owner = self.owner
         mine = [tp for tp in assigned if tp.topic == self.topic]
-        if owner._fatal is not None or not mine:
+        if not owner._assign_begin(mine):
             return
-        owner.stats.assignments += 1
         try:
             committed = await self._consumer._coordinator.fetch_committed_offsets_async(mine)
             for tp in mine:
@@ -446,9 +445,8 @@ class ConfluentClient(ConsumerClient):
 
         owner = self.owner
         mine = [tp for tp in assigned if tp.topic == self.topic]
-        if owner._fatal is not None or not mine:
+        if not owner._assign_begin(mine):
             return
-        owner.stats.assignments += 1
         try:
             committed = self._retrying("fetching committed offsets", lambda: consumer.committed(
                 [TopicPartition(self.topic, tp.partition) for tp in mine], timeout=30))

@@ -205,6 +205,15 @@ class Consumer:
         for p in partitions:  # dropped messages will be read again: not consumed yet
             self.stats.consumed -= self._unflushed.pop(p, 0)
 
+    def _assign_begin(self, partitions: list[Any]) -> bool:
+        """Partitions of our topic are being assigned: False when there is nothing to do
+        (none, or stopping after an error); else counted, and each then goes through
+        :meth:`_recover` and :meth:`_assigned_one`."""
+        if self._fatal is not None or not partitions:
+            return False
+        self.stats.assignments += 1
+        return True
+
     def _recover(self, partition: int, committed: int | None) -> tuple[int | None, int | None]:
         """Clean the lake of an assigned partition (:func:`recover_partition`).
 
