@@ -173,7 +173,7 @@ def _check_lake(lake: Path, events: int) -> dict:
     return counts
 
 
-def _memory(timed, events: int) -> dict:
+def _memory(timed) -> dict:
     return {
         "peak_pss_mb": round(timed.peak_pss_bytes / 2**20, 1),
         "peak_rss_sum_mb": round(timed.peak_rss_bytes / 2**20, 1),
@@ -237,8 +237,8 @@ def run_ingest(settings, workdir: Path, events: int) -> tuple[dict, dict, list[f
                                                    "--kafka-client confluent)"},
     }
     memory = {
-        **_memory(runs["kafka-python"][0], events),
-        "confluent": _memory(runs["confluent"][0], events),
+        **_memory(runs["kafka-python"][0]),
+        "confluent": _memory(runs["confluent"][0]),
         "what": "modelmeter consume is two processes (poller + lake writer); peak_pss_mb is "
                 "their summed PSS (shared library pages counted once), peak_rss_sum_mb their "
                 "summed RSS (shared pages counted twice), sampled every 100 ms while draining "
