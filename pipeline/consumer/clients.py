@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
-from pipeline._exceptions import KafkaError
+from pipeline._exceptions import KafkaError, KafkaUnavailableError
 from pipeline.consumer.sink import RawBatch
 
 if TYPE_CHECKING:
@@ -81,6 +81,55 @@ def _transient() -> frozenset[int]:
                       CKError._ALL_BROKERS_DOWN, CKError.COORDINATOR_NOT_AVAILABLE,
                       CKError.NOT_COORDINATOR, CKError.COORDINATOR_LOAD_IN_PROGRESS,
                       CKError.REQUEST_TIMED_OUT, CKError.NETWORK_EXCEPTION))
+
+
+# one attempt of a commit or committed-offset fetch: short, so that _Backoff decides how long
+# to go on (kafka-python would otherwise block for request_timeout_ms, 30 s, per attempt)
+_ATTEMPT_MS = 5_000
+
+
+class _Backoff:
+    """How both clients wait while the broker or the group coordinator is away.
+
+    Commits and committed-offset fetches are retried with a doubling pause (0.2 s up to 5 s)
+    until they succeed: a broker restart must not stop the consumer. Once a stop was
+    requested (SIGTERM during an outage) retrying ends after ``STOP_GRACE_S`` with
+    :class:`KafkaUnavailableError` (exit 2); the uncommitted lake files are recovered on the
+    next start.
+    """
+
+    STOP_GRACE_S = 10.0
+
+    def __init__(self, what: str, stopping: threading.Event) -> None:
+        self.what = what
+        self.stopping = stopping
+        self.delay = 0.2
+        self.stop_deadline: float | None = None
+
+    def pause(self, exc: BaseException) -> float:
+        """Seconds to wait before the next attempt after ``exc``; raises
+        :class:`KafkaUnavailableError` when it is time to give up."""
+        if self.stopping.is_set():
+            now = time.monotonic()
+            if self.stop_deadline is None:
+                self.stop_deadline = now + self.STOP_GRACE_S
+            if now >= self.stop_deadline:
+                raise KafkaUnavailableError(
+                    f"{self.what} failed while stopping: Kafka still unreachable after"
+                    f" {self.STOP_GRACE_S:g} s ({_describe(exc)}); the uncommitted lake files"
+                    " are recovered on the next start") from exc
+        log.warning("%s failed (%s); retrying in %.1f s", self.what, _describe(exc), self.delay)
+        delay = self.delay
+        self.delay = min(delay * 2, 5.0)
+        return delay
+
+
+def _describe(exc: BaseException) -> str:
+    args = getattr(exc, "args", ())
+    if args and hasattr(args[0], "name"):  # confluent_kafka.KafkaException(KafkaError)
+        return str(args[0].name())
+    text, name = str(exc), type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 class ConsumerClient:
@@ -158,6 +207,7 @@ class KafkaPythonClient(ConsumerClient):
         self.topic = owner.settings.topic
         self._consumer = create_client(KafkaConsumer, owner.settings, group_id=owner.group,
                                        client_id="modelmeter-consume", **owner.consumer_config)
+        self._poll_failing = False
         try:
             self._consumer.subscribe([self.topic], listener=_Rebalance(self))
             self._wait_for_topic_metadata()
@@ -166,8 +216,20 @@ class KafkaPythonClient(ConsumerClient):
             raise
 
     def poll(self, limit: int, timeout: float) -> RawBatch | None:
-        # long enough for a whole rebalance to finish inside one poll (see _on_revoked)
-        records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
+        import kafka.errors as ke
+
+        try:
+            records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
+        except ke.RetriableError as exc:
+            # kafka-python 3.0.12 lets a failed metadata refresh escape while it looks for
+            # the group coordinator (broker restarting): the next poll tries again
+            if not self._poll_failing:
+                log.warning("poll failed (%s); retrying until the broker is back",
+                            _describe(exc))
+            self._poll_failing = True
+            time.sleep(min(timeout, 0.2))
+            return None
+        self._poll_failing = False
         if not records:
             return None
         return _batch(((tp.partition, [r.offset for r in recs], [r.key for r in recs],
@@ -175,8 +237,8 @@ class KafkaPythonClient(ConsumerClient):
 
     def commit(self, offsets: dict[int, int]) -> bool:
         try:
-            # retries retriable errors (coordinator moved, broker restarting) by itself
-            self._consumer.commit(self._kafka_offsets(offsets))
+            self._retrying("commit", lambda: self._consumer.commit(
+                self._kafka_offsets(offsets), timeout_ms=_ATTEMPT_MS))
         except self._membership_errors() as exc:
             log.warning("commit refused after a rebalance (%s); the new owner re-reads %s",
                         type(exc).__name__, sorted(offsets))
@@ -190,7 +252,7 @@ class KafkaPythonClient(ConsumerClient):
         return hw
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        self._consumer.close(autocommit=False, timeout_ms=_ATTEMPT_MS)
 
     def _kafka_offsets(self, offsets: dict[int, int]) -> dict[Any, Any]:
         from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -204,6 +266,33 @@ class KafkaPythonClient(ConsumerClient):
 
         return (ke.CommitFailedError, ke.IllegalGenerationError, ke.UnknownMemberIdError,
                 ke.RebalanceInProgressError, ke.FencedInstanceIdError)
+
+    def _retrying(self, what: str, call: Any) -> Any:
+        """``call()``, retried (:class:`_Backoff`) on kafka-python's retriable errors:
+        its own retries give up when a metadata refresh fails while the broker restarts."""
+        import kafka.errors as ke
+
+        backoff = _Backoff(what, self.owner._stop)
+        while True:
+            try:
+                return call()
+            except self._membership_errors():
+                raise
+            except ke.RetriableError as exc:
+                time.sleep(backoff.pause(exc))
+
+    async def _retrying_async(self, what: str, call: Any) -> Any:
+        """:meth:`_retrying` for coroutines on kafka-python's network thread."""
+        import kafka.errors as ke
+
+        backoff = _Backoff(what, self.owner._stop)
+        while True:
+            try:
+                return await call()
+            except self._membership_errors():
+                raise
+            except ke.RetriableError as exc:
+                await self._consumer._coordinator._net.sleep(backoff.pause(exc))
 
     # -- rebalances (run on kafka-python's network thread) ----------------------------------
     async def _in_thread(self, fn: Any) -> Any:
@@ -224,6 +313,11 @@ class KafkaPythonClient(ConsumerClient):
             raise box["error"]
         return box.get("value")
 
+    async def _commit_async(self, offsets: dict[int, int]) -> None:
+        await self._retrying_async("commit", lambda: (
+            self._consumer._coordinator._commit_offsets_sync_async(
+                self._kafka_offsets(offsets), timeout_ms=_ATTEMPT_MS)))
+
     async def _on_revoked(self, revoked: list[Any], *, commit: bool) -> None:
         """Give partitions up (see :meth:`Consumer._revoke_begin`).
 
@@ -242,8 +336,7 @@ class KafkaPythonClient(ConsumerClient):
             flushed = await self._in_thread(lambda: sink.flush([]))
             offsets = owner._offsets(flushed)
             if commit and offsets and owner._fatal is None:
-                await self._consumer._coordinator._commit_offsets_sync_async(
-                    self._kafka_offsets(offsets))
+                await self._commit_async(offsets)
                 owner._committed(offsets)
         except self._membership_errors() as exc:
             log.warning("commit on revocation refused (%s); the new owner re-reads", exc)
@@ -259,7 +352,10 @@ class KafkaPythonClient(ConsumerClient):
         if not owner._assign_begin(mine):
             return
         try:
-            committed = await self._consumer._coordinator.fetch_committed_offsets_async(mine)
+            committed = await self._retrying_async(
+                "fetching committed offsets",
+                lambda: self._consumer._coordinator.fetch_committed_offsets_async(
+                    mine, timeout_ms=_ATTEMPT_MS))
             for tp in mine:
                 offset = committed[tp].offset if tp in committed else None
                 position, commit_to = owner._recover(tp.partition, offset)
@@ -270,8 +366,7 @@ class KafkaPythonClient(ConsumerClient):
                 else:
                     self._consumer.seek(tp, position)
                 if commit_to is not None:
-                    await self._consumer._coordinator._commit_offsets_sync_async(
-                        self._kafka_offsets({tp.partition: commit_to}))
+                    await self._commit_async({tp.partition: commit_to})
                 owner._assigned_one(tp.partition, commit_to if commit_to is not None else offset)
         except BaseException as exc:
             log.error("recovery on assignment failed: %s", exc)
@@ -375,13 +470,12 @@ class ConfluentClient(ConsumerClient):
                              f"{failed[0].error}")
         return True
 
-    @staticmethod
-    def _retrying(what: str, call: Any) -> Any:
-        """``call()``, retried with back-off while the broker or the group coordinator is
-        away (what kafka-python does by itself); other errors are raised."""
+    def _retrying(self, what: str, call: Any) -> Any:
+        """``call()``, retried (:class:`_Backoff`) while the broker or the group coordinator
+        is away; other errors are raised."""
         from confluent_kafka import KafkaException
 
-        delay = 0.2
+        backoff = _Backoff(what, self.owner._stop)
         while True:
             try:
                 return call()
@@ -389,9 +483,7 @@ class ConfluentClient(ConsumerClient):
                 error = exc.args[0]
                 if error.fatal() or not (error.retriable() or error.code() in _transient()):
                     raise
-                log.warning("%s failed (%s); retrying", what, error.name())
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                time.sleep(backoff.pause(exc))
 
     def highwater(self, partition: int) -> int | None:
         from confluent_kafka import TopicPartition

@@ -88,6 +88,7 @@ class Consumer:
         self._client: ConsumerClient | None = None
         self._sink: Sink | SinkProcess | None = None
         self._assigned: set[int] = set()
+        self._rebalancing = False  # partitions given up, no assignment since
         self._no_flush = False  # set when stopping after an error: never flush again
         self._unflushed: dict[int, int] = {}  # partition -> consumed messages not yet flushed
 
@@ -142,9 +143,11 @@ class Consumer:
                 self._commit(sink.add(batch))
             else:
                 self._commit(sink.tick())
-                if not self._assigned and not self.stats.assignments:
-                    # the idle clock starts once partitions were ours; a member left with
-                    # none after a rebalance (more members than partitions) may go idle
+                if self._rebalancing or (not self._assigned and not self.stats.assignments):
+                    # the idle clock starts once partitions were ours and stops from giving
+                    # them up until the next assignment (a session lost to a broker outage
+                    # is not idleness); a member left with none after a rebalance (more
+                    # members than partitions) may go idle
                     last_message = now
             if self.until_idle is not None and now - last_message >= self.until_idle:
                 break
@@ -202,13 +205,16 @@ class Consumer:
 
     def _revoke_end(self, partitions: list[int]) -> None:
         self._assigned.difference_update(partitions)
+        self._rebalancing = True
         for p in partitions:  # dropped messages will be read again: not consumed yet
             self.stats.consumed -= self._unflushed.pop(p, 0)
 
     def _assign_begin(self, partitions: list[Any]) -> bool:
         """Partitions of our topic are being assigned: False when there is nothing to do
         (none, or stopping after an error); else counted, and each then goes through
-        :meth:`_recover` and :meth:`_assigned_one`."""
+        :meth:`_recover` and :meth:`_assigned_one`. Called on every assignment, even an
+        empty one: the rebalance is over."""
+        self._rebalancing = False
         if self._fatal is not None or not partitions:
             return False
         self.stats.assignments += 1

@@ -4,7 +4,9 @@ another, and a broker restart in the middle of a stream."""
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -19,6 +21,7 @@ from tests.integration.test_consume import (
     lake_rows,
     make_settings,  # noqa: F401 (the fixture: every test on both Kafka clients)
     produce_librdkafka,
+    run_cli,
 )
 
 pytestmark = pytest.mark.kafka
@@ -82,3 +85,66 @@ def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker
     rows = lake_rows(settings.lake)
     assert len(assert_each_offset_once(rows)) == 4000
     assert sum(committed(settings, "g-restart").values()) == 4000
+
+
+def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
+        kafka_broker, make_settings):  # noqa: F811
+    """The buffer is flushed while the broker is stopped: the lake files are written, the
+    commit is retried until the broker is back (kafka-python 3.0.12 raised
+    KafkaConnectionError out of its own commit retries), nothing is lost or landed twice."""
+    settings = make_settings()
+    values = events(3000)
+    produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
+    proc = subprocess.Popen(
+        cli(settings, "--until-idle", "20", "--flush-seconds", "6", "--progress-seconds", "0.2",
+            "--group", "g-outage"),
+        stderr=subprocess.PIPE, text=True, env=ENV)
+    progress = Progress(proc)
+    try:
+        progress.wait_consumed(2000, timeout=90)
+        kafka_broker.stop()  # the flush, due 6 s after the first message, finds no broker
+        deadline = time.monotonic() + 30
+        while len(lake_rows(settings.lake)) < 2000:  # written; committed only once it is back
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(progress.lines)
+            time.sleep(0.2)
+        time.sleep(2)  # commit retries meanwhile
+        assert proc.poll() is None, "".join(progress.lines)
+        kafka_broker.start()
+        produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
+        assert progress.wait(timeout=180) == 0, "".join(progress.lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kafka_broker.start()  # no-op when it runs
+    assert "landed=3,000 rejected=0" in progress.lines[-1], "".join(progress.lines)
+    assert len(assert_each_offset_once(lake_rows(settings.lake))) == 3000
+    assert sum(committed(settings, "g-outage").values()) == 3000
+
+
+def test_sigterm_while_the_broker_is_down_exits_2_in_seconds_and_a_restart_recovers(
+        kafka_broker, make_settings):  # noqa: F811
+    """The final commit cannot reach the broker: the consumer gives up after the grace period
+    (exit 2, one clear line) instead of hanging; the next run lands everything exactly once."""
+    settings = make_settings()
+    produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, events(2000))
+    proc = subprocess.Popen(
+        cli(settings, "--flush-seconds", "600", "--progress-seconds", "0.2", "--group", "g-term"),
+        stderr=subprocess.PIPE, text=True, env=ENV)
+    progress = Progress(proc)
+    try:
+        progress.wait_consumed(2000, timeout=90)
+        kafka_broker.stop()
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert progress.wait(timeout=60) == 2, "".join(progress.lines)
+        assert time.monotonic() - started < 45
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        kafka_broker.start()
+    assert any("commit failed while stopping: Kafka still unreachable" in line
+               for line in progress.lines), "".join(progress.lines)
+    again = run_cli(settings, "--until-idle", "3", "--group", "g-term")
+    assert again.returncode == 0, again.stderr
+    assert len(assert_each_offset_once(lake_rows(settings.lake))) == 2000
+    assert sum(committed(settings, "g-term").values()) == 2000

@@ -5,10 +5,12 @@ modules importing its ``make_settings``)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from pipeline._exceptions import ConfigError
-from pipeline.consumer.clients import _CONFLUENT_ONLY, CONSUMER_DEFAULTS, _batch
+from pipeline._exceptions import ConfigError, KafkaUnavailableError
+from pipeline.consumer.clients import _CONFLUENT_ONLY, CONSUMER_DEFAULTS, _Backoff, _batch
 from pipeline.kafka_connect import confluent_config
 from pipeline.settings import Settings
 
@@ -46,3 +48,27 @@ def test_batch_keeps_each_partition_contiguous_in_segments():
 
 def test_batch_of_nothing_is_none():
     assert _batch([]) is None
+
+
+def test_backoff_doubles_up_to_5_s_and_retries_for_as_long_as_the_consumer_runs():
+    backoff = _Backoff("commit", threading.Event())
+    delays = [backoff.pause(ConnectionError("down")) for _ in range(8)]
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+
+
+def test_backoff_gives_up_a_grace_period_after_a_stop_request(monkeypatch):
+    """SIGTERM during an outage: the consumer stops within seconds, without a final commit."""
+    clock = [100.0]
+    monkeypatch.setattr("pipeline.consumer.clients.time.monotonic", lambda: clock[0])
+    stopping = threading.Event()
+    backoff = _Backoff("commit", stopping)
+    backoff.pause(ConnectionError("down"))
+    stopping.set()
+    backoff.pause(ConnectionError("down"))  # the grace period starts
+    clock[0] += _Backoff.STOP_GRACE_S - 0.1
+    backoff.pause(ConnectionError("down"))
+    clock[0] += 0.1
+    error = ConnectionError("still down")
+    with pytest.raises(KafkaUnavailableError, match="commit failed while stopping") as raised:
+        backoff.pause(error)
+    assert raised.value.__cause__ is error and raised.value.exit_code == 2
