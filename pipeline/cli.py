@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("consume", parents=[common], help="Kafka -> validated Parquet lake")
     p.add_argument("--until-idle", type=float, metavar="SECONDS",
-                   help="stop after SECONDS without new messages (not counting a lost "
-                        "group session)")
+                   help="stop after SECONDS without new messages, once the broker confirms "
+                        "that nothing is left to read")
     p.add_argument("--max-events", type=int, metavar="N", help="stop after N messages")
     p.add_argument("--group", default="modelmeter-lake", help="consumer group (default modelmeter-lake)")
     p.add_argument("--instance-id", metavar="ID",

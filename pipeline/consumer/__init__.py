@@ -55,12 +55,12 @@ dead member's session to expire (``session_timeout_ms``, 10 s). A static member 
 leave the group when it stops, so another consumer gets its partitions only after that
 timeout: give each long-running consumer its own stable ID (e.g. the host name).
 
-Stopping: ``--until-idle S`` (no message for S seconds), ``--max-events N``, SIGTERM or
-SIGINT: flush, commit, exit 0. A lake that cannot be written raises
-:class:`~pipeline.LakeWriteError` (nothing more is committed, exit 1). A broker that goes
-away mid-run is waited for (both clients reconnect; commits are retried; the idle clock
-stops while the group session is lost); SIGTERM during an outage gives up on the final commit
-after 10 s of retries.
+Stopping: ``--until-idle S`` (no message for S seconds, and the broker confirms that
+nothing is left to read), ``--max-events N``, SIGTERM or SIGINT: flush, commit, exit 0. A
+lake that cannot be written raises :class:`~pipeline.LakeWriteError` (nothing more is
+committed, exit 1). A broker that goes away mid-run is waited for (both clients reconnect;
+commits are retried); SIGTERM during an outage gives up on the final commit after 10 s of
+retries (exit 2).
 """
 
 from __future__ import annotations

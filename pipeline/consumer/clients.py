@@ -1,12 +1,13 @@
 """The Kafka client under :class:`~pipeline.consumer.Consumer`: kafka-python or librdkafka.
 
 ``MODELMETER_KAFKA_CLIENT`` picks one (:func:`open_client`); both offer the loop the same
-five calls and the same guarantees::
+six calls and the same guarantees::
 
     client = open_client(consumer)     # created, subscribed, rebalance callbacks wired
     batch = client.poll(limit, 1.0)    # RawBatch of the partitions we own, or None
     client.commit({partition: next_offset})   # False: refused, the partition moved
     client.highwater(partition)        # for the lag
+    client.watermarks(partitions, 5.0) # asked of the broker: is --until-idle really idle?
     client.close()
 
 - ``kafka-python`` (default): pure Python. Its rebalance listener runs on kafka-python's
@@ -144,6 +145,11 @@ class ConsumerClient:
     def highwater(self, partition: int) -> int | None:
         raise NotImplementedError
 
+    def watermarks(self, partitions: list[int], timeout: float) -> dict[int, tuple[int, int]] | None:
+        """partition -> (first, next) offset, asked of the broker now; None when it does not
+        answer within ``timeout`` seconds."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -250,6 +256,19 @@ class KafkaPythonClient(ConsumerClient):
 
         hw: int | None = self._consumer.highwater(TopicPartition(self.topic, partition))
         return hw
+
+    def watermarks(self, partitions: list[int], timeout: float) -> dict[int, tuple[int, int]] | None:
+        import kafka.errors as ke
+        from kafka.structs import TopicPartition
+
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        try:
+            low = self._consumer.beginning_offsets(tps, timeout_ms=int(timeout * 1000))
+            high = self._consumer.end_offsets(tps, timeout_ms=int(timeout * 1000))
+        except ke.KafkaError as exc:
+            log.debug("watermarks: %s", _describe(exc))
+            return None
+        return {tp.partition: (low[tp], high[tp]) for tp in tps}
 
     def close(self) -> None:
         self._consumer.close(autocommit=False, timeout_ms=_ATTEMPT_MS)
@@ -491,6 +510,24 @@ class ConfluentClient(ConsumerClient):
         _, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
                                                        cached=True)
         return high if high is not None and high >= 0 else None
+
+    def watermarks(self, partitions: list[int], timeout: float) -> dict[int, tuple[int, int]] | None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        marks = {}
+        deadline = time.monotonic() + timeout
+        for p in partitions:
+            try:
+                mark = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=max(0.1, deadline - time.monotonic()),
+                    cached=False)
+            except KafkaException as exc:
+                log.debug("watermarks: %s", _describe(exc))
+                return None
+            if mark is None:
+                return None
+            marks[p] = (mark[0], mark[1])
+        return marks
 
     def close(self) -> None:
         self._consumer.close()

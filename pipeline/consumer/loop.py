@@ -150,13 +150,36 @@ class Consumer:
                     # members than partitions) may go idle
                     last_message = now
             if self.until_idle is not None and now - last_message >= self.until_idle:
-                break
+                if self._caught_up():
+                    break
+                last_message = now
             if now >= next_highwater:
                 next_highwater = now + 1.0
                 self._update_highwater()
             if self.progress_seconds and now >= next_progress:
                 next_progress = now + self.progress_seconds
                 self._print_line("progress")
+
+    def _caught_up(self) -> bool:
+        """Idle for ``until_idle`` seconds: stop only if the broker confirms that nothing is
+        left to read in our partitions. A broker that does not answer, or messages that
+        arrived during an outage and are not fetched yet, restart the idle clock."""
+        assert self._client is not None
+        partitions = sorted(self._assigned)
+        if not partitions:
+            return True
+        marks = self._client.watermarks(partitions, timeout=5.0)
+        if marks is None:
+            log.warning("idle for %g s, but Kafka does not answer: going on until it confirms"
+                        " that nothing is left to read", self.until_idle)
+            return False
+        positions = self.stats.positions
+        behind = sum(max(0, high - max(low, positions.get(p, low)))
+                     for p, (low, high) in marks.items())
+        if behind:
+            log.info("idle for %g s, but %s messages are still to be read: going on",
+                     self.until_idle, behind)
+        return behind == 0
 
     def _count(self, batch: RawBatch) -> None:
         for partition, start, end in batch.segments:
@@ -240,8 +263,12 @@ class Consumer:
         return committed, None
 
     def _assigned_one(self, partition: int, committed: int | None) -> None:
+        """``partition`` is ours from offset ``committed`` on (None: from its beginning)."""
         if committed is not None:
             self.stats.committed[partition] = committed
+            self.stats.positions[partition] = committed
+        else:
+            self.stats.positions.pop(partition, None)
         self._assigned.add(partition)
 
     def _raise_fatal(self) -> None:

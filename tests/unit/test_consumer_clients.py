@@ -1,5 +1,6 @@
 """The consumer's Kafka clients without a broker: the librdkafka settings derived from the
-kafka-python defaults, and how a poll's messages become one RawBatch. Both clients run the
+kafka-python defaults, how a poll's messages become one RawBatch, the back-off during an
+outage, and how ``--until-idle`` reads the broker's watermarks. Both clients run the
 whole consumer suite against the real broker (tests/integration/test_consume.py and the
 modules importing its ``make_settings``)."""
 
@@ -10,7 +11,14 @@ import threading
 import pytest
 
 from pipeline._exceptions import ConfigError, KafkaUnavailableError
-from pipeline.consumer.clients import _CONFLUENT_ONLY, CONSUMER_DEFAULTS, _Backoff, _batch
+from pipeline.consumer import Consumer
+from pipeline.consumer.clients import (
+    _CONFLUENT_ONLY,
+    CONSUMER_DEFAULTS,
+    ConsumerClient,
+    _Backoff,
+    _batch,
+)
 from pipeline.kafka_connect import confluent_config
 from pipeline.settings import Settings
 
@@ -72,3 +80,43 @@ def test_backoff_gives_up_a_grace_period_after_a_stop_request(monkeypatch):
     with pytest.raises(KafkaUnavailableError, match="commit failed while stopping") as raised:
         backoff.pause(error)
     assert raised.value.__cause__ is error and raised.value.exit_code == 2
+
+
+class _Watermarks(ConsumerClient):
+    """Only what Consumer._caught_up asks of a client: the broker's answer, set by the test."""
+
+    def __init__(self, marks):
+        self.marks = marks
+        self.asked: list[list[int]] = []
+
+    def watermarks(self, partitions, timeout):
+        self.asked.append(partitions)
+        return self.marks
+
+
+def _idle_consumer(marks, positions):
+    consumer = Consumer(Settings(), until_idle=5)
+    consumer._client = _Watermarks(marks)
+    consumer._assigned = set(positions)
+    consumer.stats.positions.update({p: o for p, o in positions.items() if o is not None})
+    return consumer
+
+
+@pytest.mark.parametrize(("marks", "positions", "idle"), [
+    ({0: (0, 10), 1: (5, 5)}, {0: 10, 1: None}, True),     # read to the end; 1 is empty
+    ({0: (0, 10), 1: (0, 7)}, {0: 10, 1: 3}, False),       # 4 messages left in partition 1
+    ({0: (0, 10)}, {0: None}, False),                      # nothing read yet, 10 to read
+    ({0: (8, 10)}, {0: 2}, False),                         # behind, even after retention
+    ({0: (12, 12)}, {0: 2}, True),                         # all we missed was deleted
+    (None, {0: 10}, False),                                # the broker does not answer
+])
+def test_until_idle_stops_only_when_the_broker_confirms_nothing_is_left(marks, positions, idle):
+    consumer = _idle_consumer(marks, positions)
+    assert consumer._caught_up() is idle
+    assert consumer._client.asked == [sorted(positions)]
+
+
+def test_until_idle_with_no_partitions_stops_without_asking():
+    consumer = _idle_consumer({}, {})
+    assert consumer._caught_up() is True
+    assert consumer._client.asked == []
