@@ -66,18 +66,35 @@ retries (exit 2).
 from __future__ import annotations
 
 import argparse
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from pipeline._exceptions import ConfigError
+from pipeline.consumer.batches import Flushed, RawBatch
 from pipeline.consumer.loop import (
     CONSUMER_DEFAULTS,
     Consumer,
     ConsumerStats,
     install_signal_handlers,
 )
-from pipeline.consumer.recovery import Recovery, recover_partition
-from pipeline.consumer.sink import Flushed, RawBatch, Sink, SinkProcess
-from pipeline.consumer.validate import BatchResult, Reject, validate_batch
+from pipeline.consumer.sink_process import SinkProcess
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.consumer.recovery import Recovery, recover_partition
+    from pipeline.consumer.sink import Sink
+    from pipeline.consumer.validate import BatchResult, Reject, validate_batch
+
+# the lake writer's parts import pyarrow and the event models: loaded on first use, so that
+# `modelmeter consume` leaves them to its writer process (see pipeline.consumer.batches)
+_LAZY = {"Sink": "sink", "Recovery": "recovery", "recover_partition": "recovery",
+         "validate_batch": "validate", "BatchResult": "validate", "Reject": "validate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"pipeline.consumer.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "run_cli",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 
 from pipeline._exceptions import KafkaError, KafkaUnavailableError
-from pipeline.consumer.sink import RawBatch
+from pipeline.consumer.batches import RawBatch
 
 if TYPE_CHECKING:
     from pipeline.consumer.loop import Consumer

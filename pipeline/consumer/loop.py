@@ -11,19 +11,23 @@ flush left and says where to resume.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline._exceptions import LakeWriteError
+from pipeline.consumer.batches import Flushed, RawBatch
 from pipeline.consumer.clients import CONSUMER_DEFAULTS, ConsumerClient, open_client
-from pipeline.consumer.recovery import recover_partition
-from pipeline.consumer.sink import Flushed, RawBatch, Sink, SinkProcess
+from pipeline.consumer.sink_process import SinkProcess, tune_gc
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.consumer.sink import Sink
 
 __all__ = ["Consumer", "ConsumerStats", "CONSUMER_DEFAULTS"]
 
@@ -105,13 +109,18 @@ class Consumer:
         options: dict[str, Any] = {"flush_events": self.flush_events,
                                    "flush_seconds": self.flush_seconds}
         if self.in_process:
-            from pipeline.consumer.sink import DeadLetter
+            from pipeline.consumer.sink import DeadLetter, Sink
             self._sink = Sink(self.settings, dead_letter=DeadLetter(self.settings), **options)
         else:  # fork before any Kafka client thread exists
             self._sink = SinkProcess(self.settings, **options)
+            # the lake recovery's modules (pyarrow) load beside the Kafka connection
+            threading.Thread(target=importlib.import_module, args=("pipeline.consumer.recovery",),
+                             name="modelmeter-import", daemon=True).start()
         committed_ok = False
         try:
             self._client = open_client(self)
+            if not self.in_process:  # the CLI's poller process (an embedding caller keeps its GC)
+                tune_gc()
             self._loop()
             self._commit(self._sink.flush())
             committed_ok = True
@@ -252,6 +261,8 @@ class Consumer:
         """
         if committed is not None and committed < 0:
             committed = None
+        from pipeline.consumer.recovery import recover_partition
+
         rec = recover_partition(self.settings.lake, self.settings.topic, partition, committed)
         self.stats.recovered_files_deleted += len(rec.deleted)
         if rec.deleted or rec.temp_removed:

@@ -8,24 +8,14 @@ One flush of partition ``p`` covering offsets ``[first, last]``:
 2. sends the flush's invalid messages to the dead-letter topic and waits for the acks;
 3. only then reports :class:`Flushed` so that the caller commits ``last + 1``.
 
-:class:`Sink` does this in the calling process; :class:`SinkProcess` runs a :class:`Sink` in a
-child process (the second core: validation and Parquet writing there, Kafka polling and
-commits in the parent) behind the same methods.
+:class:`Sink` does this in the calling process;
+:class:`~pipeline.consumer.sink_process.SinkProcess` runs one in a child process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import datetime as dt
-import gc
 import logging
-import multiprocessing as mp
-import os
-import queue
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._exceptions import LakeWriteError, PipelineError
+from pipeline.consumer.batches import Flushed, RawBatch
 from pipeline.consumer.validate import Reject, validate_batch
 from pipeline.lake import (
     REJECTED_SCHEMA,
@@ -47,7 +38,7 @@ from pipeline.lake import (
 )
 from pipeline.settings import Settings
 
-__all__ = ["RawBatch", "Flushed", "Sink", "SinkProcess", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
+__all__ = ["RawBatch", "Flushed", "Sink", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -55,35 +46,6 @@ _TS = pa.timestamp("us", tz="UTC")
 # Large enough for any message the broker accepted on the source topic (its default limit
 # is ~1 MB); a bigger one still lands in _rejected and is counted as dlq_failed.
 DLQ_MAX_REQUEST_BYTES = 16 * 1024 * 1024
-_GC_THRESHOLD = 10_000  # the lake writer process's gen-0 garbage collection threshold
-
-
-@dataclass(slots=True)
-class RawBatch:
-    """Messages of one poll, grouped by partition: parallel lists plus contiguous segments."""
-
-    partitions: list[int]
-    offsets: list[int]
-    keys: list[bytes | None]
-    values: list[bytes | None]
-    ingested_at: dt.datetime
-    # (partition, start index, end index) of each partition's slice of the lists
-    segments: list[tuple[int, int, int]]
-
-
-@dataclass(slots=True)
-class Flushed:
-    """A durable flush: the caller may commit ``last_offset + 1`` of ``partition``."""
-
-    partition: int
-    first_offset: int
-    last_offset: int
-    landed: int
-    rejected: int
-    files: int
-    seconds: float
-    dlq_failed: int = 0
-    fast: int = 0
 
 
 @dataclass(slots=True)
@@ -327,176 +289,3 @@ class Sink:
         self._pool.shutdown(wait=True)
         if self._dead_letter is not None:
             self._dead_letter.close()
-
-
-# -- the sink in a child process -------------------------------------------------------------
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies, so that no orphan keeps writing the
-    lake after the consumer was killed (the next consumer's recovery must see a still lake)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class _NoPandas:
-    """Import hook for the lake writer process: ``import pandas`` fails there.
-
-    pyarrow imports pandas (if installed) on the first ``pa.array`` call only to check
-    whether the input is a pandas object; the writer never gets one. Refusing the import
-    saves ~0.3 s of start-up CPU and ~35 MB of resident memory in the writer (measured)."""
-
-    @staticmethod
-    def find_spec(name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is not used by the modelmeter lake writer")
-
-
-def _worker(conn: Any, settings: Settings, options: dict[str, Any]) -> None:
-    _die_with_parent()
-    if "pandas" not in sys.modules:  # forked before anything imported it (the normal case)
-        sys.meta_path.insert(0, _NoPandas)
-    # Validation makes thousands of short-lived tuples per batch: with the default gen-0
-    # threshold (700) the collector ran every few dozen events, ~10% of the writer's CPU
-    # (measured: 2.5 -> 2.25 us/event). Objects inherited from the parent are frozen, so no
-    # collection walks them (nor unshares their pages).
-    gc.freeze()
-    gc.set_threshold(_GC_THRESHOLD, *gc.get_threshold()[1:])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = os.getppid()
-    sink = None
-    try:
-        sink = Sink(settings, dead_letter=DeadLetter(settings), **options)
-        conn.send(("ready", None))
-        while True:
-            if not conn.poll(0.2):
-                if os.getppid() != parent:
-                    return
-                out = sink.tick()
-                if out:
-                    conn.send(("flushed", out))
-                continue
-            op, arg = conn.recv()
-            if op == "add":
-                out = sink.add(arg) + sink.tick()
-                if out:
-                    conn.send(("flushed", out))
-            elif op == "flush":
-                conn.send(("flush-done", sink.flush(arg)))
-            elif op == "forget":
-                sink.forget(arg)
-            elif op == "stop":
-                return
-    except EOFError:
-        return
-    except PipelineError as exc:
-        conn.send(("error", exc))
-    except BaseException as exc:  # report anything, so the parent exits with one line
-        conn.send(("error", PipelineError(f"lake writer failed: {type(exc).__name__}: {exc}")))
-    finally:
-        if sink is not None:
-            sink.close()
-
-
-class SinkProcess:
-    """A :class:`Sink` in a child process. Create it before any Kafka client (it forks).
-
-    Requests go to the child through a small bounded queue and a sender thread: a poll's
-    batch (megabytes) is far larger than the socket buffer, so a direct ``send`` would hold
-    the poller until the writer has finished the previous batch and read this one; with the
-    thread, polling the next batch overlaps the writer's work (the queue bounds the memory).
-    """
-
-    _SEND_QUEUE = 2  # batches waiting for the writer, at most
-
-    def __init__(self, settings: Settings, **options: Any) -> None:
-        ctx = mp.get_context("fork")
-        self._conn, child = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(target=_worker, args=(child, settings, options),
-                                 name="modelmeter-lake-writer", daemon=True)
-        self._proc.start()
-        child.close()
-        self._ready: list[Flushed] = []
-        self._events_in_flight = 0
-        self._send_error: BaseException | None = None
-        self._outbox: queue.Queue[tuple[str, Any] | None] = queue.Queue(self._SEND_QUEUE)
-        self._sender = threading.Thread(target=self._send_loop, name="modelmeter-lake-send",
-                                        daemon=True)
-        self._sender.start()
-        op, arg = self._recv()
-        if op != "ready":
-            raise PipelineError(f"lake writer did not start ({op})")
-
-    def _send_loop(self) -> None:
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            if self._send_error is not None:
-                continue  # the writer is gone: drop, the caller raises on its next call
-            try:
-                self._conn.send(item)
-            except (OSError, EOFError) as exc:
-                self._send_error = exc
-
-    def _send(self, op: str, arg: Any) -> None:
-        if self._send_error is not None:
-            raise PipelineError("lake writer process died") from None
-        self._outbox.put((op, arg))
-
-    def _recv(self) -> tuple[str, Any]:
-        try:
-            op, arg = self._conn.recv()
-        except EOFError:
-            raise PipelineError("lake writer process died") from None
-        if op == "error":
-            raise arg
-        return op, arg
-
-    def _drain(self, block: bool = False) -> None:
-        while self._conn.poll(None if block else 0):
-            op, arg = self._recv()
-            if op == "flushed":
-                self._ready.extend(arg)
-            if block:
-                return
-
-    def add(self, batch: RawBatch) -> list[Flushed]:
-        self._send("add", batch)
-        return self.completed()
-
-    def completed(self) -> list[Flushed]:
-        """Flushes finished since the last call (non-blocking)."""
-        self._drain()
-        out, self._ready = self._ready, []
-        return out
-
-    def tick(self) -> list[Flushed]:
-        return self.completed()
-
-    def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
-        self._send("flush", None if partitions is None else list(partitions))
-        while True:
-            op, arg = self._recv()
-            if op == "flushed":
-                self._ready.extend(arg)
-            elif op == "flush-done":
-                out, self._ready = self._ready + arg, []
-                return out
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        with contextlib.suppress(PipelineError):  # a dead writer holds nothing
-            self._send("forget", list(partitions))
-
-    def close(self) -> None:
-        with contextlib.suppress(PipelineError):
-            self._send("stop", None)
-        self._outbox.put(None)
-        self._sender.join(timeout=30)
-        self._proc.join(timeout=30)
-        if self._proc.is_alive():
-            self._proc.kill()
-        self._conn.close()

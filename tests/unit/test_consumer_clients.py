@@ -120,3 +120,17 @@ def test_until_idle_with_no_partitions_stops_without_asking():
     consumer = _idle_consumer({}, {})
     assert consumer._caught_up() is True
     assert consumer._client.asked == []
+
+
+def test_the_poller_process_leaves_the_writer_libraries_to_the_writer():
+    """`modelmeter consume` starts faster when the poller does not import pyarrow, msgspec
+    and the event models: the forked lake writer imports them on the other core while the
+    poller connects to Kafka (pipeline.consumer.batches)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.cli, pipeline.consumer, pipeline.consumer.loop; "
+            "heavy = [m for m in ('pyarrow', 'msgspec', 'pipeline.contract', 'pipeline.lake') "
+            "if m in sys.modules]; sys.exit(str(heavy) if heavy else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
