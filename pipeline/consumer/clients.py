@@ -74,7 +74,7 @@ _CONFLUENT_ONLY: dict[str, Any] = {
 }
 
 
-def _transient() -> frozenset[int]:
+def _transient_codes() -> frozenset[int]:
     """librdkafka error codes of a broker or coordinator that is away for a while."""
     from confluent_kafka import KafkaError as CKError
 
@@ -153,6 +153,24 @@ class ConsumerClient:
     def close(self) -> None:
         raise NotImplementedError
 
+    owner: Consumer
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Is ``exc`` a broker or group coordinator that is away for a while?"""
+        raise NotImplementedError
+
+    def _retrying(self, what: str, call: Any) -> Any:
+        """``call()``, retried (:class:`_Backoff`) while :meth:`_transient` says the broker or
+        the group coordinator is away; other errors are raised."""
+        backoff = _Backoff(what, self.owner._stop)
+        while True:
+            try:
+                return call()
+            except Exception as exc:
+                if not self._transient(exc):
+                    raise
+                time.sleep(backoff.pause(exc))
+
 
 def open_client(owner: Consumer) -> ConsumerClient:
     """The client ``owner.settings.kafka_client`` names, subscribed to the topic."""
@@ -222,11 +240,11 @@ class KafkaPythonClient(ConsumerClient):
             raise
 
     def poll(self, limit: int, timeout: float) -> RawBatch | None:
-        import kafka.errors as ke
-
         try:
             records = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
-        except ke.RetriableError as exc:
+        except Exception as exc:
+            if not self._transient(exc):
+                raise
             # kafka-python 3.0.12 lets a failed metadata refresh escape while it looks for
             # the group coordinator (broker restarting): the next poll tries again
             if not self._poll_failing:
@@ -286,31 +304,22 @@ class KafkaPythonClient(ConsumerClient):
         return (ke.CommitFailedError, ke.IllegalGenerationError, ke.UnknownMemberIdError,
                 ke.RebalanceInProgressError, ke.FencedInstanceIdError)
 
-    def _retrying(self, what: str, call: Any) -> Any:
-        """``call()``, retried (:class:`_Backoff`) on kafka-python's retriable errors:
-        its own retries give up when a metadata refresh fails while the broker restarts."""
+    def _transient(self, exc: BaseException) -> bool:
+        # kafka-python's own retries give up when a metadata refresh fails while the broker
+        # restarts (KafkaConnectionError); membership errors are not retriable ones
         import kafka.errors as ke
 
-        backoff = _Backoff(what, self.owner._stop)
-        while True:
-            try:
-                return call()
-            except self._membership_errors():
-                raise
-            except ke.RetriableError as exc:
-                time.sleep(backoff.pause(exc))
+        return isinstance(exc, ke.RetriableError)
 
     async def _retrying_async(self, what: str, call: Any) -> Any:
         """:meth:`_retrying` for coroutines on kafka-python's network thread."""
-        import kafka.errors as ke
-
         backoff = _Backoff(what, self.owner._stop)
         while True:
             try:
                 return await call()
-            except self._membership_errors():
-                raise
-            except ke.RetriableError as exc:
+            except Exception as exc:
+                if not self._transient(exc):
+                    raise
                 await self._consumer._coordinator._net.sleep(backoff.pause(exc))
 
     # -- rebalances (run on kafka-python's network thread) ----------------------------------
@@ -489,20 +498,13 @@ class ConfluentClient(ConsumerClient):
                              f"{failed[0].error}")
         return True
 
-    def _retrying(self, what: str, call: Any) -> Any:
-        """``call()``, retried (:class:`_Backoff`) while the broker or the group coordinator
-        is away; other errors are raised."""
+    def _transient(self, exc: BaseException) -> bool:
         from confluent_kafka import KafkaException
 
-        backoff = _Backoff(what, self.owner._stop)
-        while True:
-            try:
-                return call()
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.fatal() or not (error.retriable() or error.code() in _transient()):
-                    raise
-                time.sleep(backoff.pause(exc))
+        if not isinstance(exc, KafkaException):
+            return False
+        error = exc.args[0]
+        return not error.fatal() and (error.retriable() or error.code() in _transient_codes())
 
     def highwater(self, partition: int) -> int | None:
         from confluent_kafka import TopicPartition

@@ -127,7 +127,6 @@ class SinkProcess:
         self._proc.start()
         child.close()
         self._ready: list[Flushed] = []
-        self._events_in_flight = 0
         self._send_error: BaseException | None = None
         self._outbox: queue.Queue[tuple[str, Any] | None] = queue.Queue(self._SEND_QUEUE)
         self._sender = threading.Thread(target=self._send_loop, name="modelmeter-lake-send",
