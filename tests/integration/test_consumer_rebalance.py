@@ -3,10 +3,12 @@ another, and a broker restart in the middle of a stream."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -62,29 +64,37 @@ def test_successive_in_process_consumers_join_once_and_land_everything(make_sett
     assert sum(committed(settings, "g-a").values()) == 500
 
 
+@contextlib.contextmanager
+def _consuming(settings, *args: str) -> Iterator[Progress]:
+    """`modelmeter consume ARGS` in the background; killed if it still runs at the end."""
+    proc = subprocess.Popen(cli(settings, "--progress-seconds", "0.2", *args),
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        yield Progress(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _assert_landed_once(settings, group: str, n: int) -> None:
+    assert len(assert_each_offset_once(lake_rows(settings.lake))) == n
+    assert sum(committed(settings, group).values()) == n
+
+
 def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker, make_settings):  # noqa: F811
     """The broker goes away and comes back while `modelmeter consume` runs: the consumer
     reconnects by itself, lands every message exactly once and exits 0 once idle."""
     settings = make_settings()
     values = events(4000)
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
-    proc = subprocess.Popen(
-        cli(settings, "--until-idle", "20", "--flush-seconds", "0.5", "--progress-seconds", "0.2",
-            "--group", "g-restart"),
-        stderr=subprocess.PIPE, text=True, env=ENV)
-    progress = Progress(proc)
-    try:
+    with _consuming(settings, "--until-idle", "20", "--flush-seconds", "0.5",
+                    "--group", "g-restart") as progress:
         progress.wait_consumed(2000, timeout=90)
         kafka_broker.restart()
         produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
         assert progress.wait(timeout=180) == 0, "".join(progress.lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert "landed=4,000 rejected=0" in progress.lines[-1], "".join(progress.lines)
-    rows = lake_rows(settings.lake)
-    assert len(assert_each_offset_once(rows)) == 4000
-    assert sum(committed(settings, "g-restart").values()) == 4000
+    _assert_landed_once(settings, "g-restart", 4000)
 
 
 def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
@@ -95,30 +105,25 @@ def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
     settings = make_settings()
     values = events(3000)
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
-    proc = subprocess.Popen(
-        cli(settings, "--until-idle", "20", "--flush-seconds", "6", "--progress-seconds", "0.2",
-            "--group", "g-outage"),
-        stderr=subprocess.PIPE, text=True, env=ENV)
-    progress = Progress(proc)
     try:
-        progress.wait_consumed(2000, timeout=90)
-        kafka_broker.stop()  # the flush, due 6 s after the first message, finds no broker
-        deadline = time.monotonic() + 30
-        while len(lake_rows(settings.lake)) < 2000:  # written; committed only once it is back
-            assert time.monotonic() < deadline and proc.poll() is None, "".join(progress.lines)
-            time.sleep(0.2)
-        time.sleep(2)  # commit retries meanwhile
-        assert proc.poll() is None, "".join(progress.lines)
-        kafka_broker.start()
-        produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
-        assert progress.wait(timeout=180) == 0, "".join(progress.lines)
+        with _consuming(settings, "--until-idle", "20", "--flush-seconds", "6",
+                        "--group", "g-outage") as progress:
+            progress.wait_consumed(2000, timeout=90)
+            kafka_broker.stop()  # the flush, due 6 s after the first message, finds no broker
+            deadline = time.monotonic() + 30
+            while len(lake_rows(settings.lake)) < 2000:  # written; committed once it is back
+                assert time.monotonic() < deadline and progress.proc.poll() is None, \
+                    "".join(progress.lines)
+                time.sleep(0.2)
+            time.sleep(2)  # commit retries meanwhile
+            assert progress.proc.poll() is None, "".join(progress.lines)
+            kafka_broker.start()
+            produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
+            assert progress.wait(timeout=180) == 0, "".join(progress.lines)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         kafka_broker.start()  # no-op when it runs
     assert "landed=3,000 rejected=0" in progress.lines[-1], "".join(progress.lines)
-    assert len(assert_each_offset_once(lake_rows(settings.lake))) == 3000
-    assert sum(committed(settings, "g-outage").values()) == 3000
+    _assert_landed_once(settings, "g-outage", 3000)
 
 
 def test_sigterm_while_the_broker_is_down_exits_2_in_seconds_and_a_restart_recovers(
@@ -127,24 +132,18 @@ def test_sigterm_while_the_broker_is_down_exits_2_in_seconds_and_a_restart_recov
     (exit 2, one clear line) instead of hanging; the next run lands everything exactly once."""
     settings = make_settings()
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, events(2000))
-    proc = subprocess.Popen(
-        cli(settings, "--flush-seconds", "600", "--progress-seconds", "0.2", "--group", "g-term"),
-        stderr=subprocess.PIPE, text=True, env=ENV)
-    progress = Progress(proc)
     try:
-        progress.wait_consumed(2000, timeout=90)
-        kafka_broker.stop()
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert progress.wait(timeout=60) == 2, "".join(progress.lines)
-        assert time.monotonic() - started < 45
+        with _consuming(settings, "--flush-seconds", "600", "--group", "g-term") as progress:
+            progress.wait_consumed(2000, timeout=90)
+            kafka_broker.stop()
+            progress.proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert progress.wait(timeout=60) == 2, "".join(progress.lines)
+            assert time.monotonic() - started < 45
     finally:
-        if proc.poll() is None:
-            proc.kill()
         kafka_broker.start()
     assert any("commit failed while stopping: Kafka still unreachable" in line
                for line in progress.lines), "".join(progress.lines)
     again = run_cli(settings, "--until-idle", "3", "--group", "g-term")
     assert again.returncode == 0, again.stderr
-    assert len(assert_each_offset_once(lake_rows(settings.lake))) == 2000
-    assert sum(committed(settings, "g-term").values()) == 2000
+    _assert_landed_once(settings, "g-term", 2000)
