@@ -259,7 +259,7 @@ class KafkaPythonClient(ConsumerClient):
         self._poll_failing = False
         if not records:
             return None
-        return _batch((tp.partition, *zip(*recs)) for tp, recs in records.items() if recs)
+        return _batch((tp.partition, *zip(*recs, strict=True)) for tp, recs in records.items() if recs)
 
     def commit(self, offsets: dict[int, int]) -> bool:
         try:

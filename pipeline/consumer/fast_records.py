@@ -162,7 +162,7 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
                 self.records_read += len(offsets)
                 # (fetch metrics; kafka-python's sum leaves the records' length prefixes out)
                 self.bytes_read += len(buf) - batch._pos
-                for record in zip(offsets, keys, values):
+                for record in zip(offsets, keys, values, strict=True):
                     self.next_fetch_offset = record[0] + 1
                     yield record
             batch = records.next_batch()

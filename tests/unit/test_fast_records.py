@@ -32,7 +32,7 @@ def _messages(n: int, seed: int) -> list[tuple[int, bytes | None, bytes | None, 
     rng = random.Random(seed)
     out = []
     ts = 1_764_000_000_000
-    for i in range(n):
+    for _ in range(n):
         ts += rng.choice((0, 1, 63, 64, 8_191, 8_192, 10**9))
         key = rng.choice((None, b"", b"agent-7", bytes(range(256)) * 2))
         size = rng.choice((0, 1, 63, 64, 424, 8_191, 8_192, 70_000))
@@ -73,7 +73,7 @@ def _lean(batch_bytes: bytes) -> list[tuple[int, bytes | None, bytes | None]]:
     batch = DefaultRecordBatch(batch_bytes)
     batch._maybe_uncompress()
     return list(zip(*decode_batch(bytes(batch._buffer), batch._pos, batch.records_count,
-                                  batch.base_offset)))
+                                  batch.base_offset), strict=True))
 
 
 @pytest.mark.parametrize("compression", [0, GZIP])
@@ -199,7 +199,7 @@ def test_read_committed_goes_through_kafka_pythons_decoding(monkeypatch) -> None
 
 def test_legacy_message_format_batches_are_decoded_by_kafka_python() -> None:
     builder = MemoryRecordsBuilder(magic=1, compression_type=0, batch_size=10**6)
-    for i, (ts, key, value, _) in enumerate(_messages(15, 8)):
+    for ts, key, value, _ in _messages(15, 8):
         builder.append(ts, key, value, headers=[])
     builder.close()
     raw = builder.buffer()
