@@ -234,8 +234,8 @@ class KafkaPythonClient(ConsumerClient):
         self._consumer = create_client(KafkaConsumer, owner.settings, group_id=owner.group,
                                        client_id="modelmeter-consume", **owner.consumer_config)
         self._poll_failing = False
-        fast_records.install(self._consumer)  # poll() gives (offset, key, value) tuples
         try:
+            fast_records.install(self._consumer)  # poll() gives (offset, key, value) tuples
             self._consumer.subscribe([self.topic], listener=_Rebalance(self))
             self._wait_for_topic_metadata()
         except BaseException:

@@ -12,7 +12,7 @@ transactions) to kafka-python.
 
 It is installed on one consumer (:func:`install`), not on kafka-python's classes. What it
 relies on is checked there: the kafka-python version range of ``pyproject.toml``
-(``install`` raises on another one, so an upgrade is a decision, taken with the unit tests of
+(``install`` raises :class:`~pipeline.ConfigError` on another one, so an upgrade is a decision, taken with the unit tests of
 ``tests/unit/test_fast_records.py``, which compare it with kafka-python's own decoding).
 """
 
@@ -26,6 +26,8 @@ from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
+
+from pipeline._exceptions import ConfigError
 
 __all__ = ["LeanPartitionRecords", "install", "decode_batch", "SUPPORTED_KAFKA_PYTHON"]
 
@@ -176,7 +178,8 @@ def install(consumer: Any) -> None:
     """Make ``consumer`` (a ``kafka.KafkaConsumer``) return ``(offset, key, value)`` tuples
     from ``poll()`` instead of ``ConsumerRecord`` objects."""
     if kafka.__version__ not in SUPPORTED_KAFKA_PYTHON:
-        raise RuntimeError(
-            f"modelmeter's record decoding was checked against kafka-python"
-            f" {', '.join(SUPPORTED_KAFKA_PYTHON)}, not {kafka.__version__}")
+        raise ConfigError(
+            f"kafka-python {kafka.__version__} is installed, but the consumer's message"
+            f" decoding was checked against {', '.join(SUPPORTED_KAFKA_PYTHON)} only: install"
+            f" that version (pyproject.toml pins it) or use --kafka-client confluent")
     consumer._fetcher.PartitionRecords = LeanPartitionRecords
