@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                     settings = settings_for(broker, "bench-ingest", workdir)
                     doc["topic"] = fill_topic(settings, args.events)
                     if "ingest" in only:
-                        ingest, memory, raws = run_ingest(settings, workdir, args.events)
+                        ingest, memory, raws = run_ingest(settings, workdir, args.events,
+                                                          rounds=args.rounds)
                         figures["ingest"], figures["memory"] = ingest, memory
                         # issue 9 item 3 asks for it when kafka-python is below 100k/s; on
                         # a shared machine it may be either side of that: always measure it
