@@ -335,7 +335,8 @@ def _drain_with(settings, workdir: Path, events: int, consumers: int,
     t_a, n_a = next(s for s in samples if s[1] >= events * 0.25)
     t_b, n_b = next(s for s in samples if s[1] >= events * 0.75)
     return {"seconds": round(seconds, 2), "events_per_s": round(events / seconds),
-            "steady_events_per_s": round((n_b - n_a) / max(1e-9, t_b - t_a)),
+            # None when both thresholds fell in one sample (a topic drained in a blink)
+            "steady_events_per_s": round((n_b - n_a) / (t_b - t_a)) if t_b > t_a else None,
             # consumers' own CPU (pollers + lake writers, the idle tail included) per event,
             # and how busy all cores were while draining (broker and everything else included)
             "consumer_cpu_us_per_event": round(cpu / events * 1e6, 2),
@@ -362,11 +363,13 @@ def run_scale_out(settings, workdir: Path, events: int) -> dict:
         log(f"scale_out ({label}): two consumers in one group draining {events:,} events")
         two = _drain_with(settings, workdir, events, 2, client, pinned)
         speedup = one["seconds"] / two["seconds"]
-        steady = two["steady_events_per_s"] / one["steady_events_per_s"]
+        steady = (round(two["steady_events_per_s"] / one["steady_events_per_s"], 2)
+                  if one["steady_events_per_s"] and two["steady_events_per_s"] else None)
         log(f"scale_out ({label}): one {one['events_per_s']:,}/s, two "
-            f"{two['events_per_s']:,}/s ({speedup:.2f}x); steady state {steady:.2f}x")
+            f"{two['events_per_s']:,}/s ({speedup:.2f}x); steady state "
+            f"{f'{steady}x' if steady else 'not measurable (drained too fast)'}")
         result = {"one_consumer": one, "two_consumers": two, "speedup": round(speedup, 2),
-                  "met": speedup >= 1.6, "steady_state_speedup": round(steady, 2)}
+                  "met": speedup >= 1.6, "steady_state_speedup": steady}
         if pinned:
             out["one_core_each"] = result
         elif client == "kafka-python":
