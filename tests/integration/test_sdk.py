@@ -152,6 +152,58 @@ def test_round_trip_creates_topics_and_events_parse_back_equal(make_settings, ka
     assert not by_id
 
 
+def test_the_lean_send_lands_what_kafka_pythons_send_would(make_settings, monkeypatch):
+    """kafka-python transport: keyed messages skip KafkaProducer.send (pipeline.transport.
+    _lean_send) and land on murmur2's partition; no key, and a message that may be too large,
+    go through send itself (its sticky partitioner, its size error)."""
+    import kafka.errors as ke
+    from kafka import KafkaProducer
+
+    from pipeline.kafka_admin import ensure_topics
+    from pipeline.transport import KafkaPythonTransport
+
+    settings = make_settings(topic=f"sdk-lean-{uuid.uuid4().hex[:8]}")
+    if settings.kafka_client != "kafka-python":
+        pytest.skip("the kafka-python transport's own path")
+    ensure_topics(settings)
+    stock_calls: list[dict] = []
+    original = KafkaProducer.send
+
+    def counted(self, *args, **kwargs):
+        stock_calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(KafkaProducer, "send", counted)
+    transport = KafkaPythonTransport(settings, settings.topic, max_buffer=1000, options={})
+    producer = transport._producer
+    try:
+        sent = [(f"task-{i % 13}".encode(), f"value-{i}".encode() * (1 + i % 50))
+                for i in range(300)]
+        handles = [transport.send(value, key) for key, value in sent]
+        assert stock_calls == []
+        handles.append(transport.send(b"no key", None))
+        limit = producer.config["max_request_size"]
+        with pytest.raises(ke.MessageSizeTooLargeError):
+            transport.send(b"x" * (limit - 60), b"big")
+        assert [kw["key"] for kw in stock_calls] == [None, b"big"]
+        assert transport.flush(30)
+        assert all(h.is_done and h.exception is None for h in handles)
+    finally:
+        transport.close(10)
+    messages = read_all(settings, len(sent) + 1)
+    expected = [*sent, (None, b"no key")]
+    assert sorted((m.key or b"", m.value) for m in messages) == sorted(
+        (k or b"", v) for k, v in expected)
+    for m in messages:
+        if m.key is not None:
+            assert m.partition == (murmur2(m.key) & 0x7FFFFFFF) % 6
+    by_partition: dict[int, list[bytes]] = {}
+    for m in sorted(messages, key=lambda m: (m.partition, m.offset)):
+        by_partition.setdefault(m.partition, []).append(m.value)
+    for values in by_partition.values():  # in send order within a partition
+        assert values == [v for _, v in expected if v in values]
+
+
 def test_event_id_and_occurred_at_are_filled_in_or_kept(make_settings):
     """The SDK fills a fresh event_id and now (UTC); given values are kept (a re-send)."""
     settings = make_settings()
