@@ -40,9 +40,22 @@ from pipeline._exceptions import ConfigError, KafkaAuthError, KafkaUnavailableEr
 from pipeline.settings import SASL_PROTOCOLS, TLS_PROTOCOLS, Settings
 
 __all__ = ["create_client", "translate_kafka_error", "wait_for_broker", "bootstrap_addresses",
-           "confluent_config", "create_confluent_producer", "create_confluent_consumer"]
+           "confluent_config", "create_confluent_producer", "create_confluent_consumer",
+           "KAFKA_PYTHON_CHECKED", "kafka_python_checked"]
 
 log = logging.getLogger(__name__)
+
+# kafka-python versions whose internals modelmeter's fast paths were checked against (the
+# consumer's message decoding, pipeline/consumer/fast_records.py; the SDK's send,
+# pipeline/transport.py); pyproject.toml pins the newest
+KAFKA_PYTHON_CHECKED = ("3.0.12",)
+
+
+def kafka_python_checked() -> bool:
+    """Whether the installed kafka-python is one of :data:`KAFKA_PYTHON_CHECKED`."""
+    import kafka
+
+    return kafka.__version__ in KAFKA_PYTHON_CHECKED
 
 T = TypeVar("T")
 

@@ -122,7 +122,8 @@ _RECORD_OVERHEAD = 61 + 21 + 5 + 5 + 1
 
 def _lean_send(producer: Any, topic: str) -> Callable[[bytes | None, bytes | None], Handle]:
     """``KafkaProducer.send(topic, value, key)`` without the per-message steps that never
-    apply to the SDK's messages (kafka-python 3.0.12, pinned in pyproject.toml).
+    apply to the SDK's messages (on the kafka-python versions of
+    :data:`pipeline.kafka_connect.KAFKA_PYTHON_CHECKED`; ``send`` itself on any other).
 
     ``send`` checks headers and serializer outputs, runs the two serializers, looks the
     topic's metadata up, makes a ``TopicPartition``, estimates the record size in Python and
@@ -136,9 +137,11 @@ def _lean_send(producer: Any, topic: str) -> Callable[[bytes | None, bytes | Non
     from kafka.partitioner import Partitioner
     from kafka.structs import TopicPartition
 
+    from pipeline.kafka_connect import kafka_python_checked
+
     stock = functools.partial(producer.send, topic)
     config = producer.config
-    if (config["key_serializer"] is not None or config["value_serializer"] is not None
+    if (not kafka_python_checked() or config["key_serializer"] is not None or config["value_serializer"] is not None
             or not isinstance(config["partitioner"], Partitioner)
             or producer._transaction_manager is not None
             and producer._transaction_manager.is_transactional()

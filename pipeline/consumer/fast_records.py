@@ -11,7 +11,7 @@ protocol, positions, CRC checks of each batch, decompression, control batches, a
 transactions) to kafka-python.
 
 It is installed on one consumer (:func:`install`), not on kafka-python's classes. What it
-relies on is checked there: the kafka-python version range of ``pyproject.toml``
+relies on is checked there: the kafka-python version ``pyproject.toml`` pins
 (``install`` raises :class:`~pipeline.ConfigError` on another one, so an upgrade is a decision, taken with the unit tests of
 ``tests/unit/test_fast_records.py``, which compare it with kafka-python's own decoding).
 """
@@ -28,11 +28,9 @@ from kafka.protocol.consumer.offsets import IsolationLevel
 from kafka.record.default_records import DefaultRecordBatch
 
 from pipeline._exceptions import ConfigError
+from pipeline.kafka_connect import KAFKA_PYTHON_CHECKED, kafka_python_checked
 
-__all__ = ["LeanPartitionRecords", "install", "decode_batch", "SUPPORTED_KAFKA_PYTHON"]
-
-# the kafka-python versions whose Fetcher.PartitionRecords this module was checked against
-SUPPORTED_KAFKA_PYTHON = ("3.0.12",)
+__all__ = ["LeanPartitionRecords", "install", "decode_batch"]
 
 
 def _zigzag_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -177,9 +175,9 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
 def install(consumer: Any) -> None:
     """Make ``consumer`` (a ``kafka.KafkaConsumer``) return ``(offset, key, value)`` tuples
     from ``poll()`` instead of ``ConsumerRecord`` objects."""
-    if kafka.__version__ not in SUPPORTED_KAFKA_PYTHON:
+    if not kafka_python_checked():
         raise ConfigError(
             f"kafka-python {kafka.__version__} is installed, but the consumer's message"
-            f" decoding was checked against {', '.join(SUPPORTED_KAFKA_PYTHON)} only: install"
+            f" decoding was checked against {', '.join(KAFKA_PYTHON_CHECKED)} only: install"
             f" that version (pyproject.toml pins it) or use --kafka-client confluent")
     consumer._fetcher.PartitionRecords = LeanPartitionRecords

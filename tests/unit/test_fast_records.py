@@ -22,6 +22,7 @@ from kafka.structs import TopicPartition
 from pipeline._exceptions import ConfigError
 from pipeline.consumer import fast_records
 from pipeline.consumer.fast_records import LeanPartitionRecords, decode_batch
+from pipeline.kafka_connect import KAFKA_PYTHON_CHECKED
 
 TP = TopicPartition("usage-events", 3)
 GZIP = DefaultRecordBatch.CODEC_GZIP
@@ -216,7 +217,7 @@ def test_install_refuses_an_unchecked_kafka_python_version(monkeypatch) -> None:
     monkeypatch.setattr(kafka, "__version__", "3.1.0")
     with pytest.raises(ConfigError, match="kafka-python 3.1.0 is installed"):
         fast_records.install(Consumer())
-    monkeypatch.setattr(kafka, "__version__", fast_records.SUPPORTED_KAFKA_PYTHON[-1])
+    monkeypatch.setattr(kafka, "__version__", KAFKA_PYTHON_CHECKED[-1])
     consumer = Consumer()
     fast_records.install(consumer)
     assert consumer._fetcher.PartitionRecords is LeanPartitionRecords

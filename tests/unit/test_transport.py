@@ -77,3 +77,21 @@ def test_kafka_client_setting_from_environment_and_cli(monkeypatch, capsys):
     assert main(["policy", "check", "--kafka-client", "librdkafka"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("modelmeter: error: setting kafka_client:") and err.count("\n") == 1
+
+
+def test_the_lean_send_is_kafka_pythons_send_on_an_unchecked_version(monkeypatch):
+    """On a kafka-python version its internals were not checked against, the SDK's
+    kafka-python transport sends through KafkaProducer.send itself."""
+    import kafka
+
+    from pipeline.transport import _lean_send
+
+    class Producer:
+        config = {"key_serializer": None, "value_serializer": None}
+
+        def send(self, topic, value=None, key=None):
+            return ("stock", topic, value, key)
+
+    monkeypatch.setattr(kafka, "__version__", "9.9.9")
+    send = _lean_send(Producer(), "usage")
+    assert send(b"v", b"k") == ("stock", "usage", b"v", b"k")
