@@ -4,16 +4,21 @@ kafka-python 3.0.12 decodes every fetched message in pure Python: a ``DefaultRec
 ``decode_varint`` calls, properties recomputed per field, headers parsed) and then a 13-field
 ``ConsumerRecord`` with deserializer calls and size sums. py-spy on a poll-only pass over 200k
 events put two thirds of the poll thread's time there; with this module the same pass costs
-3.6-4.2 instead of 7.4-8.1 us of CPU per event (start-up included). The consumer needs three things of a message:
-offset, key and value. :class:`LeanPartitionRecords` gives exactly those, as
-``(offset, key, value)`` tuples, and leaves everything else (fetch requests, the group
-protocol, positions, CRC checks of each batch, decompression, control batches, aborted
-transactions) to kafka-python.
+3.6-4.2 instead of 7.4-8.1 us of CPU per event (start-up included).
 
-It is installed on one consumer (:func:`install`), not on kafka-python's classes. What it
-relies on is checked there: the kafka-python version ``pyproject.toml`` pins
-(``install`` raises :class:`~pipeline.ConfigError` on another one, so an upgrade is a decision, taken with the unit tests of
-``tests/unit/test_fast_records.py``, which compare it with kafka-python's own decoding).
+The consumer needs three things of a message: offset, key and value.
+:class:`LeanPartitionRecords` gives exactly those, as ``(offset, key, value)`` tuples, after
+reading and checking each record as kafka-python does (a malformed record raises the same
+``CorruptRecordError``, after the good records before it). Everything else stays
+kafka-python's: fetch requests, the group protocol, positions, each batch's CRC check,
+decompression, control batches, aborted transactions.
+
+It is installed on one consumer (:func:`install`), not on kafka-python's classes, and only
+``poll()`` is supported on that consumer (iterating over it expects ``ConsumerRecord``
+objects). :func:`install` raises :class:`~pipeline.ConfigError` on a kafka-python version
+other than those of :data:`pipeline.kafka_connect.KAFKA_PYTHON_CHECKED` (the one
+``pyproject.toml`` pins): moving the pin is a decision, taken with
+``tests/unit/test_fast_records.py``, which compares this decoding with kafka-python's.
 """
 
 from __future__ import annotations
@@ -45,22 +50,45 @@ def _zigzag_varint(buf: bytes, pos: int) -> tuple[int, int]:
             return (value >> 1) ^ -(value & 1), pos
         shift += 7
         if shift >= 64:
-            raise CorruptRecordError("varint out of int64 range")
+            raise CorruptRecordError("Found invalid record structure: varint out of int64 range")
 
 
-def decode_batch(buf: bytes, pos: int, count: int, base_offset: int
-                 ) -> tuple[list[int], list[bytes | None], list[bytes | None]]:
-    """Offsets, keys and values of the ``count`` records of a v2 record batch whose
-    (uncompressed) records start at ``buf[pos]``.
+def _skip_headers(buf: bytes, pos: int) -> int:
+    """Check a record's headers as kafka-python reads them; the position after them."""
+    varint = _zigzag_varint
+    count, pos = varint(buf, pos)
+    if count < 0:
+        raise CorruptRecordError(f"Found invalid number of record headers {count}")
+    for _ in range(count):
+        n, pos = varint(buf, pos)
+        if n < 0:
+            raise CorruptRecordError(f"Invalid negative header key size {n}")
+        buf[pos:pos + n].decode("utf-8")  # a header key is a string
+        pos += n
+        n, pos = varint(buf, pos)
+        if n > 0:
+            pos += n
+    return pos
+
+
+def _decode(buf: bytes, pos: int, count: int, base_offset: int
+            ) -> tuple[list[int], list[bytes | None], list[bytes | None], list[int],
+                       CorruptRecordError | None]:
+    """The records of a v2 batch up to the first bad one: offsets, keys, values, record sizes
+    (as kafka-python counts them), and the error that stopped decoding (None: all good).
 
     A record is ``length attributes timestamp_delta offset_delta key_length key value_length
-    value headers`` (all lengths and deltas zigzag varints). Timestamps and headers are not
-    used by the consumer: they are skipped (the record's length says where it ends). The
-    common case, a field of one or two bytes, is decoded inline.
+    value header_count headers`` (all zigzag varints as kafka-python reads them, but key,
+    value and headers). Everything is read and checked as kafka-python's
+    ``DefaultRecordBatch`` does; the timestamps and headers are not kept (the consumer
+    does not use them). The common case of each field, one or two bytes, is decoded inline.
     """
     offsets: list[int] = []
     keys: list[bytes | None] = []
     values: list[bytes | None] = []
+    sizes: list[int] = []
+    add_offset, add_key, add_value, add_size = (offsets.append, keys.append, values.append,
+                                                sizes.append)
     end_of_buffer = len(buf)
     varint = _zigzag_varint
     try:
@@ -69,47 +97,86 @@ def decode_batch(buf: bytes, pos: int, count: int, base_offset: int
             if b < 0x80:
                 length = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 0x80:  # two bytes: records of 64 to 8191 bytes
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                length = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 length, pos = varint(buf, pos)
             end = pos + length
             if length < 0 or end > end_of_buffer:
-                raise CorruptRecordError(f"record length {length} runs past its batch")
-            pos += 1  # attributes (unused, always one byte)
-            # timestamp delta: skipped
-            while buf[pos] >= 0x80:
+                raise CorruptRecordError(f"Invalid record size {length}: it runs past its batch")
+            if buf[pos] < 0x80:  # attributes (unused; a varint to kafka-python)
                 pos += 1
-            pos += 1
+            else:
+                _, pos = varint(buf, pos)
+            if buf[pos] < 0x80:  # timestamp delta (unused)
+                pos += 1
+            else:
+                _, pos = varint(buf, pos)
             b = buf[pos]
             if b < 0x80:
-                offsets.append(base_offset + ((b >> 1) ^ -(b & 1)))
+                delta = (b >> 1) ^ -(b & 1)
                 pos += 1
             else:
                 delta, pos = varint(buf, pos)
-                offsets.append(base_offset + delta)
-            b = buf[pos]
-            if b == 1:  # -1: null key (the usual case)
-                keys.append(None)
+            if buf[pos] == 1:  # key length -1: no key (the usual case)
+                key = None
                 pos += 1
             else:
                 n, pos = varint(buf, pos)
-                if n < 0:
-                    keys.append(None)
-                else:
-                    keys.append(buf[pos:pos + n])
+                if n >= 0:
+                    key = buf[pos:pos + n]
                     pos += n
-            n, pos = varint(buf, pos)
-            if n < 0:
-                values.append(None)
+                else:
+                    key = None
+            b = buf[pos]
+            if b < 0x80:
+                n = (b >> 1) ^ -(b & 1)
+                pos += 1
+            elif buf[pos + 1] < 0x80:  # two bytes: values of 64 to 8191 bytes
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                n = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
-                values.append(buf[pos:pos + n])
+                n, pos = varint(buf, pos)
+            if n >= 0:
+                value = buf[pos:pos + n]
                 pos += n
-            if pos > end:
-                raise CorruptRecordError(f"record at offset {offsets[-1]} runs past its length")
-            pos = end  # headers: skipped
-    except IndexError:
-        raise CorruptRecordError("record batch ends inside a record") from None
+            else:
+                value = None
+            if buf[pos] == 0:  # no headers (the usual case)
+                pos += 1
+            else:
+                pos = _skip_headers(buf, pos)
+            if pos != end:
+                raise CorruptRecordError(
+                    f"Invalid record size: expected to read {length} bytes in record payload,"
+                    f" but instead read {pos - end + length}")
+            add_offset(base_offset + delta)
+            add_key(key)
+            add_value(value)
+            add_size(length)
+    except CorruptRecordError as exc:
+        return offsets, keys, values, sizes, exc
+    except (IndexError, ValueError) as exc:  # ran off the buffer; a header key not UTF-8
+        return offsets, keys, values, sizes, CorruptRecordError(
+            f"Found invalid record structure: {exc!r}")
+    error = None
     if pos != end_of_buffer:
-        raise CorruptRecordError(f"{end_of_buffer - pos} unconsumed bytes after all records")
+        error = CorruptRecordError(f"{end_of_buffer - pos} unconsumed bytes after all records"
+                                   " consumed")
+    return offsets, keys, values, sizes, error
+
+
+def decode_batch(buf: bytes, pos: int, count: int, base_offset: int
+                 ) -> tuple[list[int], list[bytes | None], list[bytes | None]]:
+    """Offsets, keys and values of the ``count`` records of a v2 record batch whose
+    (uncompressed) records start at ``buf[pos]``; :class:`CorruptRecordError` where
+    kafka-python's own decoding raises one."""
+    offsets, keys, values, _, error = _decode(buf, pos, count, base_offset)
+    if error is not None:
+        raise error
     return offsets, keys, values
 
 
@@ -121,8 +188,19 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
     own decoding and are then reduced to the same tuples.
     """
 
+    next_fetch_offset: int  # kafka-python's: where the next fetch of the partition starts
+
     def _maybe_skip_record(self, record: tuple[int, Any, Any]) -> bool:
         return record[0] < self.fetch_offset
+
+    def take(self, n: int | None = None) -> list[tuple[int, Any, Any]]:
+        """kafka-python's ``take``; the position then follows the last record taken (the
+        lean decoding does not move it per record; it moves it past control batches and,
+        at the end of the data, past the last batch, which can only be further)."""
+        records: list[tuple[int, Any, Any]] = super().take(n)
+        if records and records[-1][0] >= self.next_fetch_offset:
+            self.next_fetch_offset = records[-1][0] + 1
+        return records
 
     def _unpack_records(self, tp: Any, records: Any, key_deserializer: Any,
                         value_deserializer: Any) -> Iterator[tuple[int, Any, Any]]:
@@ -156,15 +234,21 @@ class LeanPartitionRecords(Fetcher.PartitionRecords):  # type: ignore[misc]
                     batch = records.next_batch()
                     continue
                 batch._maybe_uncompress()
-                buf = bytes(batch._buffer)
-                offsets, keys, values = decode_batch(buf, batch._pos, batch.records_count,
-                                                     batch.base_offset)
-                self.records_read += len(offsets)
-                # (fetch metrics; kafka-python's sum leaves the records' length prefixes out)
-                self.bytes_read += len(buf) - batch._pos
-                for record in zip(offsets, keys, values, strict=True):
-                    self.next_fetch_offset = record[0] + 1
-                    yield record
+                offsets, keys, values, sizes, error = _decode(
+                    bytes(batch._buffer), batch._pos, batch.records_count, batch.base_offset)
+                # as kafka-python: the records before a bad one, then its error; the
+                # records given are counted when the batch is done with or given up, and
+                # the position follows them in take()
+                given = 0
+                try:
+                    for record in zip(offsets, keys, values, strict=True):
+                        given += 1
+                        yield record
+                finally:
+                    self.records_read += given
+                    self.bytes_read += sum(sizes if given == len(sizes) else sizes[:given])
+                if error is not None:
+                    raise error
             batch = records.next_batch()
         # format v2 keeps a batch's last offset even when compaction removed its last record
         if last_batch is not None and isinstance(last_batch, DefaultRecordBatch):
