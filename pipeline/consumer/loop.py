@@ -11,7 +11,6 @@ flush left and says where to resume.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import signal
 import sys
@@ -113,9 +112,6 @@ class Consumer:
             self._sink = Sink(self.settings, dead_letter=DeadLetter(self.settings), **options)
         else:  # fork before any Kafka client thread exists
             self._sink = SinkProcess(self.settings, **options)
-            # the lake recovery's modules (pyarrow) load beside the Kafka connection
-            threading.Thread(target=importlib.import_module, args=("pipeline.consumer.recovery",),
-                             name="modelmeter-import", daemon=True).start()
         committed_ok = False
         try:
             self._client = open_client(self)

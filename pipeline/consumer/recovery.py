@@ -24,9 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from pipeline.lake import FileName, clean_temp_files, partition_files
+from pipeline.lake_files import FileName, clean_temp_files, partition_files
 
 __all__ = ["Recovery", "recover_partition"]
 
@@ -46,6 +44,10 @@ class Recovery:
 
 
 def _rows(path: Path) -> int:
+    # pyarrow only here (a lake without a committed offset): the poller process runs this
+    # and otherwise never loads pyarrow
+    import pyarrow.parquet as pq
+
     try:
         return pq.read_metadata(path).num_rows
     except Exception:  # unreadable footer: not a complete file

@@ -123,13 +123,15 @@ def test_until_idle_with_no_partitions_stops_without_asking():
 
 
 def test_the_poller_process_leaves_the_writer_libraries_to_the_writer():
-    """`modelmeter consume` starts faster when the poller does not import pyarrow, msgspec
-    and the event models: the forked lake writer imports them on the other core while the
-    poller connects to Kafka (pipeline.consumer.batches)."""
+    """`modelmeter consume` starts faster and uses less memory when the poller does not
+    import pyarrow, msgspec and the event models: the forked lake writer imports them on the
+    other core while the poller connects to Kafka (pipeline.consumer.batches), and the
+    poller's lake recovery needs only file names (pipeline.lake_files)."""
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.cli, pipeline.consumer, pipeline.consumer.loop; "
+    code = ("import sys, pipeline.cli, pipeline.consumer, pipeline.consumer.loop, "
+            "pipeline.consumer.clients, pipeline.consumer.recovery; "
             "heavy = [m for m in ('pyarrow', 'msgspec', 'pipeline.contract', 'pipeline.lake') "
             "if m in sys.modules]; sys.exit(str(heavy) if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
