@@ -141,7 +141,8 @@ def _lean_send(producer: Any, topic: str) -> Callable[[bytes | None, bytes | Non
 
     stock = functools.partial(producer.send, topic)
     config = producer.config
-    if (not kafka_python_checked() or config["key_serializer"] is not None or config["value_serializer"] is not None
+    if (not kafka_python_checked()
+            or config["key_serializer"] is not None or config["value_serializer"] is not None
             or not isinstance(config["partitioner"], Partitioner)
             or producer._transaction_manager is not None
             and producer._transaction_manager.is_transactional()

@@ -130,6 +130,8 @@ def _decode(buf: bytes, pos: int, count: int, base_offset: int
                     pos += n
                 else:
                     key = None
+            # the value length, decoded inline as the record length above: a helper call
+            # for each of the two cost ~0.15 us per record (the hot path of the poller)
             b = buf[pos]
             if b < 0x80:
                 n = (b >> 1) ^ -(b & 1)
