@@ -1,7 +1,8 @@
 """``make chaos``: fault injection against a real broker, then an exactly-once audit.
 
     .venv/bin/python ops/chaos.py [--events 200000] [--bad-fraction 0.01]
-        [--duplicate-fraction 0.01] [--kills 5] [--broker-restarts 1] [--seed S] [--json PATH]
+        [--duplicate-fraction 0.01] [--kills 5] [--broker-restarts 1] [--poison-pills 30]
+        [--seed S] [--json PATH]
 
 What it does, on its own broker (ops/kafka/kafka.sh on free ports, a temporary data dir) and
 its own temporary lake and warehouse:
@@ -9,7 +10,9 @@ its own temporary lake and warehouse:
 1. ``modelmeter simulate`` (a subprocess, ``--summary-json``) produces the events, with bad
    messages and producer retries (same event_id), while ``modelmeter consume`` subprocesses
    land them (short flush intervals, so that kills hit every phase of a flush: writing,
-   renamed-but-not-committed, committing);
+   renamed-but-not-committed, committing); a second producer (librdkafka) sends
+   ``--poison-pills`` hostile messages through the run: null key with null value,
+   tombstones, binary junk, duplicate keys, escape sequences in field names;
 2. meanwhile, in a seeded random order with random pauses: the consumer is SIGKILLed
    ``--kills`` times (a random member of the group each time) and restarted; the broker is
    restarted ``--broker-restarts`` times while the simulator is still producing; a second
@@ -21,7 +24,9 @@ its own temporary lake and warehouse:
 
    - the lake's distinct valid event_ids are exactly the simulator's (none missing, none
      extra);
-   - ``_rejected`` holds exactly as many rows as bad messages were sent;
+   - ``_rejected`` holds exactly as many rows as bad messages and poison pills were sent,
+     and the dead-letter topic holds a dead letter for every one of them (by source
+     partition and offset; duplicates allowed, the DLQ is at-least-once);
    - every offset of the topic is in the lake exactly once (landed + rejected rows by
      (partition, offset)), and every partition's committed offset is its end offset;
    - no temporary file is left in the lake;
@@ -84,6 +89,7 @@ class Options:
     pause_min: float = 2.0     # seconds between two faults, at least
     pause_max: float = 6.0
     drain_idle: float = 8.0
+    poison_pills: int = 30
 
 
 @dataclass
@@ -160,6 +166,86 @@ def _produced(bootstrap: str, topic: str) -> int:
     return -1
 
 
+# Messages that once stopped a consumer, or that no output may show raw: each is rejected
+_POISON: list[tuple[bytes | None, bytes | None]] = [
+    (None, None),  # a null key with a null value
+    (b"poison", None),  # a tombstone
+    (None, b""),
+    (None, b"\x00\xff\x1b[2J\x07"),
+    (b"dup", b'{"event_type":"llm_call","event_type":"task_feedback"}'),
+    (b"esc", b'{"event_type":"llm_call","\\u001b]0;pwned\\u0007":1,"role":"\\u202e"}'),
+]
+
+
+class PoisonPills:
+    """Sends ``count`` poison pills with librdkafka (it sends a null key with a null value;
+    kafka-python does not), one every ``interval`` seconds, from a thread; librdkafka retries
+    through a broker restart. :meth:`finish` waits for every ack and returns how many."""
+
+    def __init__(self, bootstrap: str, topic: str, count: int, interval: float = 0.3) -> None:
+        import threading
+
+        from confluent_kafka import Producer
+
+        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self._topic, self._count, self._interval = topic, count, interval
+        self.delivered = 0
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="poison-pills", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _ack(self, err: Any, _msg: Any) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.errors.append(str(err))
+
+    def _run(self) -> None:
+        for i in range(self._count):
+            key, value = _POISON[i % len(_POISON)]
+            self._producer.produce(self._topic, key=key, value=value, on_delivery=self._ack)
+            self._producer.poll(self._interval)
+
+    def finish(self, timeout: float = 300) -> int:
+        self._thread.join(timeout)
+        left = self._producer.flush(timeout)
+        if left or self.errors:
+            raise RuntimeError(f"poison pills: {left} not acknowledged, errors {self.errors[:3]}")
+        return self.delivered
+
+
+def _dlq_sources(bootstrap: str, dlq_topic: str) -> set[tuple[int, int]]:
+    """(source_partition, source_offset) of every dead letter on ``dlq_topic``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-dlq-audit",
+                         "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(dlq_topic, timeout=30).topics[dlq_topic]
+        ends = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(dlq_topic, p), timeout=30)
+            if high > low:
+                ends[p] = (low, high)
+        consumer.assign([TopicPartition(dlq_topic, p, low) for p, (low, _) in ends.items()])
+        sources: set[tuple[int, int]] = set()
+        remaining = {p: high for p, (_, high) in ends.items()}
+        deadline = time.monotonic() + 300
+        while remaining and time.monotonic() < deadline:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if msg.error() is not None:
+                    continue
+                headers = dict(msg.headers() or [])
+                sources.add((int(headers["source_partition"]), int(headers["source_offset"])))
+                if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
+                    remaining.pop(msg.partition(), None)
+        return sources
+    finally:
+        consumer.close()
+
+
 # --------------------------------------------------------------------------------------------
 # expected totals from the simulator's own events
 # --------------------------------------------------------------------------------------------
@@ -209,9 +295,12 @@ def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any
 # the audit
 # --------------------------------------------------------------------------------------------
 
-def audit(settings, summary: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
+          poison_pills: int = 0) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
+
+    from pipeline.warehouse import parquet_literal
 
     lake = Path(settings.lake)
     checks: dict[str, dict[str, Any]] = {}
@@ -222,14 +311,18 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any]) -> dict[s
     con = duckdb.connect()
     try:
         def src(table: str) -> str | None:
-            if not any(lake.glob(f"{table}/*/*.parquet")):
+            files = sorted(lake.glob(f"{table}/*/*.parquet"))
+            if not files:
                 return None
-            return f"read_parquet('{lake}/{table}/*/*.parquet', hive_partitioning = false)"
+            return (f"read_parquet([{', '.join(map(parquet_literal, files))}], "
+                    "hive_partitioning = false)")
 
         events = [s for s in (src("llm_call"), src("task_feedback")) if s]
         rejected = src("_rejected")
         event_rows = sum(con.execute(f"select count(*) from {s}").fetchall()[0][0] for s in events)
         rejected_rows = con.execute(f"select count(*) from {rejected}").fetchall()[0][0] if rejected else 0
+        rejected_at = set(con.execute(
+            f"select kafka_partition, kafka_offset from {rejected}").fetchall()) if rejected else set()
         con.register("sim_ids", pa.table({"event_id": expected["event_ids"]}))
         union_ids = " union all ".join(f"select event_id from {s}" for s in events) or \
             "select null::varchar as event_id where false"
@@ -253,7 +346,10 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any]) -> dict[s
     check("landed_distinct_valid_events", summary["distinct_event_ids"], distinct)
     check("missing_event_ids", 0, missing)
     check("unexpected_event_ids", 0, extra)
-    check("rejected_rows", summary["bad_messages"], rejected_rows)
+    check("rejected_rows", summary["bad_messages"] + poison_pills, rejected_rows)
+    dead_letters = _dlq_sources(settings.kafka_bootstrap_servers, settings.dlq_topic)
+    check("rejects_missing_from_the_dlq", 0, len(rejected_at - dead_letters))
+    check("dlq_letters_not_in_rejected", 0, len(dead_letters - rejected_at))
     check("lake_rows_are_topic_messages", topic_messages, event_rows + rejected_rows)
     check("distinct_offsets_are_topic_messages", topic_messages, distinct_offsets)
     check("committed_offsets_are_end_offsets", end, {p: committed.get(p, -1) for p in end})
@@ -360,6 +456,9 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         note("simulate started", messages=messages)
         consumers["a"].start()
         note("consumer a started")
+        pills = PoisonPills(settings.kafka_bootstrap_servers, settings.topic, opts.poison_pills)
+        pills.start()
+        note("poison pills started", count=opts.poison_pills)
 
         for step in _plan(opts):
             if step == "broker":
@@ -404,6 +503,7 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             raise RuntimeError(f"modelmeter simulate exited {code}: "
                                f"{(workdir / 'simulate.log').read_text()[-2000:]}")
         summary = json.loads(summary_path.read_text())
+        note("poison pills sent", delivered=pills.finish())
         for consumer in consumers.values():
             if consumer.running:
                 # a stop, not another kill: let a just-restarted consumer get going first
@@ -436,7 +536,7 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                                f"{(workdir / 'build.log').read_text()[-2000:]}")
         log("auditing")
         expected = expected_from_simulator(settings, run_args)
-        result = audit(settings, summary, expected)
+        result = audit(settings, summary, expected, poison_pills=opts.poison_pills)
     finally:
         if sim is not None and sim.poll() is None:
             sim.kill()
@@ -491,10 +591,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="consumer --flush-events during the faults (default 10000)")
     parser.add_argument("--flush-seconds", type=float, default=d.flush_seconds,
                         help="consumer --flush-seconds during the faults (default 2)")
+    parser.add_argument("--poison-pills", type=int, default=d.poison_pills,
+                        help="hostile messages sent through the run (default 30)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
     parser.add_argument("--workdir", type=Path, help="keep broker data, lake, warehouse and logs here")
     args = parser.parse_args(argv)
-    for name in ("events", "kills", "broker_restarts", "days", "flush_events"):
+    for name in ("events", "kills", "broker_restarts", "days", "flush_events", "poison_pills"):
         if getattr(args, name) < (1 if name in ("events", "days", "flush_events") else 0):
             parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
     for name in ("bad_fraction", "duplicate_fraction"):
@@ -503,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(events=args.events, bad_fraction=args.bad_fraction,
                    duplicate_fraction=args.duplicate_fraction, kills=args.kills,
                    broker_restarts=args.broker_restarts, seed=args.seed, days=args.days,
-                   flush_events=args.flush_events, flush_seconds=args.flush_seconds)
+                   flush_events=args.flush_events, flush_seconds=args.flush_seconds,
+                   poison_pills=args.poison_pills)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

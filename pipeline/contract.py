@@ -50,6 +50,7 @@ from pydantic import (
 from pydantic_core import CoreSchema, PydanticCustomError, SchemaValidator, core_schema
 
 from pipeline._exceptions import ContractError
+from pipeline.safe_text import visible
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -58,6 +59,7 @@ __all__ = [
     "MAX_FUTURE",
     "MAX_TOKENS",
     "EVENT_ID_PATTERN",
+    "IDENTIFIER_FIELDS",
     "LlmCall",
     "TaskFeedback",
     "Event",
@@ -159,6 +161,23 @@ def _text(max_length: int, description: str) -> Any:
     return Field(min_length=1, max_length=max_length, description=description)
 
 
+# Identifiers (agent, task, role, provider, model, trigger, policy version, task type) are
+# grouped on and printed: a control character, a bidi override or a zero-width space in one
+# would make the reports lie (two rows that look the same, text that reads backwards,
+# terminal escapes). They must be printable as Python's str.isprintable says (letters,
+# digits, punctuation, symbols and the ASCII space of any script).
+IDENTIFIER_FIELDS = ("agent_id", "task_id", "role", "provider", "model", "escalation_trigger",
+                     "policy_version", "task_type")
+
+
+def _printable(value: str | None) -> str | None:
+    if value is not None and not value.isprintable():
+        raise PydanticCustomError(
+            "printable", "must be printable (no control, format, bidi, zero-width or "
+            "separator characters other than space), got {value}", {"value": _short(value)})
+    return value
+
+
 class _Envelope(BaseModel):
     """Fields every event carries; the field order is the lake's column order."""
 
@@ -177,6 +196,11 @@ class _Envelope(BaseModel):
     agent_id: str = _text(128, "The agent that made the call.")
     task_id: str = _text(128, "The task; also the Kafka message key.")
     role: str = _text(64, "A role of the routing policy.")
+
+    @field_validator("agent_id", "task_id", "role")
+    @classmethod
+    def _printable_identifier(cls, value: str, info: ValidationInfo) -> str:
+        return _printable(value)  # type: ignore[return-value]
 
 
 class LlmCall(_Envelope):
@@ -209,9 +233,15 @@ class LlmCall(_Envelope):
     policy_version: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     task_type: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
+    @field_validator("provider", "model", "policy_version", "task_type")
+    @classmethod
+    def _printable_call_identifier(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _printable(value)
+
     @field_validator("escalation_trigger")
     @classmethod
     def _trigger_iff_escalated(cls, value: str | None, info: ValidationInfo) -> str | None:
+        _printable(value)
         escalated = info.data.get("escalated")
         if escalated is None:  # escalated itself was invalid and is reported on its own
             return value
@@ -346,8 +376,36 @@ def contract_error(exc: ValidationError, raw: bytes | None = None) -> ContractEr
     if len(errors) > 1:
         others = [f for f in (_describe(e, raw)[0] for e in errors[1:6]) if f]
         message += f" (+{len(errors) - 1} more" + (": " + ", ".join(others) if others else "") + ")"
-    message = " ".join(message.split())  # one line, whatever the input held
+    message = visible(" ".join(message.split()))  # one printable line, whatever the input held
     return ContractError(message, field=field)
+
+
+def _duplicate_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _check_unique_keys(raw: bytes) -> None:
+    """ContractError when a JSON object of ``raw`` names a key twice: JSON parsers disagree on
+    which value wins (pydantic and msgspec keep the last, others the first or refuse), so an
+    event that says two things is refused. Anything else wrong is left to pydantic."""
+    try:
+        json.loads(raw if isinstance(raw, str) else str(raw, "utf-8"),
+                   object_pairs_hook=_duplicate_key)
+    except _DuplicateKey as exc:
+        key = visible(" ".join(str(exc.args[0]).split()))[:64]
+        raise ContractError(f"{key}: duplicate key (a JSON object may name a field once)",
+                            field=key) from None
+    except (ValueError, TypeError, RecursionError):  # not UTF-8, not JSON, too deep: pydantic says why
+        return
 
 
 def parse_event(raw: bytes | None, *, now: dt.datetime | None = None) -> LlmCall | TaskFeedback:
@@ -358,6 +416,7 @@ def parse_event(raw: bytes | None, *, now: dt.datetime | None = None) -> LlmCall
     """
     if raw is None:
         raise ContractError("no value (tombstone)")
+    _check_unique_keys(raw)
     try:
         return EVENT_ADAPTER.validate_json(raw, context={"now": now} if now is not None else None)
     except ValidationError as exc:

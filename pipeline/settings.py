@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         300.0, gt=0,
         validation_alias=_env("MODELMETER_HEALTH_MAX_COMMIT_AGE", "health_max_commit_age"),
         description="/healthz fails when there is lag and no commit for this many seconds")
+    dlq_retry_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("MODELMETER_DLQ_RETRY_SECONDS", "dlq_retry_seconds"),
+        description="seconds a dead letter is retried on transient errors before a reduced "
+                    "dead letter is sent instead (the whole message stays in _rejected)")
     log_format: Literal["text", "json"] = Field(
         "text", validation_alias=_env("MODELMETER_LOG_FORMAT", "log_format"))
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -40,14 +40,17 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
         broker.stop()
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
-    """Create ``names`` and wait until every partition has a leader."""
+def create_topics(bootstrap: str, names: list[str], partitions: int,
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create ``names`` (topic configs by name from ``configs``) and wait until every
+    partition has a leader."""
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tests-admin")
     try:
-        admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        admin.create_topics([NewTopic(n, partitions, 1, topic_configs=(configs or {}).get(n, {}))
+                             for n in names])
     finally:
         admin.close()
     probe = KafkaConsumer(bootstrap_servers=bootstrap)

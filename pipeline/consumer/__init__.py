@@ -46,7 +46,10 @@ writes after a kill.
 A producer retry (same ``event_id``) is a new Kafka message: it may land twice in the lake;
 the warehouse staging models count each ``event_id`` once. The dead-letter topic is
 at-least-once: a crash between the DLQ acks and the commit re-sends that flush's dead
-letters; ``_rejected`` Parquet is exactly-once by the same file mechanism as the events.
+letters, and a crash between writing a flush and its DLQ acks, before any commit, has that
+flush's ``_rejected`` rows dead-lettered again on restart (:mod:`.recovery`);
+``_rejected`` Parquet is exactly-once by the same file mechanism as the events. No message
+stops the consumer: one the DLQ refuses gets a reduced dead letter (:mod:`.dead_letter`).
 
 Static membership: ``--instance-id ID`` (``group_instance_id``; librdkafka
 ``group.instance.id``) lets a consumer

@@ -265,6 +265,10 @@ class Consumer:
             log.warning("partition %s: removed %s uncommitted lake files and %s temporary files"
                         " (committed offset %s)", partition, len(rec.deleted), rec.temp_removed,
                         committed)
+        if rec.redeliver and self._sink is not None:
+            sent = self._sink.redeliver(rec.redeliver)
+            log.warning("partition %s: %s dead letters of the last flush sent again (it was "
+                        "never committed; the DLQ is at-least-once)", partition, sent)
         if rec.position is not None:
             return rec.position, (rec.position if rec.position != committed else None)
         return committed, None

@@ -14,7 +14,11 @@ with committed offset ``C``:
 With no committed offset (a new group on an existing lake, or a crash before the first
 commit) the lake itself says where to resume: flushes whose files together hold exactly
 ``last - first + 1`` rows are complete and kept, incomplete ones are deleted, and
-consumption resumes after the last complete flush.
+consumption resumes after the last complete flush. That flush may have been written
+without its dead letters reaching the DLQ (a crash between the two): its ``_rejected`` files
+are listed in :attr:`Recovery.redeliver` and the consumer dead-letters them again before
+reading on, so ``_rejected`` and the DLQ agree (an earlier flush of the partition finished
+its dead letters before the next one was written).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.lake_files import FileName, clean_temp_files, partition_files
+from pipeline.lake_files import REJECTED_TABLE, FileName, clean_temp_files, partition_files
 
 __all__ = ["Recovery", "recover_partition"]
 
@@ -41,6 +45,8 @@ class Recovery:
     deleted: list[Path] = field(default_factory=list)
     temp_removed: int = 0
     straddling: list[FileName] = field(default_factory=list)
+    # _rejected files of a kept flush that was never committed: to dead-letter again
+    redeliver: list[Path] = field(default_factory=list)
 
 
 def _rows(path: Path) -> int:
@@ -66,8 +72,10 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
         complete = [name for name, paths in by_name.items()
                     if sum(_rows(p) for p in paths) == name.last_offset - name.first_offset + 1]
         if complete:
-            committed = max(name.last_offset for name in complete) + 1
+            last = max(complete, key=lambda name: name.last_offset)
+            committed = last.last_offset + 1
             result.position = committed
+            result.redeliver = [p for p in by_name[last] if p.parent.parent.name == REJECTED_TABLE]
         else:
             committed = 0
     for path, name in files:

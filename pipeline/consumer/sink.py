@@ -5,7 +5,9 @@ One flush of partition ``p`` covering offsets ``[first, last]``:
 1. writes one Parquet file per (table, day) touched, all named
    ``<topic>+<p>+<first>+<last>.parquet`` (:func:`pipeline.lake.write_table_atomic`:
    temporary name, fsync, rename, directory fsync);
-2. sends the flush's invalid messages to the dead-letter topic and waits for the acks;
+2. sends the flush's invalid messages to the dead-letter topic and waits for the acks
+   (:class:`~pipeline.consumer.dead_letter.DeadLetter`: a message the DLQ refuses gets a
+   reduced dead letter, never an exception);
 3. only then reports :class:`Flushed` so that the caller commits ``last + 1``.
 
 :class:`Sink` does this in the calling process;
@@ -28,6 +30,7 @@ import pyarrow.compute as pc
 
 from pipeline._exceptions import LakeWriteError, PipelineError
 from pipeline.consumer.batches import Flushed, RawBatch
+from pipeline.consumer.dead_letter import DLQ_MAX_REQUEST_BYTES, DeadLetter
 from pipeline.consumer.validate import Reject, validate_batch
 from pipeline.lake import (
     REJECTED_SCHEMA,
@@ -43,9 +46,6 @@ __all__ = ["RawBatch", "Flushed", "Sink", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
 log = logging.getLogger(__name__)
 
 _TS = pa.timestamp("us", tz="UTC")
-# Large enough for any message the broker accepted on the source topic (its default limit
-# is ~1 MB); a bigger one still lands in _rejected and is counted as dlq_failed.
-DLQ_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -68,59 +68,6 @@ def _min_max(column: pa.ChunkedArray) -> tuple[Any, Any]:
 def _ascending(column: pa.ChunkedArray) -> bool:
     """Whether the values only increase (offsets of one partition: no duplicates)."""
     return len(column) < 2 or pc.all(pc.greater(column[1:], column[:-1])).as_py()
-
-
-class DeadLetter:
-    """Sends invalid messages, untouched, to ``<topic>.dlq`` with the reason in headers."""
-
-    def __init__(self, settings: Settings) -> None:
-        from kafka import KafkaProducer
-
-        from pipeline.kafka_connect import create_client
-
-        self.topic = settings.topic
-        self.dlq_topic = settings.dlq_topic
-        self._producer = create_client(
-            KafkaProducer, settings, acks="all", linger_ms=5, retries=2_147_483_647,
-            max_request_size=DLQ_MAX_REQUEST_BYTES, client_id="modelmeter-dlq")
-
-    def send(self, rejects: list[Reject]) -> int:
-        """Send and wait until every message is acknowledged; returns how many could not be
-        dead-lettered for good (too large, refused), which stay in ``_rejected`` only."""
-        import kafka.errors as ke
-
-        pending = list(rejects)
-        failed = 0
-        delay = 0.5
-        while pending:
-            futures = [(r, self._producer.send(self.dlq_topic, key=r.key, value=r.value,
-                                               headers=self._headers(r))) for r in pending]
-            self._producer.flush()
-            retry = []
-            for r, fut in futures:
-                try:
-                    fut.get(timeout=0)
-                except (ke.MessageSizeTooLargeError, ke.RecordTooLargeError,
-                        ke.InvalidRecordError, ke.CorruptRecordError) as exc:
-                    log.error("offset %s of partition %s not dead-lettered (%s); it is kept in "
-                              "_rejected", r.offset, r.partition, type(exc).__name__)
-                    failed += 1
-                except Exception as exc:  # broker away, timeout: retry, never commit past it
-                    log.warning("dead-letter send failed (%s); retrying", type(exc).__name__)
-                    retry.append(r)
-            pending = retry
-            if pending:
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        return failed
-
-    def _headers(self, r: Reject) -> list[tuple[str, bytes]]:
-        return [("error", r.error.encode()), ("source_topic", self.topic.encode()),
-                ("source_partition", str(r.partition).encode()),
-                ("source_offset", str(r.offset).encode())]
-
-    def close(self) -> None:
-        self._producer.close(timeout=10)
 
 
 class Sink:
@@ -189,6 +136,21 @@ class Sink:
         """Drop buffered messages (their offsets were not committed; they will be re-read)."""
         for p in partitions:
             self._buffers.pop(p, None)
+
+    def redeliver(self, paths: Iterable[Path]) -> int:
+        """Dead-letter again the rejects of ``_rejected`` files whose flush was never
+        committed (crash recovery, see :mod:`pipeline.consumer.recovery`); returns how many
+        were sent. The DLQ is at-least-once: some may be there already."""
+        if self._dead_letter is None:
+            return 0
+        sent = 0
+        for path in paths:
+            count, failed = self._dead_letter.send_rejected_file(path)
+            sent += count
+            if failed:
+                log.error("%s: %s of its %s dead letters were sent reduced or not at all",
+                          path, failed, count)
+        return sent
 
     def buffered_bytes(self) -> int:
         return sum(b.nbytes for b in self._buffers.values())

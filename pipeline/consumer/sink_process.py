@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from pipeline._exceptions import PipelineError
@@ -93,6 +94,8 @@ def _worker(conn: Any, settings: Settings, options: dict[str, Any]) -> None:
                     conn.send(("flushed", out))
             elif op == "flush":
                 conn.send(("flush-done", sink.flush(arg)))
+            elif op == "redeliver":
+                conn.send(("redeliver-done", sink.redeliver(arg)))
             elif op == "forget":
                 sink.forget(arg)
             elif op == "stop":
@@ -198,6 +201,16 @@ class SinkProcess:
             elif op == "flush-done":
                 out, self._ready = self._ready + arg, []
                 return out
+
+    def redeliver(self, paths: Iterable[Path]) -> int:
+        """:meth:`Sink.redeliver <pipeline.consumer.sink.Sink.redeliver>` in the writer."""
+        self._send("redeliver", list(paths))
+        while True:
+            op, arg = self._recv()
+            if op == "flushed":
+                self._ready.extend(arg)
+            elif op == "redeliver-done":
+                return int(arg)
 
     def forget(self, partitions: Iterable[int]) -> None:
         with contextlib.suppress(PipelineError):  # a dead writer holds nothing

@@ -4,10 +4,18 @@ Two paths, one verdict:
 
 * the **fast path** decodes each value with msgspec into a struct generated from the field
   table below (strict types: a JSON integer for an int - never a float, a boolean or a string
-  -, code-point lengths, integer bounds, literals, no unknown and no missing field), then
+  -, code-point lengths, integer bounds, literals, no unknown field, and *every* field
+  present, optional ones included, as the SDK and the simulator write them), then
   moves each field into an Arrow column with one typed conversion and checks what msgspec
   does not, per column: the RFC 3339 shape of ``occurred_at`` (one regular expression), its
-  bounds (``min_max``), the ``event_id`` characters and ``escalated`` <=> ``escalation_trigger``.
+  bounds (``min_max``), the ``event_id`` characters, printable identifiers,
+  ``escalated`` <=> ``escalation_trigger``, and no duplicate key: msgspec keeps the last of
+  two equal keys, so a message is only taken when it is as long as msgspec's own encoding of
+  the struct it decoded to. That encoding spells every value and key the shortest way JSON
+  allows (a unit test checks every code point), every field once and no space, so a message
+  can only be longer than it, and is exactly as long only when it names each field once
+  (in any order); a message with a second key, a space or an unneeded escape goes to the
+  slow path, which decides. One encoding of the whole batch checks every row at once.
   It only ever *accepts* a message that obviously satisfies the contract; anything msgspec
   refuses or a column check flags goes to the slow path.
 * every flagged message goes through :func:`pipeline.contract.parse_event` (pydantic, the
@@ -24,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import is_
 from typing import Annotated, Any, Literal
 
@@ -35,6 +43,7 @@ from msgspec.structs import astuple
 
 from pipeline.contract import EVENT_ID_PATTERN, EVENT_TYPES, MAX_FUTURE, MAX_TOKENS, MIN_OCCURRED_AT
 from pipeline.lake import LLM_CALL_SCHEMA, TASK_FEEDBACK_SCHEMA
+from pipeline.safe_text import visible
 
 __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
@@ -63,11 +72,9 @@ class _Field:
     """One contract field as the fast path checks it (conservatively)."""
 
     name: str
-    kind: str  # "str", "int", "bool", "enum", "ts", "event_id"
+    kind: str  # "str" (an identifier: printable), "int", "bool", "enum", "ts", "event_id"
     arrow: pa.DataType
-    required: bool = True
     nullable: bool = False
-    default: Any = None  # value when the field is absent (optional fields only)
     lo: int | None = None  # int bounds, or string length bounds (code points)
     hi: int | None = None
     values: tuple[Any, ...] = ()
@@ -100,34 +107,30 @@ _ENVELOPE = (
 )
 
 
-def _tokens(name: str, required: bool = False) -> _Field:
-    return _Field(name, "int", pa.int64(), required=required, default=0, lo=0, hi=MAX_TOKENS)
+def _tokens(name: str) -> _Field:
+    return _Field(name, "int", pa.int64(), lo=0, hi=MAX_TOKENS)
 
 
 _SPECS: dict[str, tuple[_Field, ...]] = {
     "llm_call": _ENVELOPE + (
         _Field("provider", "str", pa.string(), lo=1, hi=128),
         _Field("model", "str", pa.string(), lo=1, hi=128),
-        _tokens("input_tokens", True),
-        _tokens("output_tokens", True),
+        _tokens("input_tokens"),
+        _tokens("output_tokens"),
         _tokens("cache_read_tokens"),
         _tokens("cache_write_5m_tokens"),
         _tokens("cache_write_1h_tokens"),
-        _Field("latency_ms", "int", pa.int64(), required=False, nullable=True, lo=0,
-               hi=86_400_000),
-        _Field("status", "enum", pa.string(), required=False, default="ok",
-               values=("ok", "error")),
-        _Field("escalated", "bool", pa.bool_(), required=False, default=False),
-        _Field("escalation_trigger", "str", pa.string(), required=False, nullable=True,
-               lo=1, hi=64),
-        _Field("policy_version", "str", pa.string(), required=False, nullable=True, lo=1,
-               hi=64),
-        _Field("task_type", "str", pa.string(), required=False, nullable=True, lo=1, hi=128),
+        _Field("latency_ms", "int", pa.int64(), nullable=True, lo=0, hi=86_400_000),
+        _Field("status", "enum", pa.string(), values=("ok", "error")),
+        _Field("escalated", "bool", pa.bool_()),
+        _Field("escalation_trigger", "str", pa.string(), nullable=True, lo=1, hi=64),
+        _Field("policy_version", "str", pa.string(), nullable=True, lo=1, hi=64),
+        _Field("task_type", "str", pa.string(), nullable=True, lo=1, hi=128),
     ),
     "task_feedback": _ENVELOPE + (
-        _Field("satisfaction", "int", pa.int32(), required=False, nullable=True, lo=1, hi=5),
-        _Field("escalation_needed", "bool", pa.bool_(), required=False, nullable=True),
-        _Field("review_consistent", "bool", pa.bool_(), required=False, nullable=True),
+        _Field("satisfaction", "int", pa.int32(), nullable=True, lo=1, hi=5),
+        _Field("escalation_needed", "bool", pa.bool_(), nullable=True),
+        _Field("review_consistent", "bool", pa.bool_(), nullable=True),
     ),
 }
 _OUTPUT_SCHEMAS = {"llm_call": LLM_CALL_SCHEMA, "task_feedback": TASK_FEEDBACK_SCHEMA}
@@ -136,16 +139,11 @@ assert all(schema.names[_EVENT_TYPE_COLUMN] == "event_type" for schema in _OUTPU
 
 
 def _struct(event_type: str) -> type[msgspec.Struct]:
-    """The msgspec struct of ``event_type``: tagged by ``event_type``, unknown fields refused,
-    not tracked by the garbage collector (it holds only str, int, bool and None)."""
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
-    for spec in _SPECS[event_type]:
-        if spec.name == "event_type":
-            continue  # the tag
-        if spec.required:
-            fields.append((spec.name, spec.annotation()))
-        else:
-            fields.append((spec.name, spec.annotation(), spec.default))
+    """The msgspec struct of ``event_type``: tagged by ``event_type``, every field required
+    (a message without an optional field is left to pydantic), unknown fields refused, not
+    tracked by the garbage collector (it holds only str, int, bool and None)."""
+    fields = [(spec.name, spec.annotation()) for spec in _SPECS[event_type]
+              if spec.name != "event_type"]  # the tag
     return msgspec.defstruct(f"_{event_type}", fields, tag_field="event_type", tag=event_type,
                              forbid_unknown_fields=True, gc=False)
 
@@ -158,6 +156,7 @@ _PULLED = {event_type: tuple((spec, _STRING if spec.kind == "ts" else spec.arrow
            for event_type, specs in _SPECS.items()}
 assert all(tuple(spec.name for spec, _ in _PULLED[t]) == _STRUCTS[t].__struct_fields__
            for t in _SPECS)
+_ENCODE = msgspec.json.Encoder().encode
 
 
 @dataclass(slots=True)
@@ -182,8 +181,9 @@ class BatchResult:
 
 
 def one_line(text: str, limit: int = 500) -> str:
-    """``text`` on one line, at most ``limit`` characters (for the ``error`` header)."""
-    flat = " ".join(str(text).split())
+    """``text`` on one printable line (:func:`~pipeline.safe_text.visible`), at most
+    ``limit`` characters (for the ``error`` header and ``_rejected.error``)."""
+    flat = visible(" ".join(str(text).split()))
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
@@ -253,13 +253,35 @@ def _timestamps(col: Sequence[str], latest: pa.Scalar) -> tuple[pa.Array, pa.Arr
     return arr, ok
 
 
-def _fast_group(event_type: str, objs: list[Any], latest: pa.Scalar
+def _printable(columns: list[Sequence[str | None]]) -> pa.Array | None:
+    """The mask of the rows whose identifiers (``columns``) are all printable (None = all):
+    one C pass over every value joined, row by row only when it finds a non-printable one."""
+    if "".join(chain.from_iterable(filter(None, col) for col in columns)).isprintable():
+        return None
+    rows = zip(*columns, strict=True)
+    return pa.array([all(s is None or s.isprintable() for s in row) for row in rows], pa.bool_())
+
+
+def _canonical(objs: list[Any], raw: Sequence[bytes]) -> pa.Array | None:
+    """The mask of the messages spelled as msgspec encodes what they decoded to (None = all):
+    see the module docstring (a duplicate key). Every message is at least that long, so
+    equal totals mean every one is; row by row only when they differ."""
+    # the encoded list: each struct's encoding, a comma between two, the brackets
+    if len(_ENCODE(objs)) == sum(map(len, raw)) + len(objs) + 1:
+        return None
+    return pa.array([len(r) == len(_ENCODE(o)) for r, o in zip(raw, objs, strict=True)],
+                    pa.bool_())
+
+
+def _fast_group(event_type: str, objs: list[Any], raw: Sequence[bytes], latest: pa.Scalar
                 ) -> tuple[list[pa.Array], pa.Array | None]:
-    """Arrow columns (lake order, source columns excluded) of structs msgspec accepted, and
-    the mask of the rows that also pass the column checks (None = all)."""
+    """Arrow columns (lake order, source columns excluded) of structs msgspec accepted from
+    the messages ``raw``, and the mask of the rows that also pass the column checks (None =
+    all)."""
     n = len(objs)
     arrays: list[pa.Array] = []
-    ok: pa.Array | None = None
+    ok = _canonical(objs, raw)
+    identifiers: list[Sequence[str | None]] = []
     # one tuple per struct (C), transposed to one tuple per field: fewer passes over the
     # structs than one attribute getter per field
     columns = zip(*map(astuple, objs), strict=True)
@@ -271,11 +293,16 @@ def _fast_group(event_type: str, objs: list[Any], latest: pa.Scalar
             arrays.append(arr)
             continue
         arr = pa.array(col, arrow)
-        if spec.kind == "event_id":
+        if spec.kind == "str":
+            identifiers.append(col)
+        elif spec.kind == "event_id":
             chars = pc.match_substring_regex(arr, _EVENT_ID_CHARS)
             if chars.true_count != n:
                 ok = _and(ok, chars)
         arrays.append(arr)
+    printable = _printable(identifiers)
+    if printable is not None:
+        ok = _and(ok, printable)
     arrays.insert(_EVENT_TYPE_COLUMN, pa.repeat(pa.scalar(event_type, _STRING), n))
     if event_type == "llm_call":
         # escalated <=> escalation_trigger
@@ -306,13 +333,15 @@ def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
         if not count:
             continue
         taken += count
+        raw: Sequence[bytes]
         if count == len(values):
             idx: Sequence[int] = range(count)
-            objs = decoded
+            objs, raw = decoded, values  # type: ignore[assignment]  # decoded: none is None
         else:
             idx = list(compress(range(len(values)), mine))
             objs = list(compress(decoded, mine))
-        arrays, ok = _fast_group(event_type, objs, latest)
+            raw = list(compress(values, mine))  # type: ignore[arg-type]
+        arrays, ok = _fast_group(event_type, objs, raw, latest)
         if not source:  # once per batch
             source = [pa.array(partitions, pa.int32()), pa.array(offsets, pa.int64())]
         if count == len(values):

@@ -27,7 +27,8 @@ def _chaos_module():
 
 def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker, tmp_path):
     """After 2 SIGKILLs, a broker restart and a rebalance, every valid event is in the lake and
-    the warehouse exactly once, every bad message is rejected once, every offset is accounted
+    the warehouse exactly once, every bad message and poison pill is rejected once and
+    dead-lettered, every offset is accounted
     for once, no temporary file is left, and the warehouse's token and cost totals equal the
     producer-side totals exactly."""
     if not isinstance(kafka_broker, LocalBroker):
@@ -45,5 +46,6 @@ def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker
     assert result["faults"]["second_consumer"] is True
     assert result["simulator"]["bad_messages"] == 200
     assert result["simulator"]["duplicates"] == 200
-    assert result["counts"]["lake_rejected_rows"] == 200
+    assert result["counts"]["lake_rejected_rows"] == 200 + opts.poison_pills  # poison pills too
+    assert result["checks"]["rejects_missing_from_the_dlq"]["actual"] == 0
     assert result["counts"]["lake_distinct_event_ids"] == 20_000

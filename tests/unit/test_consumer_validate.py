@@ -137,7 +137,54 @@ def catalogue(now: dt.datetime = NOW) -> list[bytes | None]:
         enc(llm_call()).replace(b",", b",\n  "),
         enc(llm_call(occurred_at="2026-11-25T10:00:00.5-03:30")),
     ]
+    bad += hostile()
     return bad
+
+
+# Characters that must never reach a report, a terminal or a header raw (the contract refuses
+# them in identifiers): ESC, BEL, NUL, DEL, CR, LF, a C1 control, bidi overrides and isolates,
+# zero-width space and joiner, BOM, line separator, NBSP, a private-use character.
+NON_PRINTABLE = ("\x1b[31m", "\x07", "\x00", "\x7f", "\r", "\n", "\x85", "\u202e", "\u2066",
+                 "\u200b", "\u200d", "\ufeff", "\u2028", "\xa0", "\ue000")
+IDENTIFIERS = ("agent_id", "task_id", "role", "provider", "model", "escalation_trigger",
+               "policy_version", "task_type")
+
+
+def hostile() -> list[bytes]:
+    """Hostile input: non-printable characters in every identifier (refused), markup and
+    HTML in them (valid: made inert at every output), duplicate keys in every spelling, and
+    valid events that only pydantic may decide (a space before a colon, ``":`` in a value)."""
+    out = []
+    for i, field in enumerate(IDENTIFIERS):
+        for j, char in enumerate(NON_PRINTABLE):
+            value = f"x{char}y" if j % 2 else f"{char}x"
+            over = {field: value}
+            if field == "escalation_trigger":
+                over["escalated"] = True
+            out.append(enc(llm_call(i, **over)))
+    for field in ("agent_id", "task_id", "role"):
+        out.append(enc(feedback(**{field: "r\u202eeviewer"})))
+    for markup in ("[/]", "[/bold]", "arch[i]itect", "[bold red]glm-4.5[/]",
+                   "<img src=x onerror=alert(1)>", "![t](https://example.invalid/t.png)", "a|b",
+                   "\u67b6\u6784\u5e08 \U0001f680", 'say "hi":now', "back\\slash"):
+        out.append(enc(llm_call(role=markup, model=markup, provider=markup)))
+        out.append(enc(llm_call(escalated=True, escalation_trigger=markup)))
+    base = enc(llm_call())
+    out += [
+        base.replace(b'"role":"implementer"', b'"role":"implementer","role":"architect"'),
+        base.replace(b'"role":"implementer"', b'"role":"implementer","rol\\u0065":"architect"'),
+        base.replace(b'"escalated":false', b'"escalated":false,"escalated":false'),
+        base[:-1] + b',"event_type":"task_feedback"}',
+        base.replace(b'"model":"glm-4.5"', b'"model":"glm-4.5","model":"glm-4.5"'),
+        enc(feedback())[:-1] + b',"satisfaction":5}',
+        base.replace(b'"policy_version":"2026-11-01",', b'') + b"",  # omitted optional: valid
+        base.replace(b'"policy_version":"2026-11-01",', b'').replace(
+            b'"role":"implementer"', b'"role":"implementer","role":"x"'),  # omitted + dup
+        base.replace(b'"role":', b'"role" :'),
+        base.replace(b'"task_type":"feature"', b'"task_type":"a\\":b"'),
+        base[:-1] + b',"\\u001b]0;title\\u0007":1}',
+    ]
+    return out
 
 
 def _raw_replace(old: bytes, new: bytes, event: dict | None = None) -> bytes:
@@ -426,6 +473,28 @@ def test_one_bad_value_in_a_column_does_not_reject_its_neighbours():
     assert result.rejects[0].error.startswith("input_tokens:")
 
 
+def test_hostile_identifiers_and_duplicate_keys_get_pydantics_verdict():
+    values = hostile()
+    result = assert_same_as_pydantic(values)
+    errors = [r.error for r in result.rejects]
+    assert sum("must be printable" in e for e in errors) == len(IDENTIFIERS) * len(
+        NON_PRINTABLE) + 3
+    assert sum("duplicate key" in e for e in errors) == 7
+    assert all(e.isprintable() for e in errors), "error headers are one printable line"
+    assert any("\\x1b]0;title\\x07: unknown field" in e for e in errors)
+
+
+def test_a_duplicate_key_is_never_taken_by_the_fast_path():
+    """msgspec keeps the last of two equal keys; the fast path must not accept such a
+    message even when every field is there and the count of keys looks right."""
+    base = enc(llm_call())
+    dup = base.replace(b'"policy_version":"2026-11-01",', b'').replace(
+        b'"role":"implementer"', b'"role":"implementer","role":"architect"')
+    result, verdicts = run_batch([base, dup, base])
+    assert result.fast == 2
+    assert verdicts[1] == ("bad", "role: duplicate key (a JSON object may name a field once)")
+
+
 def test_importing_the_lake_writer_modules_does_not_import_pandas():
     """pyarrow imports pandas (~0.2 s, ~35 MB) on its first scalar or array; the validator
     and the sink make none at import time, so the poller never loads pandas and the forked
@@ -436,3 +505,17 @@ def test_importing_the_lake_writer_modules_does_not_import_pandas():
     code = ("import sys, pipeline.consumer.validate, pipeline.consumer.sink; "
             "sys.exit('pandas' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_msgspec_spells_every_character_the_shortest_way_json_allows():
+    """The fast path's duplicate-key check rests on this: a message is never shorter than
+    msgspec's encoding of what it decoded to (module docstring of pipeline.consumer.validate).
+    If a msgspec release escapes more than JSON requires, this fails."""
+    import msgspec
+
+    short = {'"': 2, "\\": 2, "\b": 2, "\f": 2, "\n": 2, "\r": 2, "\t": 2}
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000)
+    encoded = msgspec.json.encode(text)
+    assert len(encoded) - 2 == sum(short.get(c, 6 if c < " " else len(c.encode())) for c in text)
+    for number in (0, 7, -7, 10**18, -(2**63)):
+        assert msgspec.json.encode(number) == str(number).encode()

@@ -584,3 +584,52 @@ def test_fast_validator_leaves_what_it_cannot_translate_to_pydantic(model, good,
     assert fast(*good.values()) == model.model_validate(good)
     with pytest.raises(ValidationError):
         fast(*bad.values())
+
+
+# --- hostile strings ----------------------------------------------------------------------
+
+IDENTIFIERS = ("agent_id", "task_id", "role", "provider", "model", "escalation_trigger",
+               "policy_version", "task_type")
+
+
+@pytest.mark.parametrize("field", IDENTIFIERS)
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\x00", "\x7f", "\r", "\x85", "\u202e",
+                                  "\u2067", "\u200b", "\ufeff", "\u2028", "\u00a0", "\U000e0001"])
+def test_identifiers_must_be_printable(field, char):
+    changes = {field: f"ab{char}c"}
+    if field == "escalation_trigger":
+        changes["escalated"] = True
+    error = reject(event(LLM_MAX, **changes))
+    assert error.field == field
+    assert str(error).startswith(f"{field}: must be printable")
+    assert str(error).isprintable(), "the reason shows the character as an escape"
+
+
+@pytest.mark.parametrize("value", ["架构师", "Architekt für Sicherheit", "🚀 launch", "[/]",
+                                   "<img src=x onerror=alert(1)>", "a|b", "back\\slash"])
+def test_printable_identifiers_of_any_script_and_markup_are_valid(value):
+    got = parse_event(event(LLM_MAX, role=value, model=value, escalation_trigger=value), now=NOW)
+    assert (got.role, got.model, got.escalation_trigger) == (value, value, value)
+    check = fast_validator(LlmCall)
+    assert check.fast, "the printable check keeps the SDK's compiled validator"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"event_type":"llm_call","event_type":"task_feedback"}',
+    b'{"role":"a","role":"a"}',
+    b'{"role":"a","rol\\u0065":"b"}',
+    b'{"x":{"y":1,"y":2}}',
+])
+def test_a_duplicate_key_is_a_contract_error_with_one_reason(body):
+    error = reject(body)
+    assert "duplicate key (a JSON object may name a field once)" in str(error)
+
+
+def test_a_duplicate_key_never_switches_the_event_type():
+    body = event(LLM_MAX)[:-1] + b', "event_type": "task_feedback"}'
+    assert str(reject(body)) == "event_type: duplicate key (a JSON object may name a field once)"
+
+
+def test_an_unknown_field_name_is_shown_escaped():
+    error = reject(event(LLM_MIN)[:-1] + b', "\\u001b[2J\\u202e": 1}')
+    assert str(error).startswith("\\x1b[2J\\u202e: unknown field")

@@ -1,0 +1,211 @@
+"""The dead-letter topic: where the consumer sends every message that breaks the contract.
+
+A dead letter is the refused message, key and value byte for byte, with headers ``error``
+(field and problem, one printable line), ``source_topic``, ``source_partition`` and
+``source_offset``. Whatever the message was, the consumer never stops on it:
+
+* a message the DLQ cannot take as it is - larger than the DLQ topic allows, refused by the
+  broker (authorization, invalid record), a null key together with a null value (no Kafka
+  client sends that), or still undelivered after ``MODELMETER_DLQ_RETRY_SECONDS`` of retries
+  - gets a **reduced dead letter** instead: the same four headers plus ``dead_letter:
+  reduced``, ``dead_letter_reason`` (why the original could not go), ``original_key_length``
+  and ``original_value_length`` (bytes; ``null`` for a null key or value),
+  ``original_key_sha256`` and ``original_value_sha256``, with the key and the value cut to
+  their first :data:`REDUCED_KEY_BYTES` / :data:`REDUCED_VALUE_BYTES` bytes. Such a message
+  counts in ``dlq_failed``: the whole original is only in the lake's ``_rejected`` table.
+* a reduced dead letter that is refused too is logged and counted the same way; the
+  consumer carries on (the original stays in ``_rejected``).
+* a transient error (broker away, leader moving, request timeout) is retried with back-off
+  for up to ``MODELMETER_DLQ_RETRY_SECONDS`` (default 300): the flush, and so the commit,
+  waits, nothing is skipped during an ordinary broker restart.
+
+The DLQ is at-least-once (a crash between the DLQ's acks and the commit re-sends that
+flush's dead letters): consumers of the DLQ count a dead letter once per
+(``source_topic``, ``source_partition``, ``source_offset``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.consumer.validate import Reject
+from pipeline.safe_text import visible
+from pipeline.settings import Settings
+
+__all__ = ["DeadLetter", "DLQ_MAX_REQUEST_BYTES", "REDUCED_KEY_BYTES", "REDUCED_VALUE_BYTES",
+           "reduced_headers"]
+
+log = logging.getLogger(__name__)
+
+# The producer's own limit: large enough for any message the broker accepted on the source
+# topic with its default limits; a larger one gets a reduced dead letter.
+DLQ_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+REDUCED_KEY_BYTES = 1024
+REDUCED_VALUE_BYTES = 16 * 1024
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.5, 10.0
+
+
+@dataclass(slots=True)
+class _Letter:
+    """One dead letter to deliver: the reject, and whether it is the reduced form yet."""
+
+    reject: Reject
+    reduced_because: str | None = None  # set once the original was refused
+    # sent on its own: a broker refuses a whole batch for one record in it (too large), so a
+    # refused letter is tried alone before it counts as refused
+    alone: bool = False
+
+
+def _length(data: bytes | None) -> bytes:
+    return b"null" if data is None else str(len(data)).encode()
+
+
+def _sha256(data: bytes | None) -> bytes:
+    return b"" if data is None else hashlib.sha256(data).hexdigest().encode()
+
+
+def reduced_headers(reject: Reject, reason: str) -> list[tuple[str, bytes]]:
+    """The headers a reduced dead letter adds to the usual four."""
+    return [("dead_letter", b"reduced"),
+            ("dead_letter_reason", visible(reason)[:300].encode()),
+            ("original_key_length", _length(reject.key)),
+            ("original_value_length", _length(reject.value)),
+            ("original_key_sha256", _sha256(reject.key)),
+            ("original_value_sha256", _sha256(reject.value))]
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+class DeadLetter:
+    """Sends invalid messages to ``<topic>.dlq`` with the reason in headers (see module)."""
+
+    def __init__(self, settings: Settings, *, retry_seconds: float | None = None) -> None:
+        from kafka import KafkaProducer
+
+        from pipeline.kafka_connect import create_client
+
+        self.topic = settings.topic
+        self.dlq_topic = settings.dlq_topic
+        self.retry_seconds = (settings.dlq_retry_seconds if retry_seconds is None
+                              else retry_seconds)
+        # not idempotent: one refused record (too large) puts an idempotent producer in a
+        # fatal state that fails every later send; the DLQ is at-least-once anyway
+        self._producer = create_client(
+            KafkaProducer, settings, acks="all", linger_ms=5, retries=2_147_483_647,
+            enable_idempotence=False, max_request_size=DLQ_MAX_REQUEST_BYTES,
+            client_id="modelmeter-dlq")
+
+    def send(self, rejects: Iterable[Reject]) -> int:
+        """Deliver a dead letter for every reject and wait for the acks; returns how many
+        went only in their reduced form or not at all (``dlq_failed``)."""
+        pending = [_Letter(r) for r in rejects]
+        failed = 0
+        deadline = time.monotonic() + self.retry_seconds
+        pause = _FIRST_PAUSE
+        last_round = False
+        while pending:
+            retry: list[_Letter] = []
+            transient = False
+            for letter, error, before_sending in self._attempt(pending):
+                if error is None:
+                    failed += letter.reduced_because is not None
+                elif getattr(error, "retriable", False):  # kafka-python's KafkaError flag
+                    retry.append(letter)
+                    transient = True
+                elif not (letter.alone or before_sending):  # maybe another record's fault
+                    letter.alone = True
+                    retry.append(letter)
+                elif letter.reduced_because is None:  # refused as it is: the reduced form next
+                    letter.alone = True
+                    self._reduce(letter, _why(error))
+                    retry.append(letter)
+                else:
+                    log.error("offset %s of partition %s: the reduced dead letter was refused "
+                              "too (%s); the message stays in _rejected only",
+                              letter.reject.offset, letter.reject.partition, visible(_why(error)))
+                    failed += 1
+            pending = retry
+            if not pending:
+                break
+            if last_round:
+                log.error("%s dead letters not delivered within %g s of retries; the messages"
+                          " stay in _rejected only", len(pending), self.retry_seconds)
+                failed += len(pending)
+                break
+            if time.monotonic() >= deadline:  # one more round, each as a reduced letter
+                last_round = True
+                for letter in pending:
+                    if letter.reduced_because is None:
+                        self._reduce(letter, f"not acknowledged within {self.retry_seconds:g} s")
+            elif transient:
+                log.warning("dead-letter send failed for %s messages; retrying in %g s",
+                            len(pending), pause)
+                time.sleep(pause)
+                pause = min(pause * 2, _LONGEST_PAUSE)
+        return failed
+
+    def _attempt(self, letters: list[_Letter]
+                 ) -> list[tuple[_Letter, BaseException | None, bool]]:
+        """Send ``letters`` and wait for the acks: each with its error (or None) and whether
+        the producer refused it before sending. Letters tried alone go one send at a time."""
+        outcomes: list[tuple[_Letter, BaseException | None, bool]] = []
+        together = [x for x in letters if not x.alone]
+        for group in [together] * bool(together) + [[x] for x in letters if x.alone]:
+            sent = []
+            for letter in group:
+                key, value, headers = self._message(letter)
+                try:
+                    sent.append((letter, self._producer.send(
+                        self.dlq_topic, key=key, value=value, headers=headers)))
+                except Exception as exc:  # refused before sending: size, null key and value
+                    outcomes.append((letter, exc, True))
+            if sent:
+                self._producer.flush()
+            for letter, future in sent:
+                try:
+                    future.get(timeout=0)
+                except Exception as exc:
+                    outcomes.append((letter, exc, False))
+                else:
+                    outcomes.append((letter, None, False))
+        return outcomes
+
+    def _reduce(self, letter: _Letter, reason: str) -> None:
+        r = letter.reject
+        log.error("offset %s of partition %s not dead-lettered as it is (%s); a reduced dead "
+                  "letter is sent and the whole message stays in _rejected", r.offset,
+                  r.partition, visible(reason))
+        letter.reduced_because = reason
+
+    def _message(self, letter: _Letter) -> tuple[bytes | None, bytes | None,
+                                                   list[tuple[str, bytes]]]:
+        r = letter.reject
+        headers = [("error", visible(r.error).encode()), ("source_topic", self.topic.encode()),
+                   ("source_partition", str(r.partition).encode()),
+                   ("source_offset", str(r.offset).encode())]
+        if letter.reduced_because is None:
+            return r.key, r.value, headers
+        key = None if r.key is None else r.key[:REDUCED_KEY_BYTES]
+        value = (r.value or b"")[:REDUCED_VALUE_BYTES]  # never both null
+        return key, value, headers + reduced_headers(r, letter.reduced_because)
+
+    def send_rejected_file(self, path: Path) -> tuple[int, int]:
+        """Dead-letter again the rejects stored in one ``_rejected`` Parquet file (crash
+        recovery: its flush was written but maybe not dead-lettered); (sent, dlq_failed)."""
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["raw_key", "raw_value", "error",
+                                              "kafka_partition", "kafka_offset"])
+        rejects = [Reject(row["kafka_partition"], row["kafka_offset"], row["raw_key"],
+                          row["raw_value"], row["error"]) for row in table.to_pylist()]
+        return len(rejects), self.send(rejects)
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
