@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline._exceptions import PipelineError
+from pipeline.safe_text import visible
 from pipeline.settings import Settings
 
 __all__ = ["main", "build_parser"]
@@ -165,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         if getattr(args, "debug", False):
             raise
-        print(f"modelmeter: error: {exc}", file=sys.stderr)
+        print(f"modelmeter: error: {visible(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -175,11 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pydantic import ValidationError
         if isinstance(exc, ValidationError):
             first = exc.errors()[0]
-            print(f"modelmeter: error: setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
-                  file=sys.stderr)
+            print(visible(f"modelmeter: error: setting {'.'.join(map(str, first['loc']))}: "
+                          f"{first['msg']}"), file=sys.stderr)
             return 2
-        print(f"modelmeter: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
-              file=sys.stderr)
+        print(visible(f"modelmeter: internal error: {type(exc).__name__}: {exc} (rerun with "
+                      "--debug)"), file=sys.stderr)
         return 1
 
 

@@ -11,6 +11,11 @@ wherever they would appear - a last line of defence behind SecretStr, since a li
 logging raw protocol bytes at DEBUG would otherwise print a PLAIN password.
 Libraries log from WARNING only (kafka-python also at DEBUG, for connection
 troubleshooting, but never its byte-level protocol dumps).
+
+A message may quote data (a role, a model, a Kafka message): both formats show it through
+:func:`~pipeline.safe_text.visible`, so a record is one printable line and no control, bidi
+or zero-width character reaches a terminal or a log file; a traceback keeps its line breaks
+and each of its lines is made visible too. JSON lines are ASCII (``ensure_ascii``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from pipeline.safe_text import visible
 from pipeline.settings import Settings
 
-__all__ = ["configure_logging", "RedactFilter", "JsonFormatter", "REDACTED"]
+__all__ = ["configure_logging", "RedactFilter", "JsonFormatter", "TextFormatter", "REDACTED"]
 
 REDACTED = "**********"
 
@@ -67,6 +73,29 @@ class RedactFilter(logging.Filter):
         return True
 
 
+def _visible_lines(text: str) -> str:
+    """A multi-line text (a traceback) with each line made visible, the line breaks kept."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
+class TextFormatter(logging.Formatter):
+    """``_TEXT_FORMAT`` with the message made visible, and each line of a traceback (also
+    one :class:`RedactFilter` already rendered into ``exc_text``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + _visible_lines(record.exc_text)
+        if record.stack_info:
+            text += "\n" + _visible_lines(self.formatStack(record.stack_info))
+        return text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: ts (UTC, RFC 3339), level, logger, message, any ``extra``
     fields, and ``exception`` when there is one."""
@@ -77,7 +106,7 @@ class JsonFormatter(logging.Formatter):
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": visible(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
@@ -85,8 +114,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            out["exception"] = record.exc_text
-        return json.dumps(out, default=str, ensure_ascii=False)
+            out["exception"] = _visible_lines(record.exc_text)
+        return json.dumps(out, default=str, ensure_ascii=True)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -107,7 +136,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json"
-                         else logging.Formatter(_TEXT_FORMAT))
+                         else TextFormatter(_TEXT_FORMAT))
     handler.addFilter(RedactFilter(settings.secret_values()))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

@@ -4,7 +4,8 @@ Each check is a set of expectations (``meta.check``) in the suite files of
 ``schemas/expectations/``; this module builds the frames they run on, fills their
 ``$PARAMETER``s from ``schemas/dq.yaml``, the routing policy, the price book and the day,
 decides which checks are skipped (and why), runs the suites and folds the outcomes into one
-verdict per check.
+verdict per check. Every failure and skip reason is one printable line
+(:func:`~pipeline.safe_text.visible`): they name values of the data, paths and file names.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.dq.lakeday import LakeDay, daily_event_counts, flush_frame, null_c
 from pipeline.lake import REJECTED_TABLE
 from pipeline.policy import Policy
 from pipeline.prices import PriceBook
+from pipeline.safe_text import visible
 
 __all__ = ["CHECKS", "CheckResult", "DayInputs", "run_checks", "SUITE_FRAMES"]
 
@@ -287,8 +289,9 @@ def run_checks(inputs: DayInputs, runner: GxRunner) -> list[CheckResult]:
     results = []
     for name, description in CHECKS.items():
         if name in skipped:
-            results.append(CheckResult(name, "skip", description, reason=skipped[name]))
+            results.append(CheckResult(name, "skip", description, reason=visible(skipped[name])))
             continue
-        failures = [o.message or o.expectation for o in outcomes if o.check == name and not o.success]
+        failures = [visible(o.message or o.expectation) for o in outcomes
+                    if o.check == name and not o.success]
         results.append(CheckResult(name, "fail" if failures else "pass", description, failures))
     return results

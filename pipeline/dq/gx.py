@@ -14,16 +14,26 @@ Each expectation in a suite file carries ``meta.check`` (the named check it belo
 names what a row is (``calls``, ``flushes``...); ``meta.show`` picks how failing values are
 listed (``values`` with their counts, ``index`` by the frame's key column, ``observed`` for a
 one-row frame, with the ``meta.context`` columns alongside).
+
+great-expectations writes the values it shows (unexpected values, value sets, index
+values) into the data-docs HTML unescaped. So every string of a validated frame, and every
+string of a value set (a list in an expectation's kwargs or in the parameters), is handed
+to it as :func:`_for_docs` - :func:`~pipeline.safe_text.html_text` with backslashes
+doubled, an injective map, so membership, uniqueness and counts are those of the original
+values (and a string with nothing to escape is unchanged). The suites compare strings for
+equality only (in set, unique, null); a check of a string's length, pattern or order would
+see the escaped form of a value holding ``<>&"'\\`` or a non-printable character. The
+summary lines (:func:`_describe`) show the original values, through
+:func:`~pipeline.safe_text.visible`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +41,8 @@ from typing import Any
 import pandas as pd
 
 from pipeline._exceptions import ConfigError
+from pipeline.config_files import read_json
+from pipeline.safe_text import html_text, visible
 
 __all__ = ["Suite", "Outcome", "GxRunner", "load_suite"]
 
@@ -67,13 +79,8 @@ class Outcome:
 
 def load_suite(path: Path) -> Suite:
     """Read a suite file; its structure is checked here, its expectations by great-expectations."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the expectation suite: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) \
+    data = read_json(path, what="expectation suite")  # bounded, no NaN, no duplicate keys
+    if not isinstance(data.get("name"), str) \
             or not isinstance(data.get("expectations"), list):
         raise ConfigError(f"{path}: an expectation suite needs a name and a list of expectations")
     for i, expectation in enumerate(data["expectations"]):
@@ -92,14 +99,24 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _for_docs(value: str) -> str:
+    """``value`` as great-expectations gets it (it writes values into the data docs
+    unescaped): :func:`~pipeline.safe_text.html_text`, after doubling every backslash so
+    that the escapes ``visible`` writes (``\\x1b``) cannot be taken for a literal backslash
+    in another value. Injective, and the identity on a printable string without
+    ``<>&"'\\``."""
+    return html_text(value.replace("\\", "\\\\"))
+
+
 def _fmt(value: Any) -> str:
+    """A value on one printable line (:func:`~pipeline.safe_text.visible`)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     if isinstance(value, float):
         return f"{value:.4g}"
     if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+        return visible(value.isoformat())
+    return visible(value)
 
 
 def _range(kwargs: dict[str, Any]) -> str:
@@ -139,8 +156,21 @@ def _exact_counts(frame: pd.DataFrame, config: Any) -> list[dict[str, Any]] | No
             for v, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))]
 
 
-def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int) -> str:
-    """``<explain>: <values>`` for a failed expectation."""
+def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int,
+              original: Callable[[Any], Any] = lambda value: value) -> str:
+    """``<explain>: <values>`` for a failed expectation, on one printable line.
+
+    ``frame`` and ``result`` hold the values great-expectations was given; ``original``
+    turns one of them back into the value of the data, which is what the line shows.
+    """
+    return visible(_message(result, frame, index_column, limit, original))
+
+
+def _message(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int,
+             original: Callable[[Any], Any]) -> str:
+    def shown_value(value: Any) -> str:
+        return _fmt(original(value))
+
     config = result.expectation_config
     meta = config.meta or {}
     explain = meta.get("explain") or config.type
@@ -161,19 +191,21 @@ def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit:
         if config.type == "expect_column_values_to_not_be_null":
             return explain
         values = res.get("partial_unexpected_list") or []
-        shown = _fmt(values[0]) if values else "none"
-        context = ", ".join(f"{c}={_fmt(frame[c].iloc[0])}" for c in meta.get("context", [])
+        shown = shown_value(values[0]) if values else "none"
+        context = ", ".join(f"{c}={shown_value(frame[c].iloc[0])}"
+                            for c in meta.get("context", [])
                             if c in frame.columns and len(frame) == 1)
         return f"{explain} {shown}{_range(kwargs)}" + (f" [{context}]" if context else "")
     if show == "values" and counts:
-        listed = ", ".join(f"{_fmt(c['value'])} ({c['count']} {unit})" for c in counts[:limit])
+        listed = ", ".join(f"{shown_value(c['value'])} ({c['count']} {unit})"
+                           for c in counts[:limit])
         more = " ..." if len(counts) > limit else ""
         return f"{explain}: {listed}{more}{_range(kwargs)}"
     if by_index and index_column:
         listed = ", ".join(
-            f"{row.get(index_column)}" + (f" ({column}={_fmt(row[column])})"
-                                          if column in row and column != index_column
-                                          and row[column] is not None else "")
+            shown_value(row.get(index_column))
+            + (f" ({column}={shown_value(row[column])})"
+               if column in row and column != index_column and row[column] is not None else "")
             for row in by_index[:limit])
         more = " ..." if (count or 0) > limit else ""
         return f"{explain}: {count} {unit}: {listed}{more}{_range(kwargs)}"
@@ -181,7 +213,7 @@ def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit:
         return f"{explain}: {count} {unit}{_range(kwargs)}"
     observed = res.get("observed_value")
     if observed is not None:
-        return f"{explain}: observed {_fmt(observed)}{_range(kwargs)}"
+        return f"{explain}: observed {shown_value(observed)}{_range(kwargs)}"
     return explain
 
 
@@ -200,6 +232,8 @@ class GxRunner:
             )
         logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
         self._gx = gx
+        #: value given to great-expectations (``_for_docs``) -> the value of the data
+        self._originals: dict[str, str] = {}
         self.docs_dir = docs_dir
         self.run_name = run_name
         self.limit = max_listed_values
@@ -229,6 +263,9 @@ class GxRunner:
         )
         expectations = []
         for i, item in enumerate(suite.data["expectations"]):
+            kwargs = item.get("kwargs")
+            if isinstance(kwargs, dict):        # value sets as great-expectations will show them
+                item = {**item, "kwargs": {k: self._value_set(v) for k, v in kwargs.items()}}
             try:
                 with _quiet():
                     expectations.append(ExpectationConfiguration(**item).to_domain_obj())
@@ -240,11 +277,51 @@ class GxRunner:
         with _quiet():
             return self.context.suites.add(self._gx.ExpectationSuite(expectations=expectations, **data))
 
+    def _for_docs(self, value: str) -> str:
+        shown = _for_docs(value)
+        if shown != value:
+            self._originals[shown] = value
+        return shown
+
+    def _original(self, value: Any) -> Any:
+        """The value of the data that great-expectations got as ``value``."""
+        return self._originals.get(value, value) if isinstance(value, str) else value
+
+    def _value_set(self, value: Any) -> Any:
+        """The strings of a list (a value set) through :func:`_for_docs`; anything else -
+        column names, conditions, bounds, ``$PARAMETER`` references - as it is."""
+        if isinstance(value, list | tuple):
+            return [self._for_docs(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    def _frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with every string value through :func:`_for_docs` (the same frame when
+        no value needs escaping)."""
+        changed: dict[str, pd.Series] = {}
+        for name in frame.columns:
+            column = frame[name]
+            if not (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+                continue
+            try:
+                values = column.dropna().unique()
+            except TypeError:                    # unhashable cells: escape one by one
+                changed[name] = column.map(
+                    lambda v: self._for_docs(v) if isinstance(v, str) else v)
+                continue
+            shown = {v: self._for_docs(v) for v in values if isinstance(v, str)}
+            shown = {v: s for v, s in shown.items() if s != v}
+            if shown:
+                changed[name] = column.map(
+                    lambda v, shown=shown: shown.get(v, v) if isinstance(v, str) else v)
+        return frame.assign(**changed) if changed else frame
+
     def validate(self, asset: str, frame: pd.DataFrame, suite: Suite, *,
                  parameters: dict[str, Any], index_column: str | None = None) -> list[Outcome]:
         """Validate ``frame`` (named ``asset`` in the data docs) against ``suite``."""
         if not suite.data["expectations"]:
             return []
+        frame = self._frame(frame)
+        parameters = {k: self._value_set(v) for k, v in parameters.items()}
         gx_suite = self._suite(suite, f"{suite.name}.{asset}" if asset != suite.name else suite.name)
         result_format: dict[str, Any] = {"result_format": "SUMMARY",
                                          "partial_unexpected_count": max(self.limit, 20)}
@@ -270,7 +347,8 @@ class GxRunner:
                 expectation=config.type,
                 column=config.kwargs.get("column"),
                 success=bool(item.success),
-                message=None if item.success else _describe(item, frame, index_column, self.limit),
+                message=None if item.success else _describe(item, frame, index_column,
+                                                            self.limit, self._original),
             ))
         return outcomes
 

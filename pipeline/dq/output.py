@@ -1,4 +1,10 @@
-"""The outputs of ``modelmeter dq``: a one-screen summary and a JSON file for schedulers."""
+"""The outputs of ``modelmeter dq``: a one-screen summary and a JSON file for schedulers.
+
+Both may name values of the data (a role, a model, a file name): every summary line goes
+through :func:`~pipeline.safe_text.visible` (a cron job writes standard output to a file;
+no control, bidi or zero-width character reaches it) and the JSON file is ASCII
+(``ensure_ascii``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 
 from pipeline.dq.checks import CheckResult
 from pipeline.report import write_atomic
+from pipeline.safe_text import visible
 
 __all__ = ["DqReport", "render_summary", "write_json"]
 
@@ -81,10 +88,10 @@ def render_summary(report: DqReport) -> str:
         lines.append(f"result: {report.json_path}")
     if report.data_docs:
         lines.append(f"data docs: {report.data_docs}")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 def write_json(report: DqReport, path: Path) -> None:
     """Write the result file atomically (a scheduler polling it never reads half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(report.to_json(), indent=2) + "\n")
+    write_atomic(path, json.dumps(report.to_json(), indent=2, ensure_ascii=True) + "\n")

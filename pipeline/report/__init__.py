@@ -16,10 +16,10 @@ import datetime as dt
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from pipeline._exceptions import ConfigError
+from pipeline.files import atomic_write
 from pipeline.report.data import SCHEMA_VERSION, DailyReport, load_daily_report
 from pipeline.report.html import render_html
 from pipeline.report.json import render_json
@@ -71,27 +71,17 @@ def render(report: DailyReport, fmt: str, *, color: bool = False, width: int = 1
 
 
 def write_atomic(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` so readers see the old file or the whole new one."""
+    """Write ``content`` to ``path`` so readers see the old file or the whole new one; the
+    new file's mode is ``0o666`` less the process umask (:func:`pipeline.files.atomic_write`)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ConfigError(f"--output {path}: directory {parent} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        with atomic_write(path) as fh:
+            fh.write(content.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"--output {path}: cannot write there ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ConfigError(f"--output {path}: cannot write there ({exc.strerror})") from None
-        raise
 
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:

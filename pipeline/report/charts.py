@@ -5,17 +5,19 @@ Each chart is one ``<svg>`` with a stable ``id`` and the class ``chart``, ``role
 find it. Every mark carries its own ``<title>`` (a tooltip with the exact figure).
 
 Pixel geometry uses floats; the figures printed in labels come from
-:mod:`pipeline.report.formatting` (exact decimals rounded at display time).
+:mod:`pipeline.report.formatting` (exact decimals rounded at display time). Every text,
+``<title>``, ``<desc>`` and attribute value is :func:`~pipeline.safe_text.html_text`
+(visible, then HTML-escaped), so a role or model is only ever text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from html import escape
 
 from pipeline.report import formatting as f
 from pipeline.report.data import TREND_DAYS, DailyReport
+from pipeline.safe_text import html_text
 
 __all__ = [
     "CHART_IDS",
@@ -69,8 +71,8 @@ def _svg(chart_id: str, title: str, desc: str, height: float, body: Iterable[str
         f'<svg id="{chart_id}" class="chart" role="img" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {_W} {_n(height)}" width="{_W}" height="{_n(height)}" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc" font-size="{_FONT}">',
-        f'<title id="{chart_id}-title">{escape(title)}</title>',
-        f'<desc id="{chart_id}-desc">{escape(desc)}</desc>',
+        f'<title id="{chart_id}-title">{html_text(title)}</title>',
+        f'<desc id="{chart_id}-desc">{html_text(desc)}</desc>',
         *body,
         "</svg>"])
 
@@ -79,13 +81,13 @@ def _text(x: float, y: float, text: str, *, anchor: str = "start", cls: str = "l
           weight: str | None = None) -> str:
     w = f' font-weight="{weight}"' if weight else ""
     return (f'<text x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}" class="{cls}"{w}>'
-            f"{escape(text)}</text>")
+            f"{html_text(text)}</text>")
 
 
 def _rect(x: float, y: float, w: float, h: float, fill: str, tip: str, cls: str = "bar",
           extra: str = "") -> str:
     return (f'<rect class="{cls}" x="{_n(x)}" y="{_n(y)}" width="{_n(max(w, 0.0))}" '
-            f'height="{_n(h)}" fill="{fill}"{extra}><title>{escape(tip)}</title></rect>')
+            f'height="{_n(h)}" fill="{fill}"{extra}><title>{html_text(tip)}</title></rect>')
 
 
 def _legend(items: list[tuple[str, str]], y: float, x0: float = 0.0) -> list[str]:
@@ -126,7 +128,7 @@ def cost_by_role_chart(report: DailyReport) -> str:
             w = _fx(c.cost_usd) * scale
             body.append(_rect(x, y, w, bar_h, colours[name],
                               f"{role} on {name}: {f.usd(c.cost_usd)} ({c.calls:,} calls)",
-                              cls="bar segment", extra=f' data-model="{escape(name)}"'))
+                              cls="bar segment", extra=f' data-model="{html_text(name)}"'))
             x += w
         total = totals[role]
         body.append(_text(x + 6, y + bar_h - 5, "unpriced" if total is None else f.usd(total),
@@ -232,7 +234,7 @@ def model_share_chart(report: DailyReport) -> str:
         w = plot_w * _fx(m.share_of_calls)
         body.append(_rect(x, y, w, bar_h, colours[name],
                           f"{name}: {f.pct(m.share_of_calls)} of calls ({m.calls:,})",
-                          cls="bar segment", extra=f' data-model="{escape(name)}"'))
+                          cls="bar segment", extra=f' data-model="{html_text(name)}"'))
         x += w
     if kpi and kpi.target_min is not None:
         tx = left + plot_w * float(kpi.target_min)

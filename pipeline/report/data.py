@@ -17,7 +17,7 @@ new file.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -433,25 +433,45 @@ def _trend(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[TrendPoint, ..
     return tuple(TrendPoint(**r) for r in rows)
 
 
-def _split(subject: str) -> tuple[str, str]:
-    left, _, right = subject.partition("/")
-    return left, right
+def _splitter(con: duckdb.DuckDBPyConnection, sql: str, day: dt.date
+              ) -> Callable[[str], tuple[str, str]]:
+    """Splits a warning's ``a/b`` subject back into the (a, b) of the day's rows that made
+    it (``sql`` selects them), so that a role or provider holding a ``/`` is not cut at the
+    wrong place; the first ``/`` when the subject is ambiguous or not among them."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for a, b in con.execute(sql, [day]).fetchall():
+        found.setdefault(f"{a}/{b}", set()).add((a, b))
+
+    def split(subject: str) -> tuple[str, str]:
+        pairs = found.get(subject, set())
+        if len(pairs) == 1:
+            return next(iter(pairs))
+        left, _, right = subject.partition("/")
+        return left, right
+
+    return split
 
 
 def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
     unpriced, roles, triggers = [], [], []
     rejected = duplicates = 0
     day_freshness: dt.datetime | None = None
+    model = _splitter(con, "select distinct provider, model from mart_daily_call_summary "
+                           "where event_date = ? and not has_model_price", day)
+    role_trigger = _splitter(con, "select distinct role, escalation_trigger "
+                                  "from mart_daily_call_summary where event_date = ? "
+                                  "and not is_known_trigger and escalation_trigger is not null",
+                             day)
     for r in _rows(con, """
             select warning, subject, events, last_ingested_at from rpt_data_warnings
             where event_date = ? order by warning, events desc, subject""", [day]):
         kind, subject, events = r["warning"], r["subject"], int(r["events"])
         if kind == "unpriced_calls":
-            unpriced.append(UnpricedModel(*_split(subject), events))
+            unpriced.append(UnpricedModel(*model(subject), events))
         elif kind == "unknown_role":
             roles.append(UnknownRole(subject, events))
         elif kind == "unknown_trigger":
-            triggers.append(UnknownTrigger(*_split(subject), events))
+            triggers.append(UnknownTrigger(*role_trigger(subject), events))
         elif kind == "rejected_events":
             rejected += events
         elif kind == "duplicate_events":

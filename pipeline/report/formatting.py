@@ -3,6 +3,13 @@
 Money is rounded to the cent with ROUND_HALF_EVEN here and only here, at display time;
 percentages have one decimal; KPI statuses are words (``met``, ``missed``, ``no data``) so
 they never depend on colour.
+
+Every string that came from the data (role, provider, model, trigger, policy version, a KPI
+or status the warehouse holds) goes through ``esc`` on its way into a display string:
+:func:`~pipeline.safe_text.visible` by default (every non-printable character as a visible
+escape), which the text and HTML formats then show as plain text / HTML-escape as a whole;
+markdown passes :func:`~pipeline.safe_text.markdown_text`, so that only the data is
+backslash-escaped and the sentences around it stay readable (pipeline/safe_text.py).
 """
 
 from __future__ import annotations
@@ -13,8 +20,13 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from pipeline.report.data import DailyReport, KpiRow
+from pipeline.safe_text import visible
+
+#: How a format makes a data string safe inside its display strings.
+Escape = Callable[[object], str]
 
 __all__ = [
+    "Escape",
     "NA",
     "STATUS_WORDS",
     "usd",
@@ -109,12 +121,14 @@ def kpi_target(kpi: KpiRow) -> str:
     return NA
 
 
-def kpi_title(kpi: str) -> str:
-    return KPI_TITLES.get(kpi, kpi.replace("_", " "))
+def kpi_title(kpi: str, esc: Escape = visible) -> str:
+    """The KPI's title; a KPI the policy adds later shows its own name (data: ``esc``)."""
+    return KPI_TITLES[kpi] if kpi in KPI_TITLES else esc(kpi.replace("_", " "))
 
 
-def status_word(status: str) -> str:
-    return STATUS_WORDS.get(status, status)
+def status_word(status: str, esc: Escape = visible) -> str:
+    """``met``, ``missed``, ``no data``; any other status (data: ``esc``) as it is."""
+    return STATUS_WORDS[status] if status in STATUS_WORDS else esc(status)
 
 
 def month_label(month: dt.date) -> str:
@@ -130,15 +144,15 @@ def break_even_text(report: DailyReport) -> str:
     return f"month {roi.break_even_month} of {roi.horizon_months}"
 
 
-def warning_lines(report: DailyReport) -> list[str]:
+def warning_lines(report: DailyReport, esc: Escape = visible) -> list[str]:
     """Each data warning of the day as one plain sentence (empty list = nothing to flag)."""
     w = report.warnings
-    lines = [f"{u.calls:,} unpriced call(s) on {u.provider}/{u.model}: no price in force, "
-             "excluded from cost (never counted as $0)" for u in w.unpriced]
-    lines += [f"{r.events:,} event(s) with unknown role {r.role!r} (not in policy "
-              f"{report.policy_version})" for r in w.unknown_roles]
-    lines += [f"{t.calls:,} escalated call(s) of role {t.role!r} with unknown trigger "
-              f"{t.trigger!r}" for t in w.unknown_triggers]
+    lines = [f"{u.calls:,} unpriced call(s) on {esc(u.provider)}/{esc(u.model)}: no price in "
+             "force, excluded from cost (never counted as $0)" for u in w.unpriced]
+    lines += [f"{r.events:,} event(s) with unknown role '{esc(r.role)}' (not in policy "
+              f"{esc(report.policy_version or NA)})" for r in w.unknown_roles]
+    lines += [f"{t.calls:,} escalated call(s) of role '{esc(t.role)}' with unknown trigger "
+              f"'{esc(t.trigger)}'" for t in w.unknown_triggers]
     if w.rejected_events:
         lines.append(f"{w.rejected_events:,} rejected event(s) received this day "
                      "(dead-lettered; see the _rejected lake table)")
@@ -218,7 +232,8 @@ def cost_reduction_target(report: DailyReport) -> str:
 
 def headline_sentence(report: DailyReport,
                       status: Callable[[str], str] = status_word) -> str:
-    """The headline in one sentence; ``status`` dresses the met/missed word per format."""
+    """The headline in one sentence (figures only); ``status`` dresses the met/missed word
+    per format (and makes an unknown status safe for it)."""
     h = report.headline
     return (f"Cost {usd(h.cost_usd)} against an all-Claude baseline of "
             f"{usd(h.baseline_cost_usd)}: savings {usd(h.savings_usd)} ({pct(h.savings_pct)}). "
@@ -227,38 +242,41 @@ def headline_sentence(report: DailyReport,
             f"target: {status(h.mtd_status)}.")
 
 
-def role_grid(report: DailyReport) -> Grid:
+def role_grid(report: DailyReport, esc: Escape = visible) -> Grid:
     return _grid("Per role", ["role", "calls", "escalated", "input tokens", "output tokens",
                               "cost", "baseline", "savings", "savings %"],
-                 [[r.role + ("" if r.is_known_role else " (unknown role)"), integer(r.calls),
+                 [[esc(r.role) + ("" if r.is_known_role else " (unknown role)"), integer(r.calls),
                    integer(r.escalated_calls), integer(r.input_tokens), integer(r.output_tokens),
                    usd(r.cost_usd), usd(r.baseline_cost_usd), usd(r.savings_usd),
                    pct(r.savings_pct)] for r in report.roles], numeric=range(1, 9))
 
 
-def model_grid(report: DailyReport) -> Grid:
+def model_grid(report: DailyReport, esc: Escape = visible) -> Grid:
     return _grid("Per model", ["provider/model", "calls", "input tokens", "output tokens", "cost",
                                "share of calls", "share of cost"],
-                 [[f"{m.provider}/{m.model}" + (" (default)" if m.is_default_model else ""),
+                 [[f"{esc(m.provider)}/{esc(m.model)}"
+                   + (" (default)" if m.is_default_model else ""),
                    integer(m.calls), integer(m.input_tokens), integer(m.output_tokens),
                    usd(m.cost_usd) if m.cost_usd is not None else "unpriced",
                    pct(m.share_of_calls), pct(m.share_of_cost)] for m in report.models],
                  numeric=range(1, 7))
 
 
-def kpi_grid(report: DailyReport) -> Grid:
+def kpi_grid(report: DailyReport, esc: Escape = visible) -> Grid:
+    """Status cells hold the raw status: each format shows it with :func:`status_word`."""
     return _grid("KPI scorecard", ["KPI", "target", "day", "day status", "month to date",
                                    "month status"],
-                 [[kpi_title(k.kpi), kpi_target(k), kpi_value(k, k.day_actual), k.day_status,
+                 [[kpi_title(k.kpi, esc), kpi_target(k), kpi_value(k, k.day_actual), k.day_status,
                    kpi_value(k, k.mtd_actual), k.mtd_status] for k in report.kpis],
                  numeric=(1, 2, 4), status=(3, 5))
 
 
-def escalation_grid(report: DailyReport) -> Grid:
+def escalation_grid(report: DailyReport, esc: Escape = visible) -> Grid:
     return _grid("Escalations by trigger", ["role", "trigger", "calls", "tasks", "cost",
                                             "baseline", "reviewed tasks", "false positives",
                                             "FP rate"],
-                 [[e.role, e.trigger, integer(e.escalated_calls), integer(e.escalated_tasks),
+                 [[esc(e.role), esc(e.trigger), integer(e.escalated_calls),
+                   integer(e.escalated_tasks),
                    usd(e.cost_usd) + (f" (+{e.unpriced_calls:,} unpriced)" if e.unpriced_calls
                                       else ""),
                    usd(e.baseline_cost_usd), integer(e.tasks_with_verdict),
@@ -283,6 +301,8 @@ def roi_lines(report: DailyReport) -> list[str]:
 NO_WARNINGS = "none: every call priced, every role and trigger known, no rejected events"
 
 
-def subtitle(report: DailyReport) -> str:
-    return (f"policy {report.policy_version or NA} · default model {report.default_model} · "
-            f"baseline {report.baseline_model} · data {report.first_date} to {report.last_date}")
+def subtitle(report: DailyReport, esc: Escape = visible) -> str:
+    policy = esc(report.policy_version) if report.policy_version else NA
+    return (f"policy {policy} · default model {esc(report.default_model)} · "
+            f"baseline {esc(report.baseline_model)} · data {report.first_date} to "
+            f"{report.last_date}")

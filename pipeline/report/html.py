@@ -2,15 +2,18 @@
 no fonts, images or anything else fetched from the network. Readable in print (black on
 white, sections kept on one page where they fit) and with a screen reader (charts carry a
 title and a description; every figure is also in a table).
+
+Every text and attribute value is :func:`~pipeline.safe_text.html_text` (visible, then
+HTML-escaped, quotes included): a role ``<img src=x onerror=...>`` is text on the page, and
+no control, bidi or zero-width character from the data is in the file.
 """
 
 from __future__ import annotations
 
-from html import escape
-
 from pipeline.report import formatting as f
 from pipeline.report.charts import CHART_TITLES, all_charts
 from pipeline.report.data import DailyReport
+from pipeline.safe_text import html_text
 
 __all__ = ["render_html"]
 
@@ -61,14 +64,15 @@ footer { color: var(--muted); font-size: .85rem; margin-top: 32px; }
 
 
 def _status(status: str) -> str:
-    return f'<span class="status status-{escape(status)}">{escape(f.status_word(status))}</span>'
+    return (f'<span class="status status-{html_text(status)}">'
+            f"{html_text(f.status_word(status))}</span>")
 
 
 def _table(grid: f.Grid, table_id: str) -> str:
     if not grid.rows:
-        return f'<p class="note-text" id="{table_id}">{escape(grid.empty_text)}.</p>'
+        return f'<p class="note-text" id="{table_id}">{html_text(grid.empty_text)}.</p>'
     head = "".join(f'<th scope="col"{" class=num" if i in grid.numeric_columns else ""}>'
-                   f"{escape(h)}</th>" for i, h in enumerate(grid.header))
+                   f"{html_text(h)}</th>" for i, h in enumerate(grid.header))
     body = []
     for row in grid.rows:
         cells = []
@@ -76,10 +80,10 @@ def _table(grid: f.Grid, table_id: str) -> str:
             if i in grid.status_columns:
                 cells.append(f"<td>{_status(c)}</td>")
             elif i == 0:
-                cells.append(f'<th scope="row">{escape(c)}</th>')
+                cells.append(f'<th scope="row">{html_text(c)}</th>')
             else:
                 cls = ' class="num"' if i in grid.numeric_columns else ""
-                cells.append(f"<td{cls}>{escape(c)}</td>")
+                cells.append(f"<td{cls}>{html_text(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
@@ -88,8 +92,8 @@ def _table(grid: f.Grid, table_id: str) -> str:
 def _figure(charts: dict[str, str], chart_id: str, caption: str) -> str:
     # The heading is aria-hidden: the svg's own <title> already names it for screen readers.
     return (f'<figure><h3 class="chart-title" aria-hidden="true">'
-            f"{escape(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
+            f"{html_text(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
+            f"<figcaption>{html_text(caption)}</figcaption></figure>")
 
 
 def render_html(report: DailyReport) -> str:
@@ -98,25 +102,26 @@ def render_html(report: DailyReport) -> str:
     cards = [("Cost", f.usd(h.cost_usd)), ("All-Claude baseline", f.usd(h.baseline_cost_usd)),
              ("Savings", f"{f.usd(h.savings_usd)} ({f.pct(h.savings_pct)})"),
              ("Month-to-date cost reduction", f.pct(h.mtd_cost_reduction_pct))]
-    card_html = "".join(f'<div class="card"><div class="k">{escape(k)}</div>'
-                        f'<div class="v">{escape(v)}</div></div>' for k, v in cards)
+    card_html = "".join(f'<div class="card"><div class="k">{html_text(k)}</div>'
+                        f'<div class="v">{html_text(v)}</div></div>' for k, v in cards)
     warnings = f.warning_lines(report)
-    warning_html = "".join(f'<li><span class="warning">warning:</span> {escape(w)}</li>'
-                           for w in warnings) or f"<li>{escape(f.NO_WARNINGS)}</li>"
+    warning_html = "".join(f'<li><span class="warning">warning:</span> {html_text(w)}</li>'
+                           for w in warnings) or f"<li>{html_text(f.NO_WARNINGS)}</li>"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="color-scheme" content="light">',
-        f"<title>{escape(f.title(report))}</title>",
+        f"<title>{html_text(f.title(report))}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f'<header><h1>{escape(f.title(report))}</h1>'
-        f'<p class="subtitle">{escape(f.subtitle(report))}</p></header><main>',
+        f'<header><h1>{html_text(f.title(report))}</h1>'
+        f'<p class="subtitle">{html_text(f.subtitle(report))}</p></header><main>',
         '<section id="headline" aria-labelledby="h-headline"><h2 id="h-headline">Headline</h2>',
         f'<div class="cards">{card_html}</div>',
-        # escape the sentence, then put the (already safe) status markup in its slot
-        "<p>" + escape(f.headline_sentence(report, lambda _: "\x00")).replace(
-            "\x00", _status(h.mtd_status)) + "</p>",
+        # escape the sentence around the status's slot, then put the status markup in it
+        "<p>" + _status(h.mtd_status).join(
+            html_text(part)
+            for part in f.headline_sentence(report, lambda _: "\x00").split("\x00")) + "</p>",
         _table(f.headline_grid(report), "table-headline"), "</section>",
         '<section id="roles" aria-labelledby="h-roles"><h2 id="h-roles">Per role</h2>',
         _figure(charts, "chart-cost-by-role", "Cost of the day by role, each bar split by model "
@@ -137,11 +142,11 @@ def render_html(report: DailyReport) -> str:
                 "trigger, with the calls and the false-positive rate of reviewed tasks."),
         _table(f.escalation_grid(report), "table-escalations"), "</section>",
         '<section id="roi" aria-labelledby="h-roi"><h2 id="h-roi">ROI projection</h2><ul>',
-        "".join(f"<li>{escape(line)}</li>" for line in f.roi_lines(report)), "</ul></section>",
+        "".join(f"<li>{html_text(line)}</li>" for line in f.roi_lines(report)), "</ul></section>",
         '<section id="warnings" aria-labelledby="h-warnings">'
         '<h2 id="h-warnings">Data warnings</h2><ul class="warnings">', warning_html,
-        "".join(f"<li>note: {escape(line)}</li>" for line in f.info_lines(report)),
-        f"<li>freshness: {escape(f.freshness_text(report))}</li></ul></section>",
+        "".join(f"<li>note: {html_text(line)}</li>" for line in f.info_lines(report)),
+        f"<li>freshness: {html_text(f.freshness_text(report))}</li></ul></section>",
         "</main>",
         f"<footer>modelmeter report schema {report.schema_version}; money rounded half-even to "
         "the cent from exact decimals.</footer>",

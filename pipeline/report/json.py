@@ -3,7 +3,9 @@
 Money and ratios are strings holding the exact decimal from the warehouse
 (``"123.456789012345"``), never floats; dates are ``YYYY-MM-DD``; timestamps are RFC 3339 UTC;
 absent values are ``null``. ``schema_version`` changes only when a field is removed or
-changes meaning (added fields keep the version).
+changes meaning (added fields keep the version). The file is ASCII (``ensure_ascii``): a
+control, bidi or zero-width character in a role or model is a ``\\u`` escape in the file and
+the exact value again once decoded.
 """
 
 from __future__ import annotations
@@ -43,4 +45,4 @@ def render_json(report: DailyReport) -> str:
     body = to_jsonable(report)
     ordered = {"schema_version": body.pop("schema_version"), **body}
     ordered["warnings"]["count"] = report.warnings.count
-    return json.dumps(ordered, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(ordered, indent=2, ensure_ascii=True) + "\n"

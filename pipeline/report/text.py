@@ -2,6 +2,11 @@
 
 Colour only when asked for (the CLI asks when standard output is a TTY, never for an
 ``--output`` file); every status is also a word, so nothing depends on colour.
+
+Everything is handed to rich as :class:`rich.text.Text`, never as a markup string: a role
+``[/bold]`` or ``[bold red]x[/]`` is printed as those characters, and the data in it has been
+through :func:`~pipeline.safe_text.visible` (pipeline/report/formatting.py), so no control,
+bidi or zero-width character reaches the terminal or the file.
 """
 
 from __future__ import annotations
@@ -25,24 +30,28 @@ def _status(status: str) -> Text:
     return Text(f.status_word(status), style=_STATUS_STYLE.get(status, ""))
 
 
+def _cell(grid: f.Grid, i: int, value: str) -> Text:
+    return _status(value) if i in grid.status_columns else Text(value)
+
+
 def _print_grid(console: Console, grid: f.Grid) -> None:
     if not grid.rows:
         console.print(Text(grid.title, style="bold"))
-        console.print(f"  {grid.empty_text}")
+        console.print(Text(f"  {grid.empty_text}"))
         console.print()
         return
-    table = Table(title=grid.title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
-                  header_style="bold", pad_edge=False, show_edge=False)
+    table = Table(title=Text(grid.title, style="bold"), title_justify="left",
+                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+    rows = [[_cell(grid, i, c) for i, c in enumerate(row)] for row in grid.rows]
     for i, name in enumerate(grid.header):
         # A narrow terminal may wrap a header between words ("input tokens") but never cuts
         # a figure: each column is at least as wide as its widest value and header word.
-        widest = max([len(f.status_word(row[i]) if i in grid.status_columns else row[i])
-                      for row in grid.rows] + [len(word) for word in name.split()])
-        table.add_column(name, justify="right" if i in grid.numeric_columns else "left",
+        widest = max([row[i].cell_len for row in rows]
+                     + [Text(word).cell_len for word in name.split()])
+        table.add_column(Text(name), justify="right" if i in grid.numeric_columns else "left",
                          min_width=widest, overflow="fold")
-    for row in grid.rows:
-        table.add_row(*(_status(c) if i in grid.status_columns else c
-                        for i, c in enumerate(row)))
+    for cells in rows:
+        table.add_row(*cells)
     console.print(table)
     console.print()
 
@@ -57,7 +66,7 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
                       emoji=False, legacy_windows=False, soft_wrap=True)
     h = report.headline
     console.print(Text(f.title(report), style="bold"))
-    console.print(f.subtitle(report))
+    console.print(Text(f.subtitle(report)))
     console.print()
     _print_grid(console, f.headline_grid(report))
     line = Text(f"Month-to-date cost reduction {f.pct(h.mtd_cost_reduction_pct)} against the "
@@ -71,7 +80,7 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
 
     console.print(Text("ROI projection", style="bold"))
     for line_text in f.roi_lines(report):
-        console.print(f"  {line_text}")
+        console.print(Text(f"  {line_text}"))
     console.print()
 
     console.print(Text("Data warnings", style="bold"))
@@ -79,10 +88,10 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
     for line_text in lines:
         console.print(Text("  warning: ", style="bold yellow") + Text(line_text))
     if not lines:
-        console.print(f"  {f.NO_WARNINGS}")
+        console.print(Text(f"  {f.NO_WARNINGS}"))
     for line_text in f.info_lines(report):
-        console.print(f"  note: {line_text}")
-    console.print(f"  freshness: {f.freshness_text(report)}")
+        console.print(Text(f"  note: {line_text}"))
+    console.print(Text(f"  freshness: {f.freshness_text(report)}"))
     text = out.getvalue()
     if not color:  # rich pads every line to the width; files and pipes need no trailing blanks
         text = "\n".join(line.rstrip() for line in text.split("\n"))

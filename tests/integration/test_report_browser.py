@@ -143,3 +143,70 @@ def test_chromium_screenshots_the_report(browser: str, report_html: Path, tmp_pa
     keep = os.environ.get("MODELMETER_KEEP_SCREENSHOT")
     if keep:  # to look at it: MODELMETER_KEEP_SCREENSHOT=/tmp/report.png pytest -m browser
         shutil.copyfile(shot, keep)
+
+
+# --- untrusted strings: a value of the data never runs as a script ---------------------------
+# The value's onerror handler would set document.title; Chromium's --dump-dom shows the DOM
+# after the page ran. Each test also loads a copy with the value written unescaped (what the
+# code did before) and checks that there the handler does run: the check can fail.
+
+XSS = "<img src=x onerror=document.title='XSS'>"
+XSS_SHOWN = "&lt;img src=x onerror=document.title=&#x27;XSS&#x27;&gt;"
+
+
+def _title_and_dom(browser: str, profile: Path, page: Path) -> tuple[str, str]:
+    dom = _run_browser(browser, profile, "--dump-dom", page.as_uri()).stdout
+    found = re.search(r"<title>(.*?)</title>", dom, re.S)
+    return (found.group(1) if found else ""), dom
+
+
+def _assert_inert_and_control_runs(browser: str, page: Path, tmp_path: Path) -> str:
+    html_text = page.read_text(encoding="utf-8")
+    assert XSS_SHOWN in html_text and XSS not in html_text
+    title, dom = _title_and_dom(browser, tmp_path / "profile", page)
+    assert title != "XSS" and "<img src=\"x\"" not in dom
+    # the DOM serializes text with & < > escaped (quotes as typed): the value is a text node
+    assert "&lt;img src=x onerror=document.title='XSS'&gt;" in dom
+    control = tmp_path / "unescaped.html"
+    control.write_text(html_text.replace(XSS_SHOWN, XSS), encoding="utf-8")
+    assert _title_and_dom(browser, tmp_path / "profile", control)[0] == "XSS"
+    return title
+
+
+def test_chromium_shows_a_hostile_role_and_model_of_the_report_as_text(browser: str,
+                                                                      tmp_path: Path):
+    from pipeline.report import render
+    from pipeline.report.data import RoleModelCost, RoleRow
+    from tests.unit.test_report import hostile_report, sample_report
+
+    base = hostile_report()         # every other hostile value, and the XSS as role and model
+    money = base.roles[-1]
+    report = sample_report(
+        roles=(RoleRow(XSS, False, 3, 0, 10, 1, money.cost_usd, money.baseline_cost_usd,
+                       money.savings_usd, money.savings_pct), *base.roles),
+        models=base.models,
+        cost_by_role_model=(RoleModelCost(XSS, "zai", XSS, 3, money.cost_usd),
+                            *base.cost_by_role_model),
+        escalations=base.escalations, warnings=base.warnings)
+    page = tmp_path / "report.html"
+    page.write_text(render(report, "html"), encoding="utf-8")
+    title = _assert_inert_and_control_runs(browser, page, tmp_path)
+    assert title == "modelmeter daily report - 2026-10-06"
+
+
+def test_chromium_shows_a_hostile_role_in_the_data_docs_as_text(browser: str, tmp_path: Path):
+    from pipeline.dq import run_dq
+    from pipeline.warehouse import build_warehouse
+    from tests.unit.test_dq import DAY, NOW, Lake, call
+
+    settings = Settings(lake=tmp_path / "lake", warehouse=tmp_path / "w.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    lake = Lake(settings.lake)
+    lake.day(DAY)
+    lake.flush(2, [("llm_call", call(role=XSS))])
+    build_warehouse(settings)
+    report = run_dq(settings, DAY, now=NOW, docs_dir=tmp_path / "docs")
+    assert any(r.name == "known_roles_triggers" and r.status == "fail" for r in report.results)
+    (page,) = (tmp_path / "docs" / "validations" / "llm_call").rglob("*.html")
+    _assert_inert_and_control_runs(browser, page, tmp_path)

@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 from collections import defaultdict
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
@@ -536,3 +537,136 @@ def test_golden_lake_clean_day_passes_and_cost_day_names_its_defects(settings):
         "escalation_trigger not a trigger of the call's role (role:trigger): architect:gut_feeling (1 calls)",
         "escalation_trigger unknown to the policy: gut_feeling (1 calls)",
         "role unknown to the policy: tester (1 calls)"]
+
+
+# --- untrusted strings: values of the data in the summary, the JSON result, the data docs -----
+
+class _Page(HTMLParser):
+    """Tags with their attributes, script bodies and text (entities decoded) of a page."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[str] = []
+        self.text: list[str] = []
+        self._in_script = False
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        (self.scripts if self._in_script else self.text).append(data)
+
+
+def test_hostile_values_are_data_in_the_summary_the_json_result_and_the_data_docs(
+        settings, lake, tmp_path, capsys):
+    """Every HOSTILE value as a role, model, provider and trigger: the summary and the JSON
+    result name each one visibly (no raw control, bidi or zero-width character, distinct
+    values distinct); great-expectations' data docs show each as text, no tag made of it."""
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import HOSTILE, RAW, only_printable
+
+    items = []
+    for v in HOSTILE:
+        items += [("llm_call", call(role=v)), ("llm_call", call(model=v)),
+                  ("llm_call", call(provider=v)), ("llm_call", escalated_call(escalation_trigger=v)),
+                  ("task_feedback", feedback(role=v))]
+    items.append(("llm_call", escalated_call(event_id="id-<img src=x onerror=alert(2)>\x1b[2J",
+                                             escalation_trigger=None)))
+    lake.flush(2, items)
+    build_warehouse(settings)
+    config = tmp_path / "dq.yaml"
+    config.write_text(f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\n"
+                      "max_listed_values: 100\n")
+    docs = tmp_path / "docs"
+    code = main(["dq", "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
+                 "--policy", str(settings.policy), "--prices", str(settings.prices),
+                 "--date", DAY.isoformat(), "--dq-config", str(config),
+                 "--output", str(tmp_path / "r.json"), "--data-docs", str(docs)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert only_printable(out) and not RAW.search(out)
+    roles = next(line for line in out.splitlines() if "role unknown to the policy" in line)
+    for v in HOSTILE:
+        assert f" {visible(v)} (1 calls)" in roles, v               # each once, distinct
+        assert f"zai/{visible(v)} (1 calls)" in out and f"{visible(v)}/glm-4.5 (1 calls)" in out
+    assert roles.count(" (1 calls)") == len(HOSTILE)
+    assert "id-<img src=x onerror=alert(2)>\\x1b[2J" in out         # listed by its event_id
+
+    result_text = (tmp_path / "r.json").read_text()
+    assert result_text.isascii() and only_printable(result_text)
+    result = json.loads(result_text)
+    failures_of = {c["name"]: c["failures"] for c in result["checks"]}
+    triggers = next(m for m in failures_of["known_roles_triggers"]
+                    if m.startswith("escalation_trigger unknown to the policy"))
+    assert all(f" {visible(v)} (1 calls)" in triggers for v in HOSTILE)
+
+    pages = list(docs.rglob("*.html"))
+    assert pages
+    shown = []
+    for path in pages:
+        page = _Page(path.read_text(encoding="utf-8"))
+        assert not RAW.search(path.read_text(encoding="utf-8")), path
+        for tag, attrs in page.tags:      # no tag and no handler made of a value
+            assert "onerror" not in attrs and attrs.get("src") != "x", (path, tag, attrs)
+            assert tag not in ("img", "script") or "alert" not in str(attrs), (path, tag)
+        assert not any("alert(" in s for s in page.scripts), path
+        shown.append("\n".join(page.text))
+    text = "\n".join(shown)
+    for v in HOSTILE:                     # shown as text, escapes visible
+        assert visible(v) in text, v
+
+
+def test_values_handed_to_great_expectations_keep_membership_uniqueness_and_counts():
+    """The map to great-expectations' values is injective: a literal ``\\x1b`` and an ESC
+    stay two values (html_text alone would merge them), a literal ``&lt;b&gt;`` is not
+    ``<b>``; the summary names the original values, made visible."""
+    from pipeline.dq.gx import GxRunner, Suite
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import HOSTILE
+
+    literal = visible(HOSTILE[0])                    # "\\x1b[31mred..." typed out
+    frame = pd.DataFrame({
+        "key": [*HOSTILE, literal, "&lt;b&gt;"],
+        "role": [*HOSTILE, literal, HOSTILE[1]],
+        "provider": ["<b>", "a|b", *(["a|b"] * (len(HOSTILE) - 1)), "&lt;b&gt;"],
+    })
+    expectations = [
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "key"},
+         "meta": {"check": "event_id_unique", "explain": "repeated"}},
+        {"type": "expect_column_values_to_be_in_set",
+         "kwargs": {"column": "role", "value_set": {"$PARAMETER": "known"}},
+         "meta": {"check": "known_roles_triggers", "explain": "unknown role"}},
+        {"type": "expect_column_values_to_be_in_set",
+         "kwargs": {"column": "provider", "value_set": ["<b>", "a|b"]},
+         "meta": {"check": "known_roles_triggers", "explain": "unknown provider"}},
+    ]
+    suite = Suite(Path("hostile.json"), "hostile", {"name": "hostile", "expectations": expectations})
+    runner = GxRunner(docs_dir=None, run_name="hostile")
+    outcomes = runner.validate("hostile", frame, suite, parameters={"known": list(HOSTILE)},
+                               index_column="key")
+    assert [(o.expectation, o.success) for o in outcomes] == [
+        ("expect_column_values_to_be_unique", True),
+        ("expect_column_values_to_be_in_set", False),
+        ("expect_column_values_to_be_in_set", False)]
+    assert outcomes[1].message == f"unknown role: {literal} (1 rows)"
+    assert outcomes[2].message == "unknown provider: &lt;b&gt; (1 rows)"
+
+
+def test_skip_reasons_naming_a_path_are_one_printable_line(settings, lake, tmp_path):
+    """A reason quoting a path (no warehouse at ...) is visible too, in summary and JSON."""
+    from pipeline.dq.output import render_summary
+    from tests.unit.test_safe_text import RAW
+
+    odd = settings.with_overrides(warehouse=tmp_path / "w\x1b[31m\u202e.duckdb")
+    report = run_dq(odd, DAY, now=NOW, data_docs=False, output=tmp_path / "r.json")
+    reason = next(r.reason for r in report.results if r.name == "warehouse_complete")
+    assert reason == f"no warehouse at {tmp_path}/w\\x1b[31m\\u202e.duckdb (run `modelmeter build`)"
+    summary = render_summary(report)
+    assert not RAW.search(summary) and "w\\x1b[31m\\u202e.duckdb" in summary
+    assert (tmp_path / "r.json").read_text().isascii()

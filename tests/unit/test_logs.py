@@ -82,3 +82,38 @@ def test_kafka_library_chatter_is_kept_at_warning(restore_root) -> None:
     configure_logging(Settings(log_level="DEBUG"), stream=out)
     logging.getLogger("kafka.protocol.parser").debug("Send: bytes")
     assert out.getvalue() == ""
+
+
+def test_messages_quoting_data_are_one_printable_line_in_text_and_json(restore_root) -> None:
+    """A message quoting a HOSTILE value (a role from a Kafka message, say) is one printable
+    line: every control, bidi or zero-width character shown as its escape; JSON is ASCII.
+    A traceback keeps its line breaks, each of its lines made visible."""
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import HOSTILE, RAW, only_printable
+
+    for fmt in ("text", "json"):
+        out = io.StringIO()
+        configure_logging(settings(log_format=fmt), stream=out)
+        log = logging.getLogger("pipeline.test")
+        for value in HOSTILE:
+            log.warning("unknown role %s", value)
+        try:
+            raise ValueError("bad role \x1b[2J\u202e")
+        except ValueError:
+            log.exception("failed on %r", "x")
+        text = out.getvalue()
+        assert only_printable(text) and not RAW.search(text), fmt
+        lines = text.splitlines()
+        assert len([line for line in lines if "unknown role" in line]) == len(HOSTILE)
+        if fmt == "json":
+            assert text.isascii()
+            records = [json.loads(line) for line in lines]
+            assert [r["message"] for r in records[:len(HOSTILE)]] == [
+                f"unknown role {visible(v)}" for v in HOSTILE]
+            assert "ValueError: bad role \\x1b[2J\\u202e" in records[-1]["exception"]
+        else:
+            for line, value in zip(lines, HOSTILE, strict=False):
+                assert line.endswith(f"pipeline.test: unknown role {visible(value)}")
+            assert "ValueError: bad role \\x1b[2J\\u202e" in lines
+            assert lines[len(HOSTILE)].endswith("failed on 'x'")
+            assert lines[len(HOSTILE) + 1] == "Traceback (most recent call last):"

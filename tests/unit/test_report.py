@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 from decimal import Decimal as D
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ from pipeline.report.data import (
     RoleRow,
     TrendPoint,
     UnknownRole,
+    UnknownTrigger,
     UnpricedModel,
 )
 
@@ -448,7 +450,9 @@ def test_text_shows_the_golden_figures_to_the_cent_without_colour(golden, capsys
 def test_markdown_shows_the_golden_review_day(golden, capsys):
     md = _report(golden, dt.date(2025, 6, 3), "markdown", capsys)
     # 20 escalated architect calls at 100 input tokens x $15 / 1e6 = $0.0015 each = $0.03
-    assert "| architect | three_plus_services | 20 | 20 | $0.03 | $0.03 | 20 | 1 | 5.0% |" in md
+    # (a trigger is data: its punctuation is backslash-escaped, and renders as typed)
+    assert "| architect | three\\_plus\\_services | 20 | 20 | $0.03 | $0.03 | 20 | 1 | 5.0% |" \
+        in md
     assert "| Escalation false-positive rate | < 5.0% | 5.0% | **missed** |" in md
     assert "| Average satisfaction (1-5) | >= 4.00 | 4.00 | met |" in md
     assert "| Review consistency | >= 95.0% | 95.0% | met |" in md
@@ -632,3 +636,232 @@ def test_an_independent_event_set_shows_each_days_exact_cost_to_the_cent(tmp_pat
         headline = json.loads(capsys.readouterr().out)["headline"]
         assert D(headline["cost_usd"]) == cost[d], d
         assert D(headline["baseline_cost_usd"]) == baseline[d], d
+
+
+# --- untrusted strings: every value of the data is shown as data, never as markup ----------
+# tests/unit/test_safe_text.py's HOSTILE catalogue goes into every place a string of the data
+# reaches the report: roles, providers, models, triggers, warnings, the policy version, a KPI
+# name and status. Each format must show each value literally (distinct values distinct),
+# interpret none of it, and let no raw control, bidi or zero-width character through.
+
+
+def hostile_report() -> DailyReport:
+    from tests.unit.test_safe_text import HOSTILE
+
+    money = (D("1.5"), D("2"), D("0.5"), D("0.25"))
+    roles = tuple(RoleRow(v, i % 2 == 0, 10, 1, 100, 10, *money)
+                  for i, v in enumerate(HOSTILE)) + (
+        RoleRow("architect", True, 40, 6, 400000, 90000, *money),)
+    models = (ModelRow("zai", "glm-4.5", True, 100, 1000, 100, D("3"), D("0.5"), D("0.2")),
+              *(ModelRow("zai", v, False, 2, 10, 1, D("1"), D("0.01"), D("0.01")) for v in HOSTILE),
+              *(ModelRow(v, "m", False, 1, 10, 1, None, D("0.005"), None) for v in HOSTILE))
+    cost = (*(RoleModelCost(v, "zai", v, 2, D("1")) for v in HOSTILE),
+            RoleModelCost("architect", "zai", "glm-4.5", 40, D("1.5")))
+    escalations = (*(EscalationRow("architect", v, 1, 1, 0, D("1"), D("1"), 1, 0, D("0"))
+                     for v in HOSTILE),
+                   *(EscalationRow(v, "three_plus_services", 1, 1, 1, D("1"), D("1"), 0, 0, None)
+                     for v in HOSTILE))
+    warnings = DataWarnings(tuple(UnpricedModel(v, v, 1) for v in HOSTILE),
+                            tuple(UnknownRole(v, 1) for v in HOSTILE),
+                            tuple(UnknownTrigger(v, v, 1) for v in HOSTILE), 1, 0,
+                            None, None, None)
+    strange_kpi = _kpi("[/bold]<img src=x onerror=alert(1)>\x1b[2J", "ratio", D("0.1"), None,
+                       D("0.2"), "[/]\u202e", None, "<b>&amp;")
+    return sample_report(policy_version="<img src=x onerror=alert(1)>\x1b]0;title\x07",
+                         default_model="zai/[bold red]glm-4.5[/]\u200b",
+                         baseline_model="anthropic/<script>alert(1)</script>\r",
+                         roles=roles, models=models, cost_by_role_model=cost,
+                         escalations=escalations, warnings=warnings,
+                         kpis=sample_report().kpis + (strange_kpi,))
+
+
+def _hostile_values(report: DailyReport) -> set[str]:
+    """Every string of the data in ``report`` (what must be shown, each one literally)."""
+    values = {report.policy_version, report.default_model, report.baseline_model}
+    values |= {r.role for r in report.roles} | {m.provider for m in report.models}
+    values |= {m.model for m in report.models} | {e.trigger for e in report.escalations}
+    values |= {e.role for e in report.escalations}
+    return values - {None}
+
+
+def _assert_text_report(text: str, values: set[str]) -> None:
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import RAW, only_printable
+
+    assert only_printable(text) and not RAW.search(text)
+    for value in values:            # literally: brackets and all, escapes visible
+        assert visible(value) in text, value
+    # markup was not interpreted: "[bold red]glm-4.5[/]" is not a second glm-4.5 row
+    assert len(re.findall(r"^zai/glm-4\.5\b", text, re.M)) == 1
+
+
+def _assert_markdown_report(md: str, values: set[str]) -> None:
+    from pipeline.safe_text import markdown_text
+    from tests.unit.test_safe_text import RAW, only_printable
+
+    assert only_printable(md) and not RAW.search(md)
+    for value in values:
+        assert markdown_text(value) in md, value
+    assert not re.search(r"(?<!\\)!\[", md)                    # no image
+    assert not re.search(r"(?<!\\)<[A-Za-z/!?]", md)           # no raw HTML
+    assert not re.search(r"(?<!\\)\]\(", md)                   # no link
+    for table in re.findall(r"((?:^\|.*\|\n)+)", md, re.M):    # no extra cell
+        widths = {len(re.split(r"(?<!\\)\|", row)) for row in table.strip().splitlines()}
+        assert len(widths) == 1, table
+
+
+class _Page(HTMLParser):
+    """Tags, attribute names and values, and the text (entities decoded) of a page."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: set[str] = set()
+        self.attrs: set[str] = set()
+        self.values: list[str] = []
+        self.text: list[str] = []
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        for name, value in attrs:
+            self.attrs.add(name)
+            self.values.append(value or "")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _assert_html_report(page: str, values: set[str]) -> _Page:
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import RAW, only_printable
+
+    assert only_printable(page) and not RAW.search(page)
+    parsed, plain = _Page(page), _Page(render(sample_report(), "html"))
+    # no tag and no attribute made from the data: the same ones as a report of plain values
+    assert parsed.tags <= plain.tags and parsed.attrs <= plain.attrs
+    assert not {"img", "script", "a", "iframe"} & parsed.tags
+    text = "\n".join(parsed.text)
+    for value in values:            # shown as text, escapes visible
+        assert visible(value) in text, value
+    return parsed
+
+
+def test_hostile_values_print_literally_in_the_text_report_without_colour_and_with():
+    report = hostile_report()
+    plain = render(report, "text", width=400)
+    _assert_text_report(plain, _hostile_values(report))
+    assert "arch[i]itect" in plain and "zai/[bold red]glm-4.5[/]" in plain and "[/]" in plain
+    assert "\\x1b[31mred\\x1b[0m" in plain and "rtl\\u202eevil" in plain
+    assert "archi\\u200btect" in plain and re.search(r"^architect\s", plain, re.M)
+    assert "event(s) with unknown role '<img src=x onerror=alert(1)>'" in plain
+    coloured = render(report, "text", color=True, width=400)
+    assert ANSI.search(coloured)        # rich's own colour codes, and nothing else raw
+    _assert_text_report(ANSI.sub("", coloured), _hostile_values(report))
+
+
+def test_hostile_values_are_escaped_data_in_markdown():
+    from pipeline.safe_text import markdown_text
+
+    report = hostile_report()
+    md = render(report, "markdown")
+    _assert_markdown_report(md, _hostile_values(report))
+    role_table = md.split("## Per role\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert len(role_table) == 2 + len(report.roles)      # a CR or LF made no extra row
+    assert "| \\<img src\\=x onerror\\=alert\\(1\\)\\> (unknown role) | 10 |" in md
+    assert "| \\!\\[t\\]\\(https\\:\\/\\/example\\.invalid\\/x\\.png\\) |" in md
+    assert "| a\\|b |" in md and "| \\&amp\\; |" in md
+    assert f"- warning: 1 event(s) with unknown role '{markdown_text('[/]')}'" in md
+    # the report's own sentences and figures stay as they were
+    assert "| architect | 40 | 6 | 400,000 | 90,000 | $1.50 | $2.00 | $0.50 | 25.0% |" in md
+
+
+def test_hostile_values_are_text_in_html_and_its_charts():
+    from pipeline.safe_text import visible
+
+    report = hostile_report()
+    page = render(report, "html")
+    parsed = _assert_html_report(page, _hostile_values(report))
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "&amp;amp;" in page
+    for value in report.cost_by_role_model:   # attribute values too (entities decoded)
+        assert visible(f"{value.provider}/{value.model}") in parsed.values
+    charts = "".join(re.findall(r"<svg .*?</svg>", page, re.S))
+    assert charts.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3   # label, tip, desc
+    assert "rtl\\u202eevil" in charts
+
+
+def test_hostile_values_stay_exact_in_ascii_json():
+    from pipeline.safe_text import visible
+    from tests.unit.test_safe_text import RAW, only_printable
+
+    report = hostile_report()
+    out = render(report, "json")
+    assert out.isascii() and only_printable(out) and not RAW.search(out)
+    doc = json.loads(out)
+    assert [r["role"] for r in doc["roles"]] == [r.role for r in report.roles]   # exact
+    assert [m["model"] for m in doc["models"]] == [m.model for m in report.models]
+    assert [e["trigger"] for e in doc["escalations"]] == [e.trigger for e in report.escalations]
+    assert doc["policy_version"] == report.policy_version
+    assert doc["warnings"]["unknown_triggers"][0] == {"role": report.warnings.unknown_triggers[0].role,
+                                                      "trigger": "\x1b[31mred\x1b[0m", "calls": 1}
+    assert visible("\x1b") not in out                   # escaped for JSON, not made visible
+
+
+# The same catalogue through the whole path: lake -> warehouse (DuckDB) -> data.py -> CLI.
+
+@pytest.fixture(scope="module")
+def hostile_warehouse(tmp_path_factory):
+    """A warehouse whose day holds every HOSTILE value as a role, a trigger, a provider and a
+    model (and two values holding a '/', which the warnings join with '/')."""
+    from pipeline.settings import Settings
+    from pipeline.warehouse import build_warehouse
+    from tests.conftest import REPO_ROOT
+    from tests.golden import llm_call, task_feedback, write_events_lake
+    from tests.unit.test_safe_text import HOSTILE
+
+    root = tmp_path_factory.mktemp("hostile")
+    at = dt.datetime(2025, 6, 1, 9, tzinfo=dt.UTC)
+    events = [llm_call("h-default", at, "implementer", "zai", "glm-4.5", input_tokens=1000)]
+    for i, value in enumerate((*HOSTILE, "ops/infra")):
+        minute = dt.timedelta(minutes=i + 1)
+        events += [
+            llm_call(f"h-role-{i}", at + minute, value, "zai", "glm-4.5", input_tokens=100),
+            llm_call(f"h-model-{i}", at + minute, "implementer", "zai", value, input_tokens=100),
+            llm_call(f"h-provider-{i}", at + minute, "critic", value, "m/1", input_tokens=100),
+            llm_call(f"h-trigger-{i}", at + minute, "architect", "anthropic", "claude-opus-4-1",
+                     input_tokens=100, escalated=True, escalation_trigger=value),
+            task_feedback(f"h-feedback-{i}", at + minute, f"t-h-trigger-{i}", role=value,
+                          escalation_needed=False),
+        ]
+    write_events_lake(root / "lake", events)
+    settings = Settings(lake=root / "lake", warehouse=root / "w.duckdb",
+                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    build_warehouse(settings)
+    return settings, (*HOSTILE, "ops/infra")
+
+
+def test_hostile_values_from_the_warehouse_in_every_format(hostile_warehouse, capsys):
+    from pipeline.cli import main
+
+    settings, values = hostile_warehouse
+    out = {}
+    for form in ("json", "text", "markdown", "html"):
+        assert main(["report", "--date", "2025-06-01", "--format", form, "--warehouse",
+                     str(settings.warehouse)]) == 0
+        out[form], err = capsys.readouterr()
+        assert err == ""
+    doc = json.loads(out["json"])
+    assert out["json"].isascii()
+    assert {r["role"] for r in doc["roles"]} == {*values, "implementer", "critic", "architect"}
+    assert {e["trigger"] for e in doc["escalations"]} == set(values)
+    assert {m["model"] for m in doc["models"]} == {*values, "glm-4.5", "m/1", "claude-opus-4-1"}
+    assert {u["provider"] for u in doc["warnings"]["unpriced"]} == {*values, "zai"}
+    # a '/' in a role or provider does not move where the warning splits it
+    assert {"role": "architect", "trigger": "ops/infra", "calls": 1} in \
+        doc["warnings"]["unknown_triggers"]
+    assert {"provider": "ops/infra", "model": "m/1", "calls": 1} in doc["warnings"]["unpriced"]
+    assert {"role": "ops/infra", "events": 2} in doc["warnings"]["unknown_roles"]
+    shown = set(values) | {"m/1"}
+    _assert_text_report(out["text"].replace("zai/glm-4.5 (default)", "zai/glm-4.5"), shown)
+    _assert_markdown_report(out["markdown"], shown)
+    _assert_html_report(out["html"], shown)
