@@ -29,6 +29,7 @@ import duckdb  # noqa: E402
 import psutil  # noqa: E402
 
 from pipeline.settings import Settings  # noqa: E402
+from pipeline.warehouse import parquet_literal  # noqa: E402
 from tests.kafka_broker import LocalBroker  # noqa: E402
 
 __all__ = ["REPO_ROOT", "PYTHON", "MODELMETER", "log", "private_broker", "settings_for",
@@ -241,7 +242,8 @@ def lake_counts(lake: Path) -> dict[str, int]:
             if not files:
                 counts[table] = 0
                 continue
-            src = f"read_parquet('{lake}/{table}/*/*.parquet', hive_partitioning = false)"
+            src = (f"read_parquet([{', '.join(map(parquet_literal, files))}], "
+                   "hive_partitioning = false)")
             counts[table] = con.execute(f"select count(*) from {src}").fetchall()[0][0]
             selects.append(f"select kafka_partition, kafka_offset from {src}")
         if selects:

@@ -19,7 +19,9 @@ File names and paths are in :mod:`pipeline.lake_files` (no pyarrow), re-exported
 
 Files appear atomically: written under a dot-prefixed temporary name (ending in
 ``.partial``, never matched by ``*.parquet``) in the same
-directory, fsynced, renamed, and the directory fsynced.
+directory, fsynced, renamed, and the directory fsynced (:func:`pipeline.files.atomic_write`;
+mode ``0o666`` less the umask). Nothing below the lake root is written through a symbolic
+link: a linked table or partition directory is a :class:`~pipeline.LakeWriteError`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline._exceptions import LakeWriteError
+from pipeline.files import atomic_write
+
 # file names and paths, which need no pyarrow (the consumer's poller uses them alone)
 from pipeline.lake_files import (
     EVENT_TABLES,
@@ -39,6 +44,7 @@ from pipeline.lake_files import (
     FileName,
     clean_temp_files,
     fsync_path,
+    open_lake_dir,
     partition_dir,
     partition_files,
 )
@@ -53,6 +59,7 @@ __all__ = [
     "TEMP_PREFIX",
     "FileName",
     "partition_dir",
+    "open_lake_dir",
     "write_table_atomic",
     "clean_temp_files",
     "fsync_path",
@@ -140,20 +147,30 @@ _DICTIONARY_COLUMNS = (
 _STATISTICS_COLUMNS = ("event_id", "occurred_at", "kafka_partition", "kafka_offset", "ingested_at")
 
 
-def write_table_atomic(table: pa.Table, path: Path, *, compression: str = DEFAULT_COMPRESSION) -> None:
-    """Write ``table`` to ``path`` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_table_atomic(table: pa.Table, path: Path, *, lake: Path | None = None,
+                       compression: str = DEFAULT_COMPRESSION) -> None:
+    """Write ``table`` to ``path`` so that readers see either nothing or the whole file.
+
+    ``lake`` is the lake root (default: ``path`` three levels up, the layout
+    ``<lake>/<table>/<partition>/<file>``). The directories below it are created and opened
+    without following symbolic links (:func:`~pipeline.lake_files.open_lake_dir`) and the
+    temporary file is created with ``O_EXCL | O_NOFOLLOW`` in the opened directory: a link
+    inside the lake raises :class:`~pipeline.LakeWriteError` naming it and nothing is
+    written. The file's mode is ``0o666`` less the process umask.
+    """
+    path = Path(path)
+    root = Path(lake) if lake is not None else path.parents[2]
+    *parts, name = path.relative_to(root).parts
     # not ending in .parquet, so that no reader glob ever picks up a half-written file
-    tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{path.name}.partial"
+    tmp = f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}.partial"
+    dir_fd = open_lake_dir(root, parts, create=True)
     try:
-        with open(tmp, "wb") as fh:
+        with atomic_write(name, dir_fd=dir_fd, temp_name=tmp) as fh:
             pq.write_table(table, fh, compression=compression,
                            use_dictionary=list(_DICTIONARY_COLUMNS),
                            write_statistics=list(_STATISTICS_COLUMNS))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
+    except FileExistsError:  # the temporary name is taken: a planted link, never followed
+        raise LakeWriteError("cannot write the lake: the temporary file name already exists"
+                             " (never followed)", path=str(path.parent / tmp)) from None
+    finally:
+        os.close(dir_fd)

@@ -4,18 +4,31 @@ The consumer's poller needs these to recover a partition's files on assignment
 (:mod:`pipeline.consumer.recovery`); keeping pyarrow out of them keeps ~40 MB and ~0.1 s of
 start-up out of the poller process (the lake writer process imports pyarrow itself).
 :mod:`pipeline.lake` re-exports everything here.
+
+Symbolic links: the lake root may be one (the operator's choice), nothing inside it is
+followed. :func:`open_lake_dir` opens a table or partition directory component by component
+with ``O_NOFOLLOW`` relative to its parent's descriptor (no check-then-open race: a link
+swapped in at any moment is refused, a directory opened stays the one written to), and
+:func:`clean_temp_files` / :func:`partition_files` never descend into a linked directory,
+so recovery never lists or deletes a file outside the lake.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import re
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline._exceptions import LakeWriteError
+from pipeline.files import fsync_path
+
 __all__ = ["EVENT_TABLES", "REJECTED_TABLE", "TEMP_PREFIX", "FileName", "partition_dir",
-           "fsync_path", "clean_temp_files", "partition_files"]
+           "fsync_path", "open_lake_dir", "clean_temp_files", "partition_files"]
 
 EVENT_TABLES = ("llm_call", "task_feedback")
 REJECTED_TABLE = "_rejected"
@@ -55,13 +68,105 @@ def partition_dir(lake: Path, table: str, day: dt.date) -> Path:
     return Path(lake) / table / f"{key}={day.isoformat()}"
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or a directory (a directory after a rename makes the new name durable)."""
-    fd = os.open(path, os.O_RDONLY)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_NOFOLLOW_DIR_FLAGS = _DIR_FLAGS | os.O_NOFOLLOW
+
+
+def open_lake_dir(lake: Path, parts: Sequence[str], *, create: bool = False) -> int:
+    """A descriptor of the directory ``lake/<parts...>`` (close it), opened without following
+    a symbolic link below ``lake``; with ``create``, missing directories are made (mode
+    ``0o777`` less the umask) and their parent fsynced.
+
+    A symbolic link where a directory of the lake should be raises
+    :class:`~pipeline.LakeWriteError` naming it; other failures raise :class:`OSError`.
+    """
+    if create:
+        Path(lake).mkdir(parents=True, exist_ok=True)
+    fd = os.open(lake, _DIR_FLAGS)  # the root itself may be a link
+    where = Path(lake)
     try:
-        os.fsync(fd)
-    finally:
+        for part in parts:
+            if not part or part in (".", "..") or os.sep in part:
+                raise ValueError(f"bad lake path component {part!r}")
+            where = where / part
+            try:
+                child = _open_child_dir(fd, part, create=create)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP or _is_link(fd, part):
+                    raise LakeWriteError(
+                        "cannot write the lake: a symbolic link inside the lake is never"
+                        " followed (only the lake root may be one)", path=str(where)) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def _open_child_dir(parent_fd: int, name: str, *, create: bool) -> int:
+    try:
+        return os.open(name, _NOFOLLOW_DIR_FLAGS, dir_fd=parent_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    try:
+        os.mkdir(name, 0o777, dir_fd=parent_fd)
+    except FileExistsError:  # made meanwhile by another writer: open what is there
+        pass
+    else:
+        os.fsync(parent_fd)  # the new directory's name is durable
+    return os.open(name, _NOFOLLOW_DIR_FLAGS, dir_fd=parent_fd)
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
+
+
+def _walk_partitions(lake: Path) -> Iterator[tuple[Path, int]]:
+    """(path, open descriptor) of every ``<table>/<partition>`` directory of the lake that is a
+    real directory: linked directories are skipped, never followed. A descriptor is valid
+    until the iteration moves on."""
+    root = Path(lake)
+    try:
+        root_fd = os.open(root, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        for table in _subdirs(root_fd):
+            try:
+                table_fd = os.open(table, _NOFOLLOW_DIR_FLAGS, dir_fd=root_fd)
+            except OSError:  # a link, or gone meanwhile
+                continue
+            try:
+                for part in _subdirs(table_fd):
+                    try:
+                        part_fd = os.open(part, _NOFOLLOW_DIR_FLAGS, dir_fd=table_fd)
+                    except OSError:
+                        continue
+                    try:
+                        yield root / table / part, part_fd
+                    finally:
+                        os.close(part_fd)
+            finally:
+                os.close(table_fd)
+    finally:
+        os.close(root_fd)
+
+
+def _subdirs(dir_fd: int) -> list[str]:
+    """Names of the real (not linked) directories in ``dir_fd``."""
+    with os.scandir(dir_fd) as entries:
+        return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+
+
+def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
+    with os.scandir(dir_fd) as entries:
+        return list(entries)
 
 
 def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | None = None) -> int:
@@ -69,29 +174,44 @@ def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | N
 
     With ``topic`` and ``partition``, only the temporary files of that Kafka partition (so a
     consumer never removes a file another consumer of the group is writing right now).
+    Linked directories are not entered; a link named like a temporary file is removed (the
+    link, not what it points to).
     """
     removed = 0
-    root = Path(lake)
-    if not root.exists():
-        return 0
-    pattern = f"{TEMP_PREFIX}*"
-    if topic is not None and partition is not None:
-        pattern = f"{TEMP_PREFIX}*-{topic}+{partition}+*"
-    for tmp in root.glob(f"*/*/{pattern}"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    # a writer's temporary name: .tmp-<32 hex>-<topic>+<partition>+<first>+<last>.parquet.partial
+    owner = f"{topic}+{partition}+" if topic is not None and partition is not None else None
+    for _, part_fd in _walk_partitions(lake):
+        for entry in _entries(part_fd):
+            if not entry.name.startswith(TEMP_PREFIX) or entry.is_dir(follow_symlinks=False):
+                continue
+            if owner is not None and not _temp_target(entry.name).startswith(owner):
+                continue
+            try:
+                os.unlink(entry.name, dir_fd=part_fd)
+            except FileNotFoundError:
+                continue
+            removed += 1
     return removed
 
 
-def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, FileName]]:
-    """Every lake file (all tables, all days) written from one Kafka partition of ``topic``."""
-    root = Path(lake)
-    if not root.exists():
-        return []
-    out = []
-    for path in root.glob(f"*/*/{topic}+{partition}+*.parquet"):
-        name = FileName.parse(path.name)
-        if name is not None and name.topic == topic and name.partition == partition:
-            out.append((path, name))
-    return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))
+def _temp_target(name: str) -> str:
+    """The name a temporary file stands for: ``.tmp-<hex>-<name>.partial`` -> ``<name>.partial``."""
+    return name[len(TEMP_PREFIX):].partition("-")[2]
 
+
+def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, FileName]]:
+    """Every lake file (all tables, all days) written from one Kafka partition of ``topic``.
+
+    Regular files in real directories only: a symbolic link (to a directory or a file) is
+    never followed, so nothing outside the lake is listed (and then read or deleted).
+    """
+    prefix = f"{topic}+{partition}+"
+    out = []
+    for directory, part_fd in _walk_partitions(lake):
+        for entry in _entries(part_fd):
+            if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
+                continue
+            name = FileName.parse(entry.name)
+            if name is not None and name.topic == topic and name.partition == partition:
+                out.append((directory / entry.name, name))
+    return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))

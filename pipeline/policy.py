@@ -23,14 +23,14 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from pipeline._exceptions import ConfigError, PolicyError
+from pipeline.config_files import read_yaml
 
 __all__ = [
     "KPI_IDS",
@@ -214,7 +214,8 @@ class RoiProjection:
     def at_money_scale(self) -> RoiProjection:
         """The amounts rounded half-even to 12 decimals, as DECIMAL(38,12) (mart_roi) holds them."""
         def scale(value: Decimal) -> Decimal:
-            return value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+            with localcontext(prec=60):  # 26 + 12 digits need more than the default 28
+                return value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
         return dataclasses.replace(self, monthly_savings_usd=scale(self.monthly_savings_usd),
                                    horizon_savings_usd=scale(self.horizon_savings_usd),
@@ -447,8 +448,11 @@ class _KpiSpec(_Strict):
 
 
 class _RoiSpec(_Strict):
-    implementation_cost_usd: Annotated[Decimal, Field(gt=0)]
-    monthly_spend_before_usd: Annotated[Decimal, Field(ge=0)]
+    # money in cents, bounded so that every ROI figure fits the warehouse's DECIMAL(38,12)
+    # and Decimal's 28 digits (ROI = savings over up to 1200 months / cost)
+    implementation_cost_usd: Annotated[Decimal, Field(ge=Decimal("0.01"), le=10**10,
+                                                      decimal_places=2)]
+    monthly_spend_before_usd: Annotated[Decimal, Field(ge=0, le=10**10, decimal_places=2)]
     horizon_months: Annotated[StrictInt, Field(ge=1, le=1200)] = 60
 
 
@@ -526,61 +530,26 @@ class _PolicySpec(_Strict):
     simulation: _SimulationSpec | None = None
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads floats as Decimal from their text (money is never a float)."""
-
-
-def _decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
-    text = str(loader.construct_scalar(node)).replace("_", "")
-    return Decimal(text) if text.lower().lstrip("+-") not in (".inf", ".nan") else Decimal("NaN")
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _decimal)  # type: ignore[arg-type]
-
 _Path = tuple[str | int, ...]
 
 
 class _Source:
-    """The parsed document plus the line of every key, for messages that name a line."""
+    """The parsed document plus the line of every key, for messages that name a line.
 
-    def __init__(self, path: str, text: str) -> None:
+    Read by :func:`pipeline.config_files.read_yaml`: anchors, aliases, merge keys, duplicate
+    keys and deep nesting are refused before anything is built; floats are Decimal from
+    their text (money is never a float), plain, finite, <= 15 digits before the point and
+    <= 12 after (mart_roi and the dims hold them as DECIMAL(38,12)).
+    """
+
+    def __init__(self, path: str) -> None:
+        def error(problem: str, line: int | None, field: str | None) -> PolicyError:
+            return PolicyError(problem, path=path, line=line, field=field)
+
+        doc = read_yaml(path, what="routing policy", error=error)
         self.path = path
-        self.lines: dict[_Path, int] = {}
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                raise PolicyError("the file is empty", path=path)
-            self._index(node, ())
-            self.data = loader.construct_document(node)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise PolicyError(f"YAML syntax error: {problem}", path=path,
-                              line=mark.line + 1 if mark else None) from None
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"YAML syntax error: {exc}", path=path) from None
-        finally:
-            loader.dispose()
-        if not isinstance(self.data, dict):
-            raise PolicyError("expected a mapping at the top level", path=path, line=1)
-
-    def _index(self, node: yaml.Node, at: _Path) -> None:
-        self.lines.setdefault(at, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[object] = set()
-            for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-                field_path = (*at, key)
-                if key in seen:
-                    raise PolicyError("duplicate key", path=self.path,
-                                      line=key_node.start_mark.line + 1, field=_dotted(field_path))
-                seen.add(key)
-                self.lines[field_path] = key_node.start_mark.line + 1
-                self._index(value_node, field_path)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._index(item, (*at, i))
+        self.lines: dict[_Path, int] = doc.lines
+        self.data: dict[Any, Any] = doc.data
 
     def line(self, at: Sequence[str | int]) -> int | None:
         """Line of ``at`` or of its nearest ancestor present in the file."""
@@ -604,14 +573,7 @@ def _dotted(at: Sequence[str | int]) -> str:
 
 def load_policy(path: str | Path) -> Policy:
     """Load and validate a routing policy; PolicyError names the file, line and field."""
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError("no such file", path=name) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"cannot read: {exc}", path=name) from None
-    return _build(_Source(name, text))
+    return _build(_Source(str(path)))
 
 
 def _build(src: _Source) -> Policy:

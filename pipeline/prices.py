@@ -11,9 +11,13 @@ still in force; both are timestamps with an offset (stored as UTC). Load and val
     book = load_price_book(Path("schemas/prices.csv"))
     book.price_at("zai", "glm-4.5", datetime(2025, 6, 1, tzinfo=UTC)).usd_per_mtok_input
 
-Anything wrong raises :class:`PriceBookError` naming ``file:line`` and the problem. Prices
-have at most 6 decimal places so that ``tokens x price / 1e6`` is exact at the
-warehouse's DECIMAL(38,12).
+Anything wrong raises :class:`PriceBookError` naming ``file:line``, the column and the
+problem (the CLI exits 2). A price is a plain decimal (digits and an optional point: no sign,
+no exponent, no NaN) below 1,000,000 USD per million tokens with at most 6 decimal places, so
+that it fits the DECIMAL(18,6) the SQL casts it to and ``tokens x price / 1e6`` is exact at the
+warehouse's DECIMAL(38,12). Timestamps fall in the years 2000-9999, also in UTC. The file is
+read by :func:`pipeline.config_files.read_bytes` (a regular file of at most 1 MiB, UTF-8, no
+control characters).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import csv
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -30,12 +35,14 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline._exceptions import PriceBookError
+from pipeline.config_files import decode_text, read_bytes
 
 __all__ = [
     "PRICE_COLUMNS",
     "PRICE_FIELDS",
     "TOKEN_KINDS",
     "MAX_PRICE_DECIMALS",
+    "MAX_PRICE_INTEGER_DIGITS",
     "DIM_PRICES_SCHEMA",
     "Price",
     "PriceBook",
@@ -51,8 +58,13 @@ PRICE_FIELDS = tuple(f"usd_per_mtok_{kind}" for kind in TOKEN_KINDS)
 PRICE_COLUMNS = ("provider", "model", "effective_from", "effective_to", *PRICE_FIELDS)
 #: tokens (integer) x price / 1e6 stays exact at scale 12 when prices have <= 6 decimals.
 MAX_PRICE_DECIMALS = 6
-# A price per million tokens at or above this is a typo (and would not fit DECIMAL(24,6)).
-_MAX_PRICE = Decimal(10) ** 9
+#: Digits before the decimal point of a price: below 1,000,000 USD per million tokens (a
+#: typo beyond that; DECIMAL(18,6) in sql/ holds 12).
+MAX_PRICE_INTEGER_DIGITS = 6
+_MAX_PRICE = Decimal(10) ** MAX_PRICE_INTEGER_DIGITS
+_PLAIN_DECIMAL = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+#: effective_from / effective_to: years of this range, in UTC too
+MIN_YEAR, MAX_YEAR = 2000, 9999
 
 _MONEY = pa.decimal128(38, 12)
 _TS = pa.timestamp("us", tz="UTC")
@@ -111,14 +123,12 @@ class PriceBook:
 def load_price_book(path: Path | str) -> PriceBook:
     """Read and validate the price book at ``path``."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise PriceBookError(f"{path}: cannot read the price book: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise PriceBookError(f"{path}: the price book is not UTF-8 text") from None
+
+    def error(problem: str, line: int | None, field: str | None) -> PriceBookError:
+        return PriceBookError(f"{path}{f':{line}' if line else ''}: {problem}")
+
+    data = read_bytes(path, what="price book", error=error)
+    text = decode_text(data, what="price book", error=error)
     return parse_price_book(text, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
@@ -128,17 +138,20 @@ def parse_price_book(text: str, *, path: Path | str = "<prices>", sha256: str | 
     rows = csv.reader(io.StringIO(text))
     header: list[str] | None = None
     prices: list[Price] = []
-    for line_no, row in enumerate(rows, start=1):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        cells = [cell.strip() for cell in row]
-        if header is None:
-            header = _check_header(cells, where, line_no)
-            continue
-        if len(cells) != len(header):
-            raise PriceBookError(
-                f"{where}:{line_no}: expected {len(header)} fields, found {len(cells)}")
-        prices.append(_parse_row(dict(zip(header, cells, strict=True)), where, line_no))
+    try:
+        for line_no, row in enumerate(rows, start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            cells = [cell.strip() for cell in row]
+            if header is None:
+                header = _check_header(cells, where, line_no)
+                continue
+            if len(cells) != len(header):
+                raise PriceBookError(
+                    f"{where}:{line_no}: expected {len(header)} fields, found {len(cells)}")
+            prices.append(_parse_row(dict(zip(header, cells, strict=True)), where, line_no))
+    except csv.Error as exc:  # a field beyond csv.field_size_limit(), a NUL...
+        raise PriceBookError(f"{where}:{rows.line_num}: not valid CSV: {exc}") from None
     if header is None:
         raise PriceBookError(f"{where}: the price book is empty (no header line)")
     if not prices:
@@ -180,35 +193,57 @@ def _parse_row(row: dict[str, str], where: str, line_no: int) -> Price:
                  effective_to=effective_to, line=line_no, **amounts)
 
 
-def _timestamp(value: str, name: str, fail) -> dt.datetime:
+_Fail = Callable[[str], PriceBookError]
+
+
+def _timestamp(value: str, name: str, fail: _Fail) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"{name} {value!r} is not an RFC 3339 timestamp "
+        raise fail(f"{name} {_shown(value)} is not an RFC 3339 timestamp "
                    f"(e.g. 2025-01-01T00:00:00Z)") from None
     if parsed.tzinfo is None:
         raise fail(f"{name} {value!r} has no UTC offset (write it as e.g. {value}Z)")
-    return parsed.astimezone(dt.UTC)
+    try:  # the offset may carry year 9999 past the end of the calendar, or 1 before its start
+        utc = parsed.astimezone(dt.UTC) if MIN_YEAR <= parsed.year <= MAX_YEAR else None
+    except OverflowError:
+        utc = None
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+        raise fail(f"{name} {value!r} is outside the years {MIN_YEAR}-{MAX_YEAR} (UTC)")
+    return utc
 
 
-def _price(value: str, name: str, fail) -> Decimal:
+def _price(value: str, name: str, fail: _Fail) -> Decimal:
     if not value:
         raise fail(f"{name} is empty (write 0 for a free token kind)")
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise fail(f"{name} {value!r} is not a number") from None
+        raise fail(f"{name} {_shown(value)} is not a number") from None
     if not amount.is_finite():
         raise fail(f"{name} {value!r} is not a finite number")
     if amount < 0:
-        raise fail(f"{name} {value} is negative")
-    if amount >= _MAX_PRICE:
-        raise fail(f"{name} {value} is implausibly large (USD per million tokens)")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_PRICE_DECIMALS and amount != amount.quantize(
-            Decimal(1).scaleb(-MAX_PRICE_DECIMALS)):
-        raise fail(f"{name} {value} has more than {MAX_PRICE_DECIMALS} decimal places")
-    return amount
+        raise fail(f"{name} {_shown(value, quote=False)} is negative")
+    plain = _PLAIN_DECIMAL.fullmatch(value)
+    if plain is None:
+        raise fail(f"{name} {_shown(value)} is not a plain decimal number (digits and an "
+                   "optional decimal point, e.g. 0.60: no sign, no exponent)")
+    whole, decimals = plain.group(1).lstrip("0"), (plain.group(2) or "").rstrip("0")
+    if len(whole) > MAX_PRICE_INTEGER_DIGITS:
+        raise fail(f"{name} {_shown(value, quote=False)} is implausibly large (at most "
+                   f"{MAX_PRICE_INTEGER_DIGITS} digits before the decimal point: below "
+                   f"{_MAX_PRICE:,} USD per million tokens)")
+    if len(decimals) > MAX_PRICE_DECIMALS:
+        raise fail(f"{name} {_shown(value, quote=False)} has more than {MAX_PRICE_DECIMALS} "
+                   "decimal places")
+    # the value, without digits beyond what the text needs (so 0.600000000 is 0.600000)
+    return Decimal(f"{whole or '0'}.{(plain.group(2) or '')[:MAX_PRICE_DECIMALS]}")
+
+
+def _shown(value: str, *, quote: bool = True) -> str:
+    """``value`` for a message: repr (or as is), cut to 40 characters."""
+    cut = value if len(value) <= 40 else value[:37] + "..."
+    return repr(cut) if quote else cut
 
 
 def _check_overlaps(prices: Iterable[Price], where: str) -> None:

@@ -60,7 +60,8 @@ import duckdb
 import pyarrow as pa
 
 from pipeline._exceptions import ConfigError, PipelineError, WarehouseError
-from pipeline.lake import EVENT_TABLES, REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, fsync_path
+from pipeline.files import replace_file
+from pipeline.lake import EVENT_TABLES, REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
 from pipeline.prices import PriceBook, load_price_book
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "LakeFile",
     "build_warehouse",
     "is_stale",
+    "parquet_literal",
     "lake_files",
     "open_warehouse_readonly",
     "run_cli",
@@ -138,10 +140,11 @@ def open_warehouse_readonly(path: Path | str) -> duckdb.DuckDBPyConnection:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"warehouse {path} does not exist; run `modelmeter build` first")
+    literal = _database_path(path)
     con = duckdb.connect()
     try:
         con.execute("set TimeZone = 'UTC'")
-        con.execute(f"attach {_sql_str(str(path))} as warehouse (read_only)")
+        con.execute(f"attach {_sql_str(literal)} as warehouse (read_only)")
         con.execute("use warehouse")
     except duckdb.Error as exc:
         con.close()
@@ -247,13 +250,16 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None,
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WarehouseError(f"cannot create {target.parent}: {exc.strerror or exc}") from None
+    _database_path(target)  # refused here, naming the configured path
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
+    building_literal = _database_path(building)
+    lake_sql = _lake_views_sql(files, plan)  # refuses lake paths DuckDB cannot read literally
     _remove_abandoned_builds(target)
     _remove_database_files(building)
     try:
         if plan is not None:
             shutil.copyfile(target, building)
-        con = duckdb.connect(str(building))
+        con = duckdb.connect(building_literal)
         try:
             con.execute("set TimeZone = 'UTC'")
             _run_script(con, SQL_DIR / MACROS_FILE)
@@ -261,7 +267,7 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None,
             _load_dims(con, book, policy, result)
             say(f"build: dims (price book, policy): {_counts(result, 'dim_')} "
                 f"in {time.monotonic() - step:.1f}s")
-            _register_lake(con, files, plan)
+            _register_lake(con, lake_sql)
             _run_models(con, models, plan, result, say)
             step = time.monotonic()
             _load_mart_roi(con, policy, result)
@@ -274,12 +280,12 @@ def build_warehouse(settings: Any, *, progress: Progress | None = None,
         finally:
             con.close()
         os.utime(building, ns=(inputs_read_ns, inputs_read_ns))
-        fsync_path(building)
         # A WAL next to the target would be replayed into the new file: nobody writes the
         # warehouse in place, so one can only be stale.
         Path(f"{target}.wal").unlink(missing_ok=True)
-        os.replace(building, target)
-        fsync_path(target.parent)
+        # DuckDB (or copyfile) created `building` like open() does: mode 0o666 less the
+        # umask, which the swap keeps (never a fixed chmod)
+        replace_file(building, target)
     except _NeedsFullBuild as exc:
         _remove_database_files(building)
         say(f"build: incremental build not possible ({exc}); rebuilding in full")
@@ -497,19 +503,37 @@ def _run_script(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise WarehouseError(f"{path.name}: {_first_line(exc)}") from None
 
 
-def _register_lake(con: duckdb.DuckDBPyConnection, files: dict[str, list[LakeFile]],
-                   plan: dict[str, set[str]] | None = None) -> None:
-    """lake_<table> views over the lake's files; with a plan, only the changed partitions'."""
-    for table, (view, partition_column) in _SOURCES.items():
+def _lake_views_sql(files: dict[str, list[LakeFile]],
+                    plan: dict[str, set[str]] | None = None) -> dict[str, str | None]:
+    """Per lake table, the select of its view over the lake's files (None: no files).
+
+    With a plan, only the changed partitions' files. Each partition is one ``read_parquet``
+    of its files, with the partition column as a constant: DuckDB's ``hive_partitioning``
+    would parse every ``key=value`` directory of the whole path, the lake's own location
+    included (a lake under ``/data/kafka_offset=1/`` would overwrite that column).
+    """
+    selects: dict[str, str | None] = {}
+    for table, (_, partition_column) in _SOURCES.items():
         found = files.get(table, [])
         if plan is not None and table in plan:
             found = [f for f in found if f.partition in plan[table]]
-        if found:
-            paths = ", ".join(_sql_str(str(f.path)) for f in found)
-            con.execute(
-                f"create or replace temp view {view} as select * from read_parquet([{paths}], "
-                f"hive_partitioning = true, union_by_name = true, "
-                f"hive_types = {{'{partition_column}': 'DATE'}})")
+        by_partition: dict[str, list[LakeFile]] = defaultdict(list)
+        for f in found:
+            by_partition[f.partition].append(f)
+        selects[table] = "\nunion all by name\n".join(
+            f"select *, cast({_sql_str(value)} as date) as {partition_column} from read_parquet("
+            f"[{', '.join(parquet_literal(f.path) for f in in_partition)}], "
+            "hive_partitioning = false, union_by_name = true)"
+            for value, in_partition in sorted(by_partition.items())) or None
+    return selects
+
+
+def _register_lake(con: duckdb.DuckDBPyConnection, selects: dict[str, str | None]) -> None:
+    """lake_<table> views (:func:`_lake_views_sql`), or empty tables of the lake schema."""
+    for table, (view, partition_column) in _SOURCES.items():
+        select = selects.get(table)
+        if select:
+            con.execute(f"create or replace temp view {view} as\n{select}")
         else:
             schema = SCHEMAS[table].append(pa.field(partition_column, pa.date32()))
             _create_from_arrow(con, view, schema.empty_table(), temp=True)
@@ -664,6 +688,7 @@ def run_cli(args: argparse.Namespace, settings: Any) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    settings.apply_umask()  # the warehouse's mode: MODELMETER_UMASK (default 027)
     if getattr(args, "if_stale", False) and not is_stale(settings):
         say(f"build: {settings.warehouse} is newer than the lake, price book and policy; skipped")
         return 0
@@ -704,13 +729,42 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# Paths reach DuckDB as literals. DuckDB globs every read_parquet() item (list items too),
+# with [...] classes, * and ?; the escape is a one-character class: [[] [*] [?]. Its globbing
+# and its database paths take a backslash for a directory separator (no escape exists), and a
+# relative database name may be a prefix such as md: or :memory:, hence absolute paths.
+_GLOB_CHARACTER = re.compile(r"[\[*?]")
+
+
+def parquet_literal(path: Path) -> str:
+    """The SQL string of a read_parquet() item that matches the file ``path`` and nothing else."""
+    text = os.path.abspath(path)
+    if _GLOB_CHARACTER.search(text):
+        if "\\" in text:
+            raise ConfigError(f"lake file {path}: DuckDB cannot read a path with both a backslash "
+                              "and one of [ * ? literally; rename the directory")
+        text = _GLOB_CHARACTER.sub(lambda m: f"[{m.group()}]", text)
+    return _sql_str(text)
+
+
+def _database_path(path: Path) -> str:
+    """``path`` as DuckDB opens a database file literally: absolute, no backslash."""
+    text = os.path.abspath(path)
+    if "\\" in text:
+        raise ConfigError(f"warehouse {path}: DuckDB takes a backslash in a path for a directory "
+                          "separator; use a path without one")
+    return text
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _remove_abandoned_builds(target: Path) -> None:
     """Delete ``<warehouse>.building-<pid>`` files of builds whose process no longer exists."""
-    for leftover in target.parent.glob(f"{target.name}.building-*"):
+    prefix = f"{target.name}.building-"  # compared as a string: a glob would read [, *, ?
+    leftovers = [p for p in target.parent.iterdir() if p.name.startswith(prefix)]
+    for leftover in leftovers:
         pid_text = leftover.name.rsplit("-", 1)[1].removesuffix(".wal")
         if not pid_text.isdigit() or _process_alive(int(pid_text)):
             continue

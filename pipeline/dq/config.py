@@ -6,17 +6,19 @@
     config.max_rejected_rate          # a fraction: 0.01 = 1 % of the day's messages
     config.expectations_dir           # the great-expectations suite files
 
-Anything wrong raises :class:`ConfigError` (exit 2) naming the file and the field.
+Anything wrong raises :class:`ConfigError` (exit 2) naming the file and the field; the file
+is read by :func:`pipeline.config_files.read_yaml` (no anchors/aliases, no duplicate keys,
+bounded numbers and nesting, never empty: see that module).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline._exceptions import ConfigError
+from pipeline.config_files import read_yaml
 
 __all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "load_dq_config",
            "default_config_path"]
@@ -67,15 +69,9 @@ def default_config_path() -> Path:
 def load_dq_config(path: Path | str) -> DqConfig:
     """Read and validate the thresholds file at ``path``."""
     path = Path(path)
+    raw = read_yaml(path, what="data-quality config").data
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the data-quality config: "
-                            f"{exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}".splitlines()[0]) from None
-    try:
-        config = DqConfig.model_validate(raw or {})
+        config = DqConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<top>"
@@ -83,6 +79,10 @@ def load_dq_config(path: Path | str) -> DqConfig:
     suites = config.expectations_dir
     if not suites.is_absolute():
         suites = path.parent / suites
-    if not suites.is_dir():
+    try:
+        is_dir = suites.is_dir()
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        is_dir = False
+    if not is_dir:
         raise ConfigError(f"{path}: expectations_dir {suites} is not a directory")
     return config.model_copy(update={"expectations_dir": suites})

@@ -14,12 +14,14 @@ Everything here is pure (files in, frames out); great-expectations is not import
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.lake import (
@@ -90,6 +92,17 @@ def _day_files(lake: Path, table: str, day: dt.date) -> list[Path]:
                   if p.is_file() and not p.name.startswith((TEMP_PREFIX, ".")))
 
 
+_LOCAL = pafs.LocalFileSystem()
+
+
+def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One lake file, its path a literal: absolute and on the local file system, so that
+    pyarrow takes no ``s3:``/``file:`` prefix of a relative lake path for a URI, and with no
+    partitioning, so that no ``key=value`` directory of the path becomes a column."""
+    return pq.read_table(os.path.abspath(path), columns=columns, filesystem=_LOCAL,
+                         partitioning=None)
+
+
 def _nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
 
@@ -114,7 +127,7 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
                 problem = "not a lake file name (<topic>+<partition>+<first>+<last>.parquet)"
             else:
                 try:
-                    data = pq.read_table(path)
+                    data = _read(path)
                 except (OSError, pa.ArrowException) as exc:
                     data, problem = None, f"unreadable: {exc}"
                 else:
@@ -134,7 +147,7 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
 def _offsets(path: Path) -> list[int] | None:
     """The kafka_offset values of one file, or None when they cannot be read."""
     try:
-        column = pq.read_table(path, columns=["kafka_offset"]).column("kafka_offset")
+        column = _read(path, ["kafka_offset"]).column("kafka_offset")
     except (OSError, KeyError, pa.ArrowException):
         return None
     if not pa.types.is_integer(column.type):
@@ -223,7 +236,7 @@ def daily_event_counts(lake: Path, days: list[dt.date]) -> dict[dt.date, int]:
             for path in _day_files(Path(lake), table, day):
                 seen_files = True
                 try:
-                    column = pq.read_table(path, columns=["event_id"]).column("event_id")
+                    column = _read(path, ["event_id"]).column("event_id")
                 except (OSError, KeyError, pa.ArrowException):
                     continue
                 ids.update(v for v in column.to_pylist() if v is not None)

@@ -1,10 +1,13 @@
 """``modelmeter consume --metrics-port``: the endpoint serves the documented metrics while
-the consumer runs, /healthz answers, and lake files get the restrictive umask."""
+the consumer runs, /healthz answers, lake files get the restrictive umask, and the endpoint
+holds its limits (routes, methods, idle connections, a connection cap)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +17,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.metrics import METRIC_NAMES
+from pipeline.metrics import CONNECTION_TIMEOUT, MAX_CONNECTIONS, METRIC_NAMES
 from pipeline.sdk import UsageProducer
+from tests.http_requests import read_all, request
 from tests.kafka_broker import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.kafka
@@ -94,3 +98,63 @@ def test_consume_serves_documented_metrics_and_health(make_settings) -> None:
     assert files
     for path in files:
         assert path.stat().st_mode & 0o007 == 0, f"{path} is accessible to others"
+
+
+def test_consume_endpoint_limits_routes_methods_and_connections(make_settings) -> None:
+    """The running consumer's endpoint with its default limits: GET and HEAD of /metrics and
+    /healthz, 404 elsewhere, 405 with Allow for other methods, 503 for the connection beyond
+    MAX_CONNECTIONS while that many idle clients hold theirs, an idle connection closed after
+    CONNECTION_TIMEOUT; the consumer is unaffected and stops cleanly on SIGTERM."""
+    settings = make_settings()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODELMETER_"))}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "MODELMETER_TOPIC": settings.topic, "MODELMETER_LAKE": str(settings.lake)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "consume", "--progress-seconds", "0",
+         "--metrics-port", str(port)],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    held: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 60
+        while scrape(port) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "endpoint never came up"
+            time.sleep(0.2)
+
+        for method in ("GET", "HEAD"):
+            for path in ("/metrics", "/healthz"):
+                status, headers, body = request(port, method, path)
+                assert status == 200, (method, path)
+                assert (body == b"") == (method == "HEAD") and int(headers["content-length"]) > 0
+        assert request(port, "GET", "/")[0] == 404
+        assert request(port, "GET", "/admin")[0] == 404
+        status, headers, _ = request(port, "POST", "/metrics")
+        assert status == 405 and headers["allow"] == "GET, HEAD"
+        assert request(port, "DELETE", "/healthz")[0] == 405
+
+        held = [socket.create_connection(("127.0.0.1", port), timeout=15)
+                for _ in range(MAX_CONNECTIONS)]
+        one_more = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert read_all(one_more).startswith(b"HTTP/1.0 503 "), "the cap did not hold"
+        one_more.close()
+        started = time.monotonic()
+        assert read_all(held[0]) == b"", "an idle connection got an answer"
+        waited = time.monotonic() - started
+        assert CONNECTION_TIMEOUT - 1 < waited < CONNECTION_TIMEOUT + 5, waited
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + 15
+        while request(port, "GET", "/healthz")[0] != 200:  # slots free again
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        for sock in held:
+            sock.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err

@@ -164,3 +164,163 @@ def test_lake_files_read_back_with_the_lake_schema_and_identical_values(tmp_path
     got = duckdb.sql(f"select count(*), sum(input_tokens), count(distinct agent_id), "
                      f"count(latency_ms) from read_parquet('{path}')").fetchall()
     assert got == [(50, sum(range(50)), 3, 25)]
+
+
+# -- symbolic links: nothing below the lake root is followed ------------------------------------
+
+
+def outside_dir(tmp_path):
+    """A directory outside the lake that a planted link points to."""
+    out = tmp_path / "outside"
+    out.mkdir()
+    return out
+
+
+def llm_batch(day: dt.date, offsets: list[int]):
+    """A raw batch of valid llm_call events of ``day`` on partition 0."""
+    import orjson
+
+    from pipeline.consumer.batches import RawBatch
+
+    values = [orjson.dumps({
+        "event_id": f"e-{o}", "event_type": "llm_call", "schema_version": 1,
+        "occurred_at": f"{day.isoformat()}T12:00:00Z", "agent_id": "a", "task_id": f"t-{o}",
+        "role": "implementer", "provider": "zai", "model": "glm-4.5", "input_tokens": 1,
+        "output_tokens": 1}) for o in offsets]
+    n = len(values)
+    return RawBatch([0] * n, offsets, [b"k"] * n, values, TS, [(0, 0, n)])
+
+
+@pytest.mark.parametrize("linked", ["partition", "table"])
+def test_sink_refuses_to_write_through_a_linked_directory_of_the_lake(tmp_path, make_settings,
+                                                                      linked):
+    """A partition (or table) directory that is a symlink: the flush raises LakeWriteError
+    naming it (the consumer exits 1, commits nothing) and nothing lands in the link's target."""
+    from pipeline._exceptions import LakeWriteError
+    from pipeline.consumer.sink import Sink
+
+    lake, out = tmp_path / "lake", outside_dir(tmp_path)
+    day_dir = partition_dir(lake, "llm_call", DAY)
+    link = day_dir if linked == "partition" else day_dir.parent
+    link.parent.mkdir(parents=True)
+    link.symlink_to(out, target_is_directory=True)
+    sink = Sink(make_settings(kafka=False, topic="t", lake=lake), dead_letter=None)
+    try:
+        sink.add(llm_batch(DAY, [0, 1, 2]))
+        with pytest.raises(LakeWriteError, match="symbolic link") as err:
+            sink.flush()
+    finally:
+        sink.close()
+    assert err.value.path == str(link) and str(link) in str(err.value)
+    assert err.value.exit_code == 1
+    assert list(out.rglob("*")) == []  # not a byte outside the lake, not even a directory
+    assert link.is_symlink()
+
+
+def test_the_lake_root_itself_may_be_a_symlink(tmp_path):
+    real = tmp_path / "real-lake"
+    real.mkdir()
+    (tmp_path / "lake").symlink_to(real, target_is_directory=True)
+    path = put(tmp_path / "lake", "_rejected", DAY, FileName("t", 0, 0, 1), [0, 1])
+    assert (real / path.relative_to(tmp_path / "lake")).is_file()
+    assert [p for p, _ in partition_files(tmp_path / "lake", "t", 0)] == [path]
+
+
+def test_a_link_planted_at_the_temporary_name_is_not_followed(tmp_path, monkeypatch):
+    """The temporary file is created with O_EXCL | O_NOFOLLOW: a link at its name is an error,
+    the file it points to is untouched, the link stays (it is not ours to remove)."""
+    import uuid
+
+    from pipeline._exceptions import LakeWriteError
+
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(uuid, "uuid4", lambda: fixed)
+    victim = outside_dir(tmp_path) / "victim"
+    victim.write_bytes(b"precious")
+    name = FileName("t", 0, 0, 1)
+    directory = partition_dir(tmp_path / "lake", "_rejected", DAY)
+    directory.mkdir(parents=True)
+    planted = directory / f"{TEMP_PREFIX}{fixed.hex}-{name}.partial"
+    planted.symlink_to(victim)
+    with pytest.raises(LakeWriteError, match="already exists") as err:
+        put(tmp_path / "lake", "_rejected", DAY, name, [0, 1])
+    assert err.value.path == str(planted)
+    assert victim.read_bytes() == b"precious" and planted.is_symlink()
+    assert not (directory / str(name)).exists()
+
+
+def test_a_link_at_the_final_name_is_replaced_not_written_through(tmp_path):
+    victim = outside_dir(tmp_path) / "victim.parquet"
+    victim.write_bytes(b"precious")
+    name = FileName("t", 0, 0, 1)
+    directory = partition_dir(tmp_path / "lake", "_rejected", DAY)
+    directory.mkdir(parents=True)
+    (directory / str(name)).symlink_to(victim)
+    path = put(tmp_path / "lake", "_rejected", DAY, name, [0, 1])
+    assert not path.is_symlink() and pq.read_table(path).num_rows == 2
+    assert victim.read_bytes() == b"precious"
+
+
+def test_a_directory_swapped_for_a_link_mid_write_does_not_redirect_the_file(tmp_path,
+                                                                            monkeypatch):
+    """No check-then-open race: the directory is held open while the file is written, so
+    replacing it by a link to the outside meanwhile changes nothing about where it lands."""
+    out = outside_dir(tmp_path)
+    day_dir = partition_dir(tmp_path / "lake", "_rejected", DAY)
+    day_dir.mkdir(parents=True)
+    moved = day_dir.with_name("moved")
+    real = pq.write_table
+
+    def swap_then_write(table, where, **kw):
+        day_dir.rename(moved)
+        day_dir.symlink_to(out, target_is_directory=True)
+        return real(table, where, **kw)
+
+    monkeypatch.setattr(pq, "write_table", swap_then_write)
+    name = FileName("t", 0, 0, 1)
+    put(tmp_path / "lake", "_rejected", DAY, name, [0, 1])
+    assert list(out.iterdir()) == []
+    assert [p.name for p in moved.iterdir()] == [str(name)]
+
+
+def test_recovery_never_lists_or_deletes_through_a_linked_directory(tmp_path):
+    """Linked table and partition directories are not entered: files outside the lake that
+    look like this partition's lake or temporary files are neither listed nor deleted."""
+    out = outside_dir(tmp_path)
+    lake = tmp_path / "lake"
+    outside_files = [out / str(FileName("t", 0, 10, 19)),
+                     out / f"{TEMP_PREFIX}abc-{FileName('t', 0, 20, 29)}.partial"]
+    for path in outside_files:
+        path.write_bytes(b"not the lake's")
+    partition_dir(lake, "llm_call", DAY).parent.mkdir(parents=True)
+    partition_dir(lake, "llm_call", DAY).symlink_to(out, target_is_directory=True)
+    (lake / "task_feedback").symlink_to(tmp_path / "outside", target_is_directory=True)
+    # a link named like a lake file in a real partition directory: not listed either
+    real_dir = partition_dir(lake, "_rejected", DAY)
+    real_dir.mkdir(parents=True)
+    (real_dir / str(FileName("t", 0, 30, 39))).symlink_to(outside_files[0])
+    assert partition_files(lake, "t", 0) == []
+    rec = recover_partition(lake, "t", 0, committed=0)
+    assert rec.deleted == [] and rec.temp_removed == 0
+    assert all(p.read_bytes() == b"not the lake's" for p in outside_files)
+
+
+def test_a_link_named_like_a_temporary_file_is_removed_not_its_target(tmp_path):
+    victim = outside_dir(tmp_path) / "victim"
+    victim.write_bytes(b"precious")
+    directory = partition_dir(tmp_path / "lake", "llm_call", DAY)
+    directory.mkdir(parents=True)
+    link = directory / f"{TEMP_PREFIX}abc-{FileName('t', 0, 5, 9)}.partial"
+    link.symlink_to(victim)
+    assert clean_temp_files(tmp_path / "lake", topic="t", partition=0) == 1
+    assert not link.is_symlink() and victim.read_bytes() == b"precious"
+
+
+def test_temporary_files_of_a_topic_ending_like_another_are_not_removed(tmp_path):
+    """Temporary files are matched on the whole topic name: cleaning topic ``t`` leaves
+    ``a-t``'s (the old ``*-t+0+*`` glob matched both)."""
+    directory = partition_dir(tmp_path, "llm_call", DAY)
+    directory.mkdir(parents=True)
+    other = directory / f"{TEMP_PREFIX}abc-{FileName('a-t', 0, 5, 9)}.partial"
+    other.write_bytes(b"partial")
+    assert clean_temp_files(tmp_path, topic="t", partition=0) == 0 and other.exists()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -13,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.consumer import ConsumerStats
 from pipeline.metrics import METRIC_NAMES, ConsumerCollector, MetricsServer, serve_metrics
 from pipeline.settings import Settings
+from tests.http_requests import read_all, request
 
 
 class Clock:
@@ -160,3 +166,131 @@ def test_serve_metrics_is_off_by_default_and_a_busy_port_is_a_config_error() -> 
         busy = Settings(metrics_port=first.port)
         with pytest.raises(ConfigError, match="--metrics-port"), serve_metrics(busy, s):
             pass
+
+
+# -- the HTTP server's limits: routes, methods, idle connections, a connection cap -------------
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@contextmanager
+def running(**limits) -> Iterator[MetricsServer]:
+    s = ConsumerStats()
+    server = MetricsServer(s, topic="t", max_commit_age=60, **limits).start("127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def idle_connection(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return sock
+
+
+def handler_threads() -> int:
+    return sum("process_request_thread" in t.name for t in threading.enumerate())
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[MetricsServer]:
+    """One server with the default limits for the route tests."""
+    with running() as server:
+        yield server
+
+
+def test_get_and_head_of_metrics_and_healthz_are_200_head_without_a_body(served) -> None:
+    status, headers, body = request(served.port, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert b"modelmeter_consumer_consumed_total" in body
+    assert int(headers["content-length"]) == len(body)
+    status, headers, body = request(served.port, "HEAD", "/metrics")
+    assert status == 200 and body == b"" and headers["content-type"].startswith("text/plain")
+    assert int(headers["content-length"]) > 0  # what a GET would send
+    status, headers, body = request(served.port, "GET", "/healthz?verbose=1")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert headers["content-type"] == "application/json"
+    status, headers, body = request(served.port, "HEAD", "/healthz")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize("path", ["/", "/metrics/", "/favicon.ico", "/healthz/x", "/../metrics2"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
+def test_other_paths_are_404(served, path: str, method: str) -> None:
+    status, _, body = request(served.port, method, path)
+    assert status == 404
+    assert (body == b"") if method == "HEAD" else (b"not found" in body)
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
+@pytest.mark.parametrize("path", ["/metrics", "/healthz"])
+def test_other_methods_are_405_with_an_allow_header(served, path: str, method: str) -> None:
+    status, headers, body = request(served.port, method, path)
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    assert b"use GET, HEAD" in body
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n"],
+                         ids=["silent", "half-a-request"])
+def test_an_idle_connection_is_closed_after_the_timeout(sent: bytes) -> None:
+    """A client that connects and sends nothing (or stops mid-request) is closed after the
+    connection timeout and its thread ends (before: one thread per idle connection, forever)."""
+    with running(connection_timeout=0.3) as server:
+        sock = idle_connection(server.port)
+        sock.sendall(sent)
+        wait_for(lambda: server.active_connections == 1)
+        started = time.monotonic()
+        assert read_all(sock) == b""  # closed by the server, no response
+        assert 0.2 < time.monotonic() - started < 4
+        sock.close()
+        wait_for(lambda: server.active_connections == 0)
+        status, _, _ = request(server.port, "GET", "/healthz")
+        assert status == 200
+
+
+def test_connections_beyond_the_cap_get_503_and_are_closed() -> None:
+    """With the cap held by idle clients, one more connection gets 503 at once; when a slot
+    frees, requests are served again."""
+    with running(connection_timeout=30, max_connections=2) as server:
+        held = [idle_connection(server.port) for _ in range(2)]
+        wait_for(lambda: server.active_connections == 2)
+        extra = idle_connection(server.port)
+        started = time.monotonic()
+        answer = read_all(extra)
+        assert time.monotonic() - started < 2, "refused at once, not after a timeout"
+        assert answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
+        assert b"too many connections" in answer
+        extra.close()
+        assert server.active_connections == 2
+        held.pop().close()
+        wait_for(lambda: server.active_connections == 1)
+        status, _, _ = request(server.port, "GET", "/metrics")
+        assert status == 200
+        for sock in held:
+            sock.close()
+
+
+def test_fifty_idle_connections_hold_at_most_the_cap_of_threads() -> None:
+    before = handler_threads()
+    with running(connection_timeout=30, max_connections=16) as server:
+        socks = [idle_connection(server.port) for _ in range(50)]
+        try:
+            wait_for(lambda: server.refused_connections == 34)
+            assert server.active_connections == 16
+            assert handler_threads() - before <= 16
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_for(lambda: server.active_connections == 0)
+    wait_for(lambda: handler_threads() <= before)
+
+
+def test_limits_must_be_positive() -> None:
+    for limits in (dict(connection_timeout=0), dict(max_connections=0)):
+        with pytest.raises(ValueError):
+            MetricsServer(ConsumerStats(), topic="t", max_commit_age=60, **limits)

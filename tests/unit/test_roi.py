@@ -62,3 +62,12 @@ def test_cost_reduction_is_exact_decimal_not_float():
     assert p.monthly_savings_usd == Decimal("10500.0000")
     assert p.horizon_savings_usd == Decimal("630000")
     assert p.break_even_month == 5  # 4 x 10,500 = 42,000 < 45,000 <= 52,500
+
+
+def test_the_largest_roi_the_policy_allows_fits_the_warehouse_scale():
+    """The policy's bounds (cost >= $0.01, spend <= $10bn a month, 1200 months) keep every
+    figure within DECIMAL(38,12); rounding it to 12 decimals must not overflow Decimal."""
+    p = roi_projection(RoiInputs(Decimal("0.01"), Decimal(10**10), 1200), Decimal(1))
+    scaled = p.at_money_scale()
+    assert scaled.roi == Decimal("1199999999999999.000000000000")
+    assert len(scaled.roi.as_tuple().digits) <= 38
