@@ -1,4 +1,4 @@
-"""The Parquet lake: layout, column schemas and atomic file writes (DESIGN.md section 3).
+"""The Parquet lake: layout, column schemas and atomic file writes.
 
 Layout::
 
@@ -15,6 +15,13 @@ Every row carries where it came from (``kafka_topic``, ``kafka_partition``, ``ka
 and when it landed (``ingested_at``), so that landed + rejected rows can be reconciled with
 committed offsets.
 
+An event table's columns are derived from the event's pydantic model at import
+(:data:`pipeline.contract.EVENT_FIELDS`, :func:`arrow_type`): one column per field in field
+order, nullable when the field is, typed by the field's Python type (``str`` -> string,
+``int`` -> int64, ``bool`` -> bool, a timestamp -> ``timestamp[us, UTC]``, ``Decimal`` ->
+decimal128 of its ``max_digits`` and ``decimal_places``) unless the field names another
+(:class:`pipeline.contract.rules.LakeType`); then the source columns.
+
 File names and paths are in :mod:`pipeline.lake_files` (no pyarrow), re-exported here.
 
 Files appear atomically: written under a dot-prefixed temporary name (ending in
@@ -26,14 +33,17 @@ link: a linked table or partition directory is a :class:`~pipeline.LakeWriteErro
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline._exceptions import LakeWriteError
+from pipeline.contract.fields import EVENT_FIELDS, ContractDerivationError, FieldSpec
 from pipeline.files import atomic_write
 
 # file names and paths, which need no pyarrow (the consumer's poller uses them alone)
@@ -56,6 +66,8 @@ __all__ = [
     "TASK_FEEDBACK_SCHEMA",
     "REJECTED_SCHEMA",
     "SCHEMAS",
+    "arrow_type",
+    "event_schema",
     "TEMP_PREFIX",
     "FileName",
     "partition_dir",
@@ -67,16 +79,61 @@ __all__ = [
 ]
 
 _TS = pa.timestamp("us", tz="UTC")
+_DEFAULT_TYPES: dict[type, pa.DataType] = {
+    str: pa.string(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    dt.datetime: _TS,
+}
 
-_ENVELOPE = [
-    pa.field("event_id", pa.string(), nullable=False),
-    pa.field("event_type", pa.string(), nullable=False),
-    pa.field("schema_version", pa.int32(), nullable=False),
-    pa.field("occurred_at", _TS, nullable=False),
-    pa.field("agent_id", pa.string(), nullable=False),
-    pa.field("task_id", pa.string(), nullable=False),
-    pa.field("role", pa.string(), nullable=False),
-]
+
+def arrow_type(spec: FieldSpec) -> pa.DataType:
+    """The lake column type of a contract field; ContractDerivationError when the type cannot
+    hold every value the field allows (an int's bounds, a decimal's digits)."""
+    if spec.lake_type is not None:
+        typ = pa.type_for_alias(spec.lake_type)
+    elif spec.type is Decimal:
+        typ = pa.decimal128(spec.max_digits, spec.decimal_places)
+    else:
+        typ = _DEFAULT_TYPES[spec.type]
+    if spec.type is int:
+        if not pa.types.is_integer(typ):
+            raise ContractDerivationError(f"{spec.name}: an int stored as {typ}")
+        bits = typ.bit_width - (1 if pa.types.is_signed_integer(typ) else 0)
+        low = -(2**bits) if pa.types.is_signed_integer(typ) else 0
+        if spec.ge is None or spec.le is None or spec.ge < low or spec.le >= 2**bits:
+            raise ContractDerivationError(f"{spec.name}: {spec.ge}..{spec.le} does not fit {typ}")
+    elif spec.type is Decimal:
+        if not (
+            pa.types.is_decimal(typ)
+            and typ.precision >= (spec.max_digits or 0)
+            and typ.scale == spec.decimal_places
+        ):
+            raise ContractDerivationError(
+                f"{spec.name}: max_digits={spec.max_digits}, decimal_places={spec.decimal_places}"
+                f" stored as {typ}"
+            )
+    elif spec.type is dt.datetime:
+        if not (pa.types.is_timestamp(typ) and typ.tz is not None):
+            raise ContractDerivationError(f"{spec.name}: a UTC timestamp stored as {typ}")
+    elif typ != _DEFAULT_TYPES[spec.type]:
+        raise ContractDerivationError(f"{spec.name}: a {spec.type.__name__} stored as {typ}")
+    return typ
+
+
+def event_schema(event_type: str) -> pa.Schema:
+    """The lake schema of an event table: the event model's fields, then the source columns."""
+    fields = [
+        pa.field(spec.name, arrow_type(spec), nullable=spec.nullable)
+        for spec in EVENT_FIELDS[event_type]
+    ]
+    clash = {f.name for f in fields} & {f.name for f in _SOURCE}
+    if clash:
+        raise ContractDerivationError(
+            f"{event_type}: fields named like source columns: {sorted(clash)}"
+        )
+    return pa.schema(fields + _SOURCE)
+
 
 _SOURCE = [
     pa.field("kafka_topic", pa.string(), nullable=False),
@@ -85,35 +142,12 @@ _SOURCE = [
     pa.field("ingested_at", _TS, nullable=False),
 ]
 
-LLM_CALL_SCHEMA = pa.schema(
-    _ENVELOPE
-    + [
-        pa.field("provider", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("input_tokens", pa.int64(), nullable=False),
-        pa.field("output_tokens", pa.int64(), nullable=False),
-        pa.field("cache_read_tokens", pa.int64(), nullable=False),
-        pa.field("cache_write_5m_tokens", pa.int64(), nullable=False),
-        pa.field("cache_write_1h_tokens", pa.int64(), nullable=False),
-        pa.field("latency_ms", pa.int64()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("escalated", pa.bool_(), nullable=False),
-        pa.field("escalation_trigger", pa.string()),
-        pa.field("policy_version", pa.string()),
-        pa.field("task_type", pa.string()),
-    ]
-    + _SOURCE
-)
-
-TASK_FEEDBACK_SCHEMA = pa.schema(
-    _ENVELOPE
-    + [
-        pa.field("satisfaction", pa.int32()),
-        pa.field("escalation_needed", pa.bool_()),
-        pa.field("review_consistent", pa.bool_()),
-    ]
-    + _SOURCE
-)
+if tuple(EVENT_FIELDS) != EVENT_TABLES:  # lake_files names the tables without the models
+    raise ContractDerivationError(
+        f"event types {tuple(EVENT_FIELDS)} != lake tables {EVENT_TABLES}"
+    )
+LLM_CALL_SCHEMA = event_schema("llm_call")
+TASK_FEEDBACK_SCHEMA = event_schema("task_feedback")
 
 REJECTED_SCHEMA = pa.schema(
     [
@@ -130,25 +164,40 @@ SCHEMAS: dict[str, pa.Schema] = {
     REJECTED_TABLE: REJECTED_SCHEMA,
 }
 
-# snappy: measured 0.6 us/event to write vs 2.5 us/event for zstd (files ~1.5x larger); the
-# consumer writes on the hot path, so the cheaper codec wins (DuckDB reads both alike)
+# snappy: several times cheaper to write than zstd for somewhat larger files; the consumer
+# writes on the hot path, so the cheaper codec wins (DuckDB reads both alike)
 DEFAULT_COMPRESSION = "snappy"
 # Dictionary encoding only for the columns with few distinct values (roles, models, agents,
 # one topic, ...): hashing every value of an id, a timestamp or a token count costs the
 # consumer CPU and hardly shrinks the file. Statistics (min/max per row group) only for the
-# columns readers filter or reconcile on. Measured on 200k bench events: 0.49 -> 0.32 us per
-# event to write, files ~10% larger; the schema and what readers get are unchanged.
+# columns readers filter or reconcile on. Cheaper to write for slightly larger files; the
+# schema and what readers get are unchanged.
 _DICTIONARY_COLUMNS = (
-    "event_type", "schema_version", "agent_id", "role", "provider", "model", "status",
-    "escalated", "escalation_trigger", "policy_version", "task_type", "satisfaction",
-    "escalation_needed", "review_consistent", "error", "kafka_topic", "kafka_partition",
+    "event_type",
+    "schema_version",
+    "agent_id",
+    "role",
+    "provider",
+    "model",
+    "status",
+    "escalated",
+    "escalation_trigger",
+    "policy_version",
+    "task_type",
+    "satisfaction",
+    "escalation_needed",
+    "review_consistent",
+    "error",
+    "kafka_topic",
+    "kafka_partition",
     "ingested_at",
 )
 _STATISTICS_COLUMNS = ("event_id", "occurred_at", "kafka_partition", "kafka_offset", "ingested_at")
 
 
-def write_table_atomic(table: pa.Table, path: Path, *, lake: Path | None = None,
-                       compression: str = DEFAULT_COMPRESSION) -> None:
+def write_table_atomic(
+    table: pa.Table, path: Path, *, lake: Path | None = None, compression: str = DEFAULT_COMPRESSION
+) -> None:
     """Write ``table`` to ``path`` so that readers see either nothing or the whole file.
 
     ``lake`` is the lake root (default: ``path`` three levels up, the layout
@@ -166,11 +215,17 @@ def write_table_atomic(table: pa.Table, path: Path, *, lake: Path | None = None,
     dir_fd = open_lake_dir(root, parts, create=True)
     try:
         with atomic_write(name, dir_fd=dir_fd, temp_name=tmp) as fh:
-            pq.write_table(table, fh, compression=compression,
-                           use_dictionary=list(_DICTIONARY_COLUMNS),
-                           write_statistics=list(_STATISTICS_COLUMNS))
+            pq.write_table(
+                table,
+                fh,
+                compression=compression,
+                use_dictionary=list(_DICTIONARY_COLUMNS),
+                write_statistics=list(_STATISTICS_COLUMNS),
+            )
     except FileExistsError:  # the temporary name is taken: a planted link, never followed
-        raise LakeWriteError("cannot write the lake: the temporary file name already exists"
-                             " (never followed)", path=str(path.parent / tmp)) from None
+        raise LakeWriteError(
+            "cannot write the lake: the temporary file name already exists (never followed)",
+            path=str(path.parent / tmp),
+        ) from None
     finally:
         os.close(dir_fd)

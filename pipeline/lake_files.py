@@ -1,8 +1,8 @@
 """Lake file names and paths (the layout of :mod:`pipeline.lake`), without pyarrow.
 
 The consumer's poller needs these to recover a partition's files on assignment
-(:mod:`pipeline.consumer.recovery`); keeping pyarrow out of them keeps ~40 MB and ~0.1 s of
-start-up out of the poller process (the lake writer process imports pyarrow itself).
+(:mod:`pipeline.consumer.recovery`); keeping pyarrow out of them keeps its memory and
+start-up time out of the poller process (the lake writer process imports pyarrow itself).
 :mod:`pipeline.lake` re-exports everything here.
 
 Symbolic links: the lake root may be one (the operator's choice), nothing inside it is
@@ -27,14 +27,25 @@ from pathlib import Path
 from pipeline._exceptions import LakeWriteError
 from pipeline.files import fsync_path
 
-__all__ = ["EVENT_TABLES", "REJECTED_TABLE", "TEMP_PREFIX", "FileName", "partition_dir",
-           "fsync_path", "open_lake_dir", "clean_temp_files", "partition_files"]
+__all__ = [
+    "EVENT_TABLES",
+    "REJECTED_TABLE",
+    "TEMP_PREFIX",
+    "FileName",
+    "partition_dir",
+    "fsync_path",
+    "open_lake_dir",
+    "clean_temp_files",
+    "partition_files",
+]
 
 EVENT_TABLES = ("llm_call", "task_feedback")
 REJECTED_TABLE = "_rejected"
 TEMP_PREFIX = ".tmp-"
 
-_NAME = re.compile(r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
+_NAME = re.compile(
+    r"^(?P<topic>[A-Za-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +106,9 @@ def open_lake_dir(lake: Path, parts: Sequence[str], *, create: bool = False) -> 
                 if exc.errno == errno.ELOOP or _is_link(fd, part):
                     raise LakeWriteError(
                         "cannot write the lake: a symbolic link inside the lake is never"
-                        " followed (only the lake root may be one)", path=str(where)) from None
+                        " followed (only the lake root may be one)",
+                        path=str(where),
+                    ) from None
                 raise
             os.close(fd)
             fd = child
@@ -196,7 +209,7 @@ def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | N
 
 def _temp_target(name: str) -> str:
     """The name a temporary file stands for: ``.tmp-<hex>-<name>.partial`` -> ``<name>.partial``."""
-    return name[len(TEMP_PREFIX):].partition("-")[2]
+    return name[len(TEMP_PREFIX) :].partition("-")[2]
 
 
 def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, FileName]]:

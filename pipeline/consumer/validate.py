@@ -1,161 +1,173 @@
-"""Batch validation of raw Kafka values against the v1 event contract.
+"""Batch validation of raw Kafka values against the event contract.
 
 Two paths, one verdict:
 
-* the **fast path** decodes each value with msgspec into a struct generated from the field
-  table below (strict types: a JSON integer for an int - never a float, a boolean or a string
-  -, code-point lengths, integer bounds, literals, no unknown field, and *every* field
-  present, optional ones included, as the SDK and the simulator write them), then
-  moves each field into an Arrow column with one typed conversion and checks what msgspec
-  does not, per column: the RFC 3339 shape of ``occurred_at`` (one regular expression), its
-  bounds (``min_max``), the ``event_id`` characters, printable identifiers,
-  ``escalated`` <=> ``escalation_trigger``, and no duplicate key: msgspec keeps the last of
-  two equal keys, so a message is only taken when it is as long as msgspec's own encoding of
-  the struct it decoded to. That encoding spells every value and key the shortest way JSON
-  allows (a unit test checks every code point), every field once and no space, so a message
-  can only be longer than it, and is exactly as long only when it names each field once
-  (in any order); a message with a second key, a space or an unneeded escape goes to the
-  slow path, which decides. One encoding of the whole batch checks every row at once.
-  It only ever *accepts* a message that obviously satisfies the contract; anything msgspec
-  refuses or a column check flags goes to the slow path.
+* the **fast path** decodes each value with msgspec into a struct derived from the event
+  models' fields (:data:`pipeline.contract.EVENT_FIELDS`: strict types - a JSON integer for
+  an int, never a float, a boolean or a string -, code-point lengths, integer bounds,
+  literals, no unknown field, and *every* field present, optional ones included, as the SDK
+  and the simulator write them), then moves each field into an Arrow column of its lake
+  type with one typed conversion and checks what msgspec does not, per column: a
+  timestamp's RFC 3339 shape (one regular expression) and bounds (``min_max``), a field's
+  pattern (Arrow's RE2), printable identifiers, a field present exactly when its flag is
+  true (``escalated`` <=> ``escalation_trigger``), and no duplicate key: msgspec keeps the
+  last of two equal keys, so a message is only taken when it is as long as msgspec's own
+  encoding of the struct it decoded to. That encoding spells every value and key the
+  shortest way JSON allows (a unit test checks every code point), every field once and no
+  space, so a message can only be longer than it, and is exactly as long only when it
+  names each field once (in any order); a message with a second key, a space or an
+  unneeded escape goes to the slow path, which decides. One encoding of the whole batch
+  checks every row at once. It only ever *accepts* a message that obviously satisfies the
+  contract; anything msgspec refuses or a column check flags goes to the slow path. An
+  event type with a field msgspec has no translation for (a ``Decimal``) has no struct:
+  all its messages take the slow path.
 * every flagged message goes through :func:`pipeline.contract.parse_event` (pydantic, the
   source of truth): it either accepts it (the row comes from ``to_row``) or gives the exact
   one-line reason used in the dead-letter ``error`` header.
 
 So the fast path may be stricter than pydantic but never looser;
 ``tests/unit/test_consumer_validate.py`` feeds the bad-input catalogue and random mutations
-to both and asserts identical verdicts and identical rows.
+to both and asserts identical verdicts and identical rows, and
+``tests/unit/test_contract_forms.py`` every bound of every field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from msgspec.structs import astuple
 
-from pipeline.contract import EVENT_ID_PATTERN, EVENT_TYPES, MAX_FUTURE, MAX_TOKENS, MIN_OCCURRED_AT
-from pipeline.lake import LLM_CALL_SCHEMA, TASK_FEEDBACK_SCHEMA
+from pipeline.contract.fields import EVENT_FIELDS, FieldSpec
+from pipeline.lake import SCHEMAS, arrow_type
 from pipeline.safe_text import visible
 
 __all__ = ["Reject", "BatchResult", "validate_batch", "one_line"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _STRING = pa.string()
-# microseconds since the epoch (Arrow's timestamp values); no Arrow scalar is made at import:
-# pyarrow imports pandas on its first scalar or array, which the lake writer refuses and the
-# poller does not need
-_EARLIEST_US = (MIN_OCCURRED_AT - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
 # Canonical RFC 3339 with an explicit offset and at most microseconds; other spellings that
 # pydantic may still accept are left to the slow path (Arrow's own timestamp parser would
 # also take "T10Z", "+0200" and other forms that the contract refuses).
-_RFC3339 = (r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
-            r"(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d)$")
+_RFC3339 = (
+    r"^\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+    r"(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-3]):[0-5]\d)$"
+)
 # The SDK's spelling with every digit as 0 (one line per value), to check a whole column of
 # SDK timestamps without the regular expression
 _SDK_TIMESTAMP = b"0000-00-00T00:00:00.000000Z\n"
 _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
-# The contract's EVENT_ID_PATTERN without its {1,64} (msgspec checks the length).
-_EVENT_ID_CHARS = EVENT_ID_PATTERN.replace("]{1,64}$", "]+$")
-assert _EVENT_ID_CHARS != EVENT_ID_PATTERN, "EVENT_ID_PATTERN changed: update _EVENT_ID_CHARS"
+# a pattern made of one character class (no escapes, no nested brackets) and its counts
+_COUNTED_CLASS = re.compile(r"\^(\[[^\]\\\[]+\])\{(\d+),(\d+)\}\$")
 
 
-@dataclass(frozen=True, slots=True)
-class _Field:
-    """One contract field as the fast path checks it (conservatively)."""
-
-    name: str
-    kind: str  # "str" (an identifier: printable), "int", "bool", "enum", "ts", "event_id"
-    arrow: pa.DataType
-    nullable: bool = False
-    lo: int | None = None  # int bounds, or string length bounds (code points)
-    hi: int | None = None
-    values: tuple[Any, ...] = ()
-
-    def annotation(self) -> Any:
-        """The field's msgspec type: exactly what pydantic's strict model takes, or less."""
-        kind = self.kind
-        typ: Any
-        if kind == "int":
-            typ = Annotated[int, msgspec.Meta(ge=self.lo, le=self.hi)]
-        elif kind == "bool":
-            typ = bool
-        elif kind == "enum":
-            typ = Literal[self.values]
-        elif kind == "ts":
-            typ = str  # shape and bounds: checked on the Arrow column
-        else:  # str, event_id (its characters: checked on the Arrow column)
-            typ = Annotated[str, msgspec.Meta(min_length=self.lo, max_length=self.hi)]
-        return typ | None if self.nullable else typ
+def _msgspec_type(spec: FieldSpec) -> Any:
+    """The field's msgspec type: exactly what pydantic's strict model takes, or less; None
+    when the fast path has no translation for the field (its event type goes to pydantic)."""
+    typ: Any
+    if spec.timestamp is not None:
+        typ = str  # shape and bounds: checked on the Arrow column
+    elif spec.values:
+        typ = Literal[spec.values]
+    elif spec.type is bool:
+        typ = bool
+    elif spec.type is int:
+        typ = Annotated[int, msgspec.Meta(ge=int(spec.ge), le=int(spec.le))]  # type: ignore[arg-type]
+    elif spec.type is str:  # a pattern and printable: checked on the Arrow column
+        typ = Annotated[str, msgspec.Meta(min_length=spec.min_length, max_length=spec.max_length)]
+    else:
+        return None
+    return typ | None if spec.nullable else typ
 
 
-_ENVELOPE = (
-    _Field("event_id", "event_id", pa.string(), lo=1, hi=64),
-    _Field("event_type", "enum", pa.string(), values=EVENT_TYPES),
-    _Field("schema_version", "int", pa.int32(), lo=1, hi=1),
-    _Field("occurred_at", "ts", _TS),
-    _Field("agent_id", "str", pa.string(), lo=1, hi=128),
-    _Field("task_id", "str", pa.string(), lo=1, hi=128),
-    _Field("role", "str", pa.string(), lo=1, hi=64),
-)
+def _column_pattern(spec: FieldSpec) -> str | None:
+    """The field's pattern as the Arrow column check applies it: ``^[class]{m,n}$`` whose
+    counts are the field's length bounds (msgspec checks those) as ``^[class]+$``, which RE2
+    matches faster; any other pattern as it is."""
+    if spec.pattern is None:
+        return None
+    m = _COUNTED_CLASS.fullmatch(spec.pattern)
+    if m and (int(m[2]), int(m[3])) == (spec.min_length, spec.max_length) and spec.min_length:
+        return f"^{m[1]}+$"
+    return spec.pattern
 
 
-def _tokens(name: str) -> _Field:
-    return _Field(name, "int", pa.int64(), lo=0, hi=MAX_TOKENS)
-
-
-_SPECS: dict[str, tuple[_Field, ...]] = {
-    "llm_call": _ENVELOPE + (
-        _Field("provider", "str", pa.string(), lo=1, hi=128),
-        _Field("model", "str", pa.string(), lo=1, hi=128),
-        _tokens("input_tokens"),
-        _tokens("output_tokens"),
-        _tokens("cache_read_tokens"),
-        _tokens("cache_write_5m_tokens"),
-        _tokens("cache_write_1h_tokens"),
-        _Field("latency_ms", "int", pa.int64(), nullable=True, lo=0, hi=86_400_000),
-        _Field("status", "enum", pa.string(), values=("ok", "error")),
-        _Field("escalated", "bool", pa.bool_()),
-        _Field("escalation_trigger", "str", pa.string(), nullable=True, lo=1, hi=64),
-        _Field("policy_version", "str", pa.string(), nullable=True, lo=1, hi=64),
-        _Field("task_type", "str", pa.string(), nullable=True, lo=1, hi=128),
-    ),
-    "task_feedback": _ENVELOPE + (
-        _Field("satisfaction", "int", pa.int32(), nullable=True, lo=1, hi=5),
-        _Field("escalation_needed", "bool", pa.bool_(), nullable=True),
-        _Field("review_consistent", "bool", pa.bool_(), nullable=True),
-    ),
-}
-_OUTPUT_SCHEMAS = {"llm_call": LLM_CALL_SCHEMA, "task_feedback": TASK_FEEDBACK_SCHEMA}
-_EVENT_TYPE_COLUMN = 1  # the position of event_type in both lake schemas (the struct's tag)
-assert all(schema.names[_EVENT_TYPE_COLUMN] == "event_type" for schema in _OUTPUT_SCHEMAS.values())
-
-
-def _struct(event_type: str) -> type[msgspec.Struct]:
+def _struct(event_type: str) -> type[msgspec.Struct] | None:
     """The msgspec struct of ``event_type``: tagged by ``event_type``, every field required
     (a message without an optional field is left to pydantic), unknown fields refused, not
-    tracked by the garbage collector (it holds only str, int, bool and None)."""
-    fields = [(spec.name, spec.annotation()) for spec in _SPECS[event_type]
-              if spec.name != "event_type"]  # the tag
-    return msgspec.defstruct(f"_{event_type}", fields, tag_field="event_type", tag=event_type,
-                             forbid_unknown_fields=True, gc=False)
+    tracked by the garbage collector (it holds only str, int, bool and None). None when a
+    field has no msgspec translation."""
+    fields = [
+        (spec.name, _msgspec_type(spec))
+        for spec in EVENT_FIELDS[event_type]
+        if spec.name != "event_type"
+    ]  # the tag
+    if any(typ is None for _, typ in fields):
+        return None
+    return msgspec.defstruct(
+        f"_{event_type}",
+        fields,
+        tag_field="event_type",
+        tag=event_type,
+        forbid_unknown_fields=True,
+        gc=False,
+    )
 
 
-_STRUCTS = {event_type: _struct(event_type) for event_type in _SPECS}
-_DECODER = msgspec.json.Decoder(_STRUCTS["llm_call"] | _STRUCTS["task_feedback"])
-# (field, Arrow type its values convert to) of each struct field, in struct (= lake) order
-_PULLED = {event_type: tuple((spec, _STRING if spec.kind == "ts" else spec.arrow)
-                             for spec in specs if spec.name != "event_type")
-           for event_type, specs in _SPECS.items()}
-assert all(tuple(spec.name for spec, _ in _PULLED[t]) == _STRUCTS[t].__struct_fields__
-           for t in _SPECS)
+_STRUCTS = {
+    event_type: struct for event_type in EVENT_FIELDS if (struct := _struct(event_type)) is not None
+}
+_DECODER = msgspec.json.Decoder(Union[tuple(_STRUCTS.values())]) if _STRUCTS else None  # noqa: UP007
+_OUTPUT_SCHEMAS = {event_type: SCHEMAS[event_type] for event_type in EVENT_FIELDS}
+# (field, Arrow type its values convert to, pattern its column is checked against) of each
+# struct field, in struct (= lake) order
+_PULLED = {
+    event_type: tuple(
+        (spec, _STRING if spec.timestamp else arrow_type(spec), _column_pattern(spec))
+        for spec in EVENT_FIELDS[event_type]
+        if spec.name != "event_type"
+    )
+    for event_type in _STRUCTS
+}
+# where the tag goes back among the columns
+_TAG_COLUMN = {
+    event_type: [spec.name for spec in EVENT_FIELDS[event_type]].index("event_type")
+    for event_type in _STRUCTS
+}
+# (column, flag column) of each field present exactly when its flag is true (lake positions)
+_PRESENT_IFF = {
+    event_type: [
+        (
+            _OUTPUT_SCHEMAS[event_type].get_field_index(spec.name),
+            _OUTPUT_SCHEMAS[event_type].get_field_index(spec.present_iff),
+        )
+        for spec in EVENT_FIELDS[event_type]
+        if spec.present_iff
+    ]
+    for event_type in _STRUCTS
+}
+# the earliest valid timestamp of each timestamp field, in microseconds since the epoch
+# (Arrow's timestamp values); no Arrow scalar is made at import: pyarrow imports pandas on
+# its first scalar or array, which the lake writer refuses and the poller does not need
+_EARLIEST_US = {
+    spec.timestamp: (spec.timestamp.earliest - _EPOCH) // _US
+    for specs in EVENT_FIELDS.values()
+    for spec in specs
+    if spec.timestamp
+}
+assert all(
+    tuple(spec.name for spec, _, _ in _PULLED[t]) == _STRUCTS[t].__struct_fields__ for t in _STRUCTS
+)
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -189,13 +201,15 @@ def one_line(text: str, limit: int = 500) -> str:
 
 def _decode_one(value: bytes | None) -> Any:
     try:
-        return _DECODER.decode(value)  # type: ignore[arg-type]
+        return _DECODER.decode(value)  # type: ignore[arg-type, union-attr]
     except Exception:  # anything msgspec refuses (or a tombstone): pydantic decides
         return None
 
 
 def _decode(values: Sequence[bytes | None]) -> list[Any]:
     """Every value as a struct, None where msgspec refuses it; one C call per value."""
+    if _DECODER is None:  # no event type has a fast path
+        return [None] * len(values)
     decode = _DECODER.decode
     try:
         return [decode(v) for v in values]  # type: ignore[arg-type]
@@ -210,7 +224,7 @@ def _and(ok: pa.Array | None, cond: pa.Array) -> pa.Array:
 
 def _sdk_spelling(col: Sequence[str]) -> bool:
     """Whether every string is spelled ``dddd-dd-ddTdd:dd:dd.ddddddZ`` (the SDK's), checked in
-    three C passes over the joined column (a third of the regular expression's cost)."""
+    three C passes over the joined column (cheaper than the regular expression)."""
     try:
         joined = ("\n".join(col) + "\n").encode()
     except UnicodeEncodeError:
@@ -218,8 +232,11 @@ def _sdk_spelling(col: Sequence[str]) -> bool:
     return joined.translate(_DIGITS_TO_ZERO) == _SDK_TIMESTAMP * len(col)
 
 
-def _timestamps(col: Sequence[str], latest: pa.Scalar) -> tuple[pa.Array, pa.Array | None]:
-    """``occurred_at`` strings as UTC timestamps, and the mask of the good ones (None = all).
+def _timestamps(
+    col: Sequence[str], earliest: int, latest: pa.Scalar
+) -> tuple[pa.Array, pa.Array | None]:
+    """Timestamp strings as UTC timestamps, and the mask of the good ones (None = all): the
+    ones between ``earliest`` (microseconds since the epoch) and ``latest``.
 
     The spelling is checked first (the SDK's, else the regular expression): Arrow's parser
     alone would also take spellings the contract refuses. Impossible dates and times in a
@@ -246,9 +263,10 @@ def _timestamps(col: Sequence[str], latest: pa.Scalar) -> tuple[pa.Array, pa.Arr
     # would raise OverflowError)
     mm = pc.min_max(arr)
     first, last = mm["min"].value, mm["max"].value
-    if first is not None and (first < _EARLIEST_US or last > latest.value):
-        in_range = pc.and_(pc.greater_equal(arr, pa.scalar(_EARLIEST_US, _TS)),
-                           pc.less_equal(arr, latest))
+    if first is not None and (first < earliest or last > latest.value):
+        in_range = pc.and_(
+            pc.greater_equal(arr, pa.scalar(earliest, _TS)), pc.less_equal(arr, latest)
+        )
         ok = _and(ok, pc.fill_null(in_range, False))
     return arr, ok
 
@@ -269,15 +287,17 @@ def _canonical(objs: list[Any], raw: Sequence[bytes]) -> pa.Array | None:
     # the encoded list: each struct's encoding, a comma between two, the brackets
     if len(_ENCODE(objs)) == sum(map(len, raw)) + len(objs) + 1:
         return None
-    return pa.array([len(r) == len(_ENCODE(o)) for r, o in zip(raw, objs, strict=True)],
-                    pa.bool_())
+    return pa.array([len(r) == len(_ENCODE(o)) for r, o in zip(raw, objs, strict=True)], pa.bool_())
 
 
-def _fast_group(event_type: str, objs: list[Any], raw: Sequence[bytes], latest: pa.Scalar
-                ) -> tuple[list[pa.Array], pa.Array | None]:
+def _fast_group(
+    event_type: str, objs: list[Any], raw: Sequence[bytes], now: dt.datetime
+) -> tuple[list[pa.Array], pa.Array | None]:
     """Arrow columns (lake order, source columns excluded) of structs msgspec accepted from
     the messages ``raw``, and the mask of the rows that also pass the column checks (None =
-    all)."""
+    all): per field, what its spec says and msgspec does not check (a timestamp's spelling
+    and bounds, a pattern, printable identifiers, a field present exactly when its flag is
+    true), and no duplicate key."""
     n = len(objs)
     arrays: list[pa.Array] = []
     ok = _canonical(objs, raw)
@@ -285,41 +305,45 @@ def _fast_group(event_type: str, objs: list[Any], raw: Sequence[bytes], latest: 
     # one tuple per struct (C), transposed to one tuple per field: fewer passes over the
     # structs than one attribute getter per field
     columns = zip(*map(astuple, objs), strict=True)
-    for (spec, arrow), col in zip(_PULLED[event_type], columns, strict=True):
-        if spec.kind == "ts":
-            arr, ts_ok = _timestamps(col, latest)
+    for (spec, arrow, pattern), col in zip(_PULLED[event_type], columns, strict=True):
+        if spec.timestamp is not None:
+            latest = pa.scalar(now + spec.timestamp.max_future, _TS)
+            arr, ts_ok = _timestamps(col, _EARLIEST_US[spec.timestamp], latest)
             if ts_ok is not None:
                 ok = _and(ok, ts_ok)
             arrays.append(arr)
             continue
         arr = pa.array(col, arrow)
-        if spec.kind == "str":
+        if spec.printable:
             identifiers.append(col)
-        elif spec.kind == "event_id":
-            chars = pc.match_substring_regex(arr, _EVENT_ID_CHARS)
-            if chars.true_count != n:
-                ok = _and(ok, chars)
+        if pattern is not None:  # Arrow's RE2, as pydantic's regex: a search
+            matches = pc.match_substring_regex(arr, pattern)
+            if matches.true_count != n - arr.null_count:
+                ok = _and(ok, pc.fill_null(matches, True))
         arrays.append(arr)
     printable = _printable(identifiers)
     if printable is not None:
         ok = _and(ok, printable)
-    arrays.insert(_EVENT_TYPE_COLUMN, pa.repeat(pa.scalar(event_type, _STRING), n))
-    if event_type == "llm_call":
-        # escalated <=> escalation_trigger
-        schema = _OUTPUT_SCHEMAS[event_type]
-        escalated = arrays[schema.get_field_index("escalated")]
-        trigger = arrays[schema.get_field_index("escalation_trigger")]
-        if escalated.true_count or trigger.null_count != n:
-            ok = _and(ok, pc.equal(escalated, pc.is_valid(trigger)))
+    arrays.insert(_TAG_COLUMN[event_type], pa.repeat(pa.scalar(event_type, _STRING), n))
+    for at, flag_at in _PRESENT_IFF[event_type]:  # present exactly when the flag is true
+        flag, present = arrays[flag_at], arrays[at]
+        if flag.true_count or present.null_count != n:
+            ok = _and(ok, pc.equal(flag, pc.is_valid(present)))
     return arrays, ok
 
 
-def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
-                   offsets: Sequence[int], keys: Sequence[bytes | None], topic: str,
-                   ingested_at: dt.datetime, now: dt.datetime | None = None) -> BatchResult:
+def validate_batch(
+    values: Sequence[bytes | None],
+    *,
+    partitions: Sequence[int],
+    offsets: Sequence[int],
+    keys: Sequence[bytes | None],
+    topic: str,
+    ingested_at: dt.datetime,
+    now: dt.datetime | None = None,
+) -> BatchResult:
     """Validate one batch of raw message values; every message ends up in a table or a reject."""
     now = now or dt.datetime.now(dt.UTC)
-    latest = pa.scalar(now + MAX_FUTURE, _TS)
     result = BatchResult()
     decoded = _decode(values)
     kinds = list(map(type, decoded))
@@ -341,7 +365,7 @@ def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
             idx = list(compress(range(len(values)), mine))
             objs = list(compress(decoded, mine))
             raw = list(compress(values, mine))  # type: ignore[arg-type]
-        arrays, ok = _fast_group(event_type, objs, raw, latest)
+        arrays, ok = _fast_group(event_type, objs, raw, now)
         if not source:  # once per batch
             source = [pa.array(partitions, pa.int32()), pa.array(offsets, pa.int64())]
         if count == len(values):
@@ -349,8 +373,11 @@ def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
         else:
             take = pa.array(idx, pa.int32())
             where = [source[0].take(take), source[1].take(take)]
-        arrays += [pa.repeat(pa.scalar(topic, _STRING), count), *where,
-                   pa.repeat(pa.scalar(ingested_at, _TS), count)]
+        arrays += [
+            pa.repeat(pa.scalar(topic, _STRING), count),
+            *where,
+            pa.repeat(pa.scalar(ingested_at, _TS), count),
+        ]
         table = pa.Table.from_arrays(arrays, schema=_OUTPUT_SCHEMAS[event_type])
         if ok is not None and ok.false_count:
             slow.extend(idx[j] for j in pc.indices_nonzero(pc.invert(ok)).to_pylist())
@@ -375,8 +402,12 @@ def validate_batch(values: Sequence[bytes | None], *, partitions: Sequence[int],
             except Exception as exc:  # never let one message stop the consumer
                 error = one_line(f"value: {type(exc).__name__}: {exc}")
             else:
-                row.update(kafka_topic=topic, kafka_partition=partitions[i],
-                           kafka_offset=offsets[i], ingested_at=ingested_at)
+                row.update(
+                    kafka_topic=topic,
+                    kafka_partition=partitions[i],
+                    kafka_offset=offsets[i],
+                    ingested_at=ingested_at,
+                )
                 slow_rows.setdefault(row["event_type"], []).append(row)
                 result.slow += 1
                 continue

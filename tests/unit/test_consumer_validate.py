@@ -3,7 +3,7 @@
 The fast path (msgspec structs + Arrow column checks) may only accept what
 :func:`pipeline.contract.parse_event` accepts, with identical lake values; whatever it flags
 is decided by pydantic. Fed here: valid events of many shapes, the whole bad-input catalogue
-of issue 3, the hazards of the fast path's own machinery (msgspec's JSON reading and
+(tests/fixtures/events.py), the hazards of the fast path's own machinery (msgspec's JSON reading and
 constraints, per-column shortcuts that skip the per-row masks when a whole column obviously
 passes) and thousands of random mutations.
 """
@@ -19,172 +19,20 @@ import pytest
 from pipeline._exceptions import ContractError
 from pipeline.consumer.validate import one_line, validate_batch
 from pipeline.contract import parse_event, to_row
+from tests.fixtures.events import DROP as _DROP
+from tests.fixtures.events import (
+    IDENTIFIERS,
+    NON_PRINTABLE,
+    NOW,
+    catalogue,
+    enc,
+    feedback,
+    hostile,
+    llm_call,
+)
+from tests.fixtures.events import iso as _iso
 
-NOW = dt.datetime(2026, 11, 26, 1, 0, tzinfo=dt.UTC)
 INGESTED = dt.datetime(2026, 11, 26, 1, 0, 5, tzinfo=dt.UTC)
-
-
-def llm_call(i: int = 0, **over):
-    event = {
-        "event_id": f"01JD{i:022d}", "event_type": "llm_call", "schema_version": 1,
-        "occurred_at": "2026-11-25T10:00:00.123456+02:00", "agent_id": f"agent-{i % 7}",
-        "task_id": f"task-{i // 3}", "role": "implementer", "provider": "zai",
-        "model": "glm-4.5", "input_tokens": 1000 + i, "output_tokens": 200,
-        "cache_read_tokens": 50, "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0,
-        "latency_ms": 1234, "status": "ok", "escalated": False, "escalation_trigger": None,
-        "policy_version": "2026-11-01", "task_type": "feature",
-    }
-    event.update(over)
-    return {k: v for k, v in event.items() if v is not _DROP}
-
-
-def feedback(i: int = 0, **over):
-    event = {
-        "event_id": f"fb-{i}", "event_type": "task_feedback", "schema_version": 1,
-        "occurred_at": "2026-11-24T23:59:59Z", "agent_id": "agent-1", "task_id": f"task-{i}",
-        "role": "reviewer", "satisfaction": 1 + i % 5, "escalation_needed": None,
-        "review_consistent": True,
-    }
-    event.update(over)
-    return {k: v for k, v in event.items() if v is not _DROP}
-
-
-_DROP = object()
-
-
-def enc(obj) -> bytes:
-    return orjson.dumps(obj)
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
-def catalogue(now: dt.datetime = NOW) -> list[bytes | None]:
-    """The bad-input catalogue of issue 3 item 4, plus valid variants of every optional.
-
-    Cases near the future bound are relative to ``now``; only those exactly on the bound
-    depend on the validating clock (unit tests pass ``now=NOW`` to both sides).
-    """
-    bad: list[bytes | None] = [
-        b"", None, b"not json", enc(llm_call())[:-7], b'{"event_id": "\xff\xfe"}',
-        b"[1, 2, 3]", b'"a string"', b"42", b"null", b"   ",
-        b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
-        enc(llm_call(note="x" * 900_000)),
-    ]
-    base = llm_call()
-    for name in base:
-        bad.append(enc({k: v for k, v in base.items() if k != name}))
-    fb = feedback()
-    for name in fb:
-        bad.append(enc({k: v for k, v in fb.items() if k != name}))
-    for field in ("input_tokens", "output_tokens", "cache_read_tokens", "latency_ms"):
-        for wrong in ("100", 1.0, 1.5, True, None, -1, 100_000_001, 2**70, [1], {"a": 1}):
-            bad.append(enc(llm_call(**{field: wrong})) if not isinstance(wrong, int) or
-                       wrong < 2**63 else enc(llm_call())[:-1] + b',"x":1}')
-        bad.append(enc(llm_call()).replace(b'"input_tokens":1000', b'"input_tokens":NaN'))
-        bad.append(enc(llm_call()).replace(b'"input_tokens":1000', b'"input_tokens":1e3'))
-        bad.append(enc(llm_call()).replace(b'"input_tokens":1000',
-                                           b'"input_tokens":100000000000000000000000'))
-    bad += [
-        enc(llm_call(event_type="llm_cal")), enc(llm_call(event_type=None)),
-        enc(llm_call(schema_version=2)), enc(llm_call(schema_version=True)),
-        enc(llm_call(schema_version="1")), enc(llm_call(occurred_at="2026-11-25T10:00:00")),
-        enc(llm_call(occurred_at="2019-12-31T23:59:59Z")),
-        enc(llm_call(occurred_at="2036-11-25T10:00:00Z")),
-        enc(llm_call(occurred_at=_iso(now + dt.timedelta(hours=1)))),
-        enc(llm_call(occurred_at=_iso(now + dt.timedelta(minutes=9)))),
-        enc(llm_call(occurred_at="2026-02-30T10:00:00Z")),
-        enc(llm_call(occurred_at="2026-11-25T10:00:60Z")),
-        enc(llm_call(occurred_at="2026-11-25T24:00:00Z")),
-        enc(llm_call(occurred_at="2026-11-25T10:00:00+24:00")),
-        enc(llm_call(occurred_at="2026-11-25 10:00:00Z")),
-        enc(llm_call(occurred_at="2026-11-25t10:00:00z")),
-        enc(llm_call(occurred_at="2026-11-25T10:00:00.123456789Z")),
-        enc(llm_call(occurred_at="2026-11-25T10:00Z")), enc(llm_call(occurred_at=1764000000)),
-        enc(llm_call(occurred_at="2026-11-25")), enc(llm_call(occurred_at="")),
-        enc(llm_call(extra_field=1)), enc(llm_call(escalated=True)),
-        enc(llm_call(escalation_trigger="security_sensitive")),
-        enc(llm_call(escalated=True, escalation_trigger="security_sensitive")),
-        enc(llm_call(escalated=True, escalation_trigger="")),
-        enc(llm_call(escalated="true", escalation_trigger="x")),
-        enc(llm_call(escalated=1, escalation_trigger="x")),
-        enc(llm_call(event_id="x" * 65)), enc(llm_call(event_id="x" * 64)),
-        enc(llm_call(event_id="")), enc(llm_call(event_id="has space")),
-        enc(llm_call(event_id="é")), enc(llm_call(agent_id="a" * 129)),
-        enc(llm_call(agent_id="a" * 128)), enc(llm_call(task_id="")),
-        enc(llm_call(role="r" * 65)), enc(llm_call(role="é" * 64)), enc(llm_call(role="é" * 65)),
-        enc(llm_call(provider="")), enc(llm_call(model="m" * 129)), enc(llm_call(status="fail")),
-        enc(llm_call(status=None)), enc(llm_call(latency_ms=86_400_001)),
-        enc(llm_call(latency_ms=None)), enc(llm_call(latency_ms=_DROP)),
-        enc(llm_call(policy_version="")), enc(llm_call(policy_version=None)),
-        enc(llm_call(task_type="t" * 128)), enc(llm_call(task_type="t" * 129)),
-        enc(llm_call(cache_read_tokens=_DROP, status=_DROP, escalated=_DROP,
-                     escalation_trigger=_DROP, task_type=_DROP, policy_version=_DROP)),
-        enc(feedback(satisfaction=0)), enc(feedback(satisfaction=6)),
-        enc(feedback(satisfaction=None)), enc(feedback(satisfaction=_DROP)),
-        enc(feedback(satisfaction=3.0)), enc(feedback(escalation_needed="no")),
-        enc(feedback(escalation_needed=False)), enc(feedback(review_consistent=0)),
-        enc(feedback(provider="zai")), enc(llm_call(satisfaction=3)),
-        enc(llm_call(role=" implementer ")), enc(llm_call(role="x\u0000y")),
-        b'{"event_type":"llm_call","event_type":"task_feedback"}',
-        enc(llm_call()).replace(b'"input_tokens":1000', b'"input_tokens":"x","input_tokens":7'),
-        enc(llm_call()).replace(b'"input_tokens":1000', b'"input_tokens":7,"input_tokens":"x"'),
-        enc(llm_call()).replace(b'"role":"implementer"', b'"role":"\\ud800"'),
-        enc(llm_call()).replace(b'"role":"implementer"', b'"role":"\\u00e9t\\u00e9"'),
-        b"\xef\xbb\xbf" + enc(llm_call()), b"  " + enc(llm_call()) + b"\n ",
-        enc(llm_call()) + b" x", enc(llm_call()) + enc(llm_call()),
-        enc(llm_call()).replace(b",", b",\n  "),
-        enc(llm_call(occurred_at="2026-11-25T10:00:00.5-03:30")),
-    ]
-    bad += hostile()
-    return bad
-
-
-# Characters that must never reach a report, a terminal or a header raw (the contract refuses
-# them in identifiers): ESC, BEL, NUL, DEL, CR, LF, a C1 control, bidi overrides and isolates,
-# zero-width space and joiner, BOM, line separator, NBSP, a private-use character.
-NON_PRINTABLE = ("\x1b[31m", "\x07", "\x00", "\x7f", "\r", "\n", "\x85", "\u202e", "\u2066",
-                 "\u200b", "\u200d", "\ufeff", "\u2028", "\xa0", "\ue000")
-IDENTIFIERS = ("agent_id", "task_id", "role", "provider", "model", "escalation_trigger",
-               "policy_version", "task_type")
-
-
-def hostile() -> list[bytes]:
-    """Hostile input: non-printable characters in every identifier (refused), markup and
-    HTML in them (valid: made inert at every output), duplicate keys in every spelling, and
-    valid events that only pydantic may decide (a space before a colon, ``":`` in a value)."""
-    out = []
-    for i, field in enumerate(IDENTIFIERS):
-        for j, char in enumerate(NON_PRINTABLE):
-            value = f"x{char}y" if j % 2 else f"{char}x"
-            over = {field: value}
-            if field == "escalation_trigger":
-                over["escalated"] = True
-            out.append(enc(llm_call(i, **over)))
-    for field in ("agent_id", "task_id", "role"):
-        out.append(enc(feedback(**{field: "r\u202eeviewer"})))
-    for markup in ("[/]", "[/bold]", "arch[i]itect", "[bold red]glm-4.5[/]",
-                   "<img src=x onerror=alert(1)>", "![t](https://example.invalid/t.png)", "a|b",
-                   "\u67b6\u6784\u5e08 \U0001f680", 'say "hi":now', "back\\slash"):
-        out.append(enc(llm_call(role=markup, model=markup, provider=markup)))
-        out.append(enc(llm_call(escalated=True, escalation_trigger=markup)))
-    base = enc(llm_call())
-    out += [
-        base.replace(b'"role":"implementer"', b'"role":"implementer","role":"architect"'),
-        base.replace(b'"role":"implementer"', b'"role":"implementer","rol\\u0065":"architect"'),
-        base.replace(b'"escalated":false', b'"escalated":false,"escalated":false'),
-        base[:-1] + b',"event_type":"task_feedback"}',
-        base.replace(b'"model":"glm-4.5"', b'"model":"glm-4.5","model":"glm-4.5"'),
-        enc(feedback())[:-1] + b',"satisfaction":5}',
-        base.replace(b'"policy_version":"2026-11-01",', b'') + b"",  # omitted optional: valid
-        base.replace(b'"policy_version":"2026-11-01",', b'').replace(
-            b'"role":"implementer"', b'"role":"implementer","role":"x"'),  # omitted + dup
-        base.replace(b'"role":', b'"role" :'),
-        base.replace(b'"task_type":"feature"', b'"task_type":"a\\":b"'),
-        base[:-1] + b',"\\u001b]0;title\\u0007":1}',
-    ]
-    return out
 
 
 def _raw_replace(old: bytes, new: bytes, event: dict | None = None) -> bytes:
@@ -201,17 +49,26 @@ def hazards(now: dt.datetime = NOW) -> list[bytes]:
     escalation rule on whole columns. Each case is valid or invalid in a way one of those
     could get wrong: key spellings and order, duplicate keys, number spellings, code-point
     versus byte lengths, explicit nulls, JSON text around the object."""
-    astral = "\U0001F600"
+    astral = "\U0001f600"
     return [
         # key spellings, order and repetition
         _raw_replace(b'"role"', b'"\\u0072ole"'),
         _raw_replace(b'"event_type"', b'"event\\u005ftype"'),
-        _raw_replace(b'"input_tokens"', b'"input_tokens ', ),
+        _raw_replace(
+            b'"input_tokens"',
+            b'"input_tokens ',
+        ),
         _raw_replace(b'"input_tokens"', b'"Input_tokens"'),
-        enc({**{k: v for k, v in llm_call().items() if k != "event_type"}, "event_type": "llm_call"}),
+        enc(
+            {**{k: v for k, v in llm_call().items() if k != "event_type"}, "event_type": "llm_call"}
+        ),
         enc(dict(reversed(list(feedback().items())))),
-        _raw_replace(b'"event_type":"llm_call"', b'"event_type":"llm_call","event_type":"llm_call"'),
-        _raw_replace(b'"event_type":"llm_call"', b'"event_type":"task_feedback","event_type":"llm_call"'),
+        _raw_replace(
+            b'"event_type":"llm_call"', b'"event_type":"llm_call","event_type":"llm_call"'
+        ),
+        _raw_replace(
+            b'"event_type":"llm_call"', b'"event_type":"task_feedback","event_type":"llm_call"'
+        ),
         _raw_replace(b'"input_tokens":1000', b'"input_tokens":7,"input_tokens":8'),
         _raw_replace(b'"input_tokens":1000', b'"input_tokens":-1,"input_tokens":8'),
         _raw_replace(b'"input_tokens":1000', b'"input_tokens":8,"input_tokens":-1'),
@@ -233,20 +90,29 @@ def hazards(now: dt.datetime = NOW) -> list[bytes]:
         _raw_replace(b'"latency_ms":1234', b'"latency_ms":Infinity'),
         _raw_replace(b'"schema_version":1', b'"schema_version":1.0'),
         _raw_replace(b'"schema_version":1', b'"schema_version":-1'),
-        enc(feedback(satisfaction=True)), enc(feedback(satisfaction=5)), enc(feedback(satisfaction=1)),
-        enc(feedback(escalation_needed=1)), enc(feedback(review_consistent="true")),
-        enc(llm_call(escalated=0)), enc(llm_call(escalated=None)),
+        enc(feedback(satisfaction=True)),
+        enc(feedback(satisfaction=5)),
+        enc(feedback(satisfaction=1)),
+        enc(feedback(escalation_needed=1)),
+        enc(feedback(review_consistent="true")),
+        enc(llm_call(escalated=0)),
+        enc(llm_call(escalated=None)),
         # explicit nulls where only absence is allowed, and the other way round
-        enc(llm_call(cache_read_tokens=None)), enc(llm_call(escalated=None)),
-        enc(llm_call(schema_version=None)), enc(llm_call(provider=None)),
+        enc(llm_call(cache_read_tokens=None)),
+        enc(llm_call(escalated=None)),
+        enc(llm_call(schema_version=None)),
+        enc(llm_call(provider=None)),
         enc(llm_call(escalation_trigger=None, escalated=_DROP)),
         enc(llm_call(escalated=True, escalation_trigger=None)),
         enc(feedback(satisfaction=None, escalation_needed=None, review_consistent=None)),
         enc(feedback(satisfaction=_DROP, escalation_needed=_DROP, review_consistent=_DROP)),
         # lengths are code points, not bytes nor UTF-16 units
-        enc(llm_call(role="é" * 64)), enc(llm_call(role="é" * 65)),
-        enc(llm_call(role=astral * 64)), enc(llm_call(role=astral * 65)),
-        enc(llm_call(role="e\u0301" * 32)), enc(llm_call(role="e\u0301" * 33)),
+        enc(llm_call(role="é" * 64)),
+        enc(llm_call(role="é" * 65)),
+        enc(llm_call(role=astral * 64)),
+        enc(llm_call(role=astral * 65)),
+        enc(llm_call(role="e\u0301" * 32)),
+        enc(llm_call(role="e\u0301" * 33)),
         _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\u00e9" * 64 + b'"'),
         _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\u00e9" * 65 + b'"'),
         _raw_replace(b'"role":"implementer"', b'"role":"' + b"\\ud83d\\ude00" * 64 + b'"'),
@@ -257,23 +123,31 @@ def hazards(now: dt.datetime = NOW) -> list[bytes]:
         _raw_replace(b'"role":"implementer"', b'"role":"a\tb"'),  # raw control character
         _raw_replace(b'"role":"implementer"', b'"role":"a\\tb"'),
         _raw_replace(b'"role":"implementer"', b'"role":"a\\/b\\"c"'),
-        enc(llm_call(agent_id="a" * 127 + "é")), enc(llm_call(agent_id="é" * 128)),
-        enc(llm_call(agent_id="é" * 129)), enc(llm_call(task_type="")),
+        enc(llm_call(agent_id="a" * 127 + "é")),
+        enc(llm_call(agent_id="é" * 128)),
+        enc(llm_call(agent_id="é" * 129)),
+        enc(llm_call(task_type="")),
         enc(llm_call(escalated=True, escalation_trigger="t" * 64)),
         enc(llm_call(escalated=True, escalation_trigger="t" * 65)),
         # event_id characters (Arrow regex) and length (msgspec)
-        enc(llm_call(event_id="a:b.c_d-E9")), enc(llm_call(event_id="a/b")),
-        enc(llm_call(event_id="x\n")), enc(llm_call(event_id="\u0661")), enc(llm_call(event_id="ｘ")),
-        enc(llm_call(event_id="é" * 10)), enc(llm_call(event_id="x" * 63 + "é")),
+        enc(llm_call(event_id="a:b.c_d-E9")),
+        enc(llm_call(event_id="a/b")),
+        enc(llm_call(event_id="x\n")),
+        enc(llm_call(event_id="\u0661")),
+        enc(llm_call(event_id="ｘ")),
+        enc(llm_call(event_id="é" * 10)),
+        enc(llm_call(event_id="x" * 63 + "é")),
         # timestamps the Arrow parser would take but the contract refuses, and the reverse
-        enc(llm_call(occurred_at="2026-11-25T10Z")), enc(llm_call(occurred_at="2026-11-25T10:00+02")),
+        enc(llm_call(occurred_at="2026-11-25T10Z")),
+        enc(llm_call(occurred_at="2026-11-25T10:00+02")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00+0200")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00+02")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00.1234567Z")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00-00:00")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00+23:59")),
         enc(llm_call(occurred_at="2026-11-25T10:00:00+02:60")),
-        enc(llm_call(occurred_at="2028-02-29T10:00:00Z")), enc(llm_call(occurred_at="2026-02-29T10:00:00Z")),
+        enc(llm_call(occurred_at="2028-02-29T10:00:00Z")),
+        enc(llm_call(occurred_at="2026-02-29T10:00:00Z")),
         enc(llm_call(occurred_at="2020-01-01T00:00:00Z")),
         enc(llm_call(occurred_at="2020-01-01T01:00:00+01:00")),
         enc(llm_call(occurred_at="2020-01-01T00:59:59.999999+01:00")),
@@ -306,9 +180,14 @@ def hazards(now: dt.datetime = NOW) -> list[bytes]:
         enc(llm_call(occurred_at="9999-12-31T23:59:59Z")),
         enc(llm_call(occurred_at=" 2026-11-25T10:00:00Z")),
         # JSON text around and inside the object
-        b"\t" + enc(llm_call()) + b"\r\n", enc([llm_call()]), enc(llm_call()) + b"\x00",
-        enc(llm_call(extra=None)), enc(llm_call(provider={"name": "zai"})),
-        enc(llm_call(role=["implementer"])), b"{}", b'{"event_type":"llm_call"}',
+        b"\t" + enc(llm_call()) + b"\r\n",
+        enc([llm_call()]),
+        enc(llm_call()) + b"\x00",
+        enc(llm_call(extra=None)),
+        enc(llm_call(provider={"name": "zai"})),
+        enc(llm_call(role=["implementer"])),
+        b"{}",
+        b'{"event_type":"llm_call"}',
     ]
 
 
@@ -321,17 +200,29 @@ def test_hazards_of_the_fast_path_get_pydantics_verdict():
     assert result.fast >= 2 * len(values)
 
 
-@pytest.mark.parametrize("raw", [*catalogue(), *hazards()], ids=range(len(catalogue()) + len(hazards())))
+@pytest.mark.parametrize(
+    "raw", [*catalogue(), *hazards()], ids=range(len(catalogue()) + len(hazards()))
+)
 def test_a_batch_where_every_row_has_the_same_input_gets_pydantics_verdict(raw):
     """Whole-column shortcuts (min/max of a column, a regex count) decide a column at once;
     a defect shared by every row of a batch must still be caught for each row."""
     assert_same_as_pydantic([raw] * 5)
 
 
-@pytest.mark.parametrize("odd", ["2026-11-25T10Z", "2026-11-25T10:00Z", "2026-11-25T10:00:00+0200",
-                                 "2026-11-25T10:00:00+02", "2026-11-25T10:00:00.12345Z",
-                                 "2026-11-25 10:00:00.123456Z", "2026-02-30T10:00:00.123456Z",
-                                 "0000-01-01T00:00:00.000000Z", "2036-11-25T10:00:00.000000Z"])
+@pytest.mark.parametrize(
+    "odd",
+    [
+        "2026-11-25T10Z",
+        "2026-11-25T10:00Z",
+        "2026-11-25T10:00:00+0200",
+        "2026-11-25T10:00:00+02",
+        "2026-11-25T10:00:00.12345Z",
+        "2026-11-25 10:00:00.123456Z",
+        "2026-02-30T10:00:00.123456Z",
+        "0000-01-01T00:00:00.000000Z",
+        "2036-11-25T10:00:00.000000Z",
+    ],
+)
 def test_one_odd_timestamp_among_sdk_spelled_ones_gets_pydantics_verdict(odd):
     """A column of SDK-spelled timestamps skips the regular expression; one value spelled
     otherwise (anywhere in the column) sends the column through it."""
@@ -345,17 +236,54 @@ def test_one_odd_timestamp_among_sdk_spelled_ones_gets_pydantics_verdict(odd):
 def test_the_future_bound_is_exact():
     """10 minutes after the consumer's clock lands; one microsecond more is rejected."""
     edge = NOW + dt.timedelta(minutes=10)
-    result = assert_same_as_pydantic([
-        enc(llm_call(1, occurred_at=_iso(edge))),
-        enc(llm_call(2, occurred_at=_iso(edge + dt.timedelta(microseconds=1))))])
+    result = assert_same_as_pydantic(
+        [
+            enc(llm_call(1, occurred_at=_iso(edge))),
+            enc(llm_call(2, occurred_at=_iso(edge + dt.timedelta(microseconds=1)))),
+        ]
+    )
     assert result.fast == 1 and [r.offset for r in result.rejects] == [101]
 
 
-_VALUES = [None, True, False, 0, -1, 1, 5, 6, 2**31, 2**62, 2**63, 0.5, 1.0, "", "x", "1",
-           "x" * 64, "x" * 65, "x" * 128, "x" * 129, "é" * 64, "é" * 65, "\U0001F600" * 64,
-           "\U0001F600" * 65, "a b", "x\u0000", [], {}, "2026-11-25T10:00:00Z",
-           "2026-11-25T10:00:00+0200", "2026-11-25T10Z", "zai", "ok", "error", "llm_call",
-           "task_feedback", "é"]
+_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    5,
+    6,
+    2**31,
+    2**62,
+    2**63,
+    0.5,
+    1.0,
+    "",
+    "x",
+    "1",
+    "x" * 64,
+    "x" * 65,
+    "x" * 128,
+    "x" * 129,
+    "é" * 64,
+    "é" * 65,
+    "\U0001f600" * 64,
+    "\U0001f600" * 65,
+    "a b",
+    "x\u0000",
+    [],
+    {},
+    "2026-11-25T10:00:00Z",
+    "2026-11-25T10:00:00+0200",
+    "2026-11-25T10Z",
+    "zai",
+    "ok",
+    "error",
+    "llm_call",
+    "task_feedback",
+    "é",
+]
 
 
 def mutate(rng: random.Random, raw: bytes) -> bytes:
@@ -369,7 +297,7 @@ def mutate(rng: random.Random, raw: bytes) -> bytes:
         choice = min(choice, 1)
     if choice == 0:  # flip a byte
         i = rng.randrange(len(raw))
-        return raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1:]
+        return raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1 :]
     if choice == 1:  # cut
         return raw[: rng.randrange(len(raw))]
     if not isinstance(obj, dict) or not obj:
@@ -408,8 +336,15 @@ def run_batch(values):
     offsets = list(range(100, 100 + len(values)))
     keys = [b"k%d" % i for i in range(len(values))]
     parts = [i % 3 for i in range(len(values))]
-    result = validate_batch(values, partitions=parts, offsets=offsets, keys=keys,
-                            topic="agent-usage", ingested_at=INGESTED, now=NOW)
+    result = validate_batch(
+        values,
+        partitions=parts,
+        offsets=offsets,
+        keys=keys,
+        topic="agent-usage",
+        ingested_at=INGESTED,
+        now=NOW,
+    )
     got: dict[int, tuple] = {}
     for table in result.tables.values():
         for row in table.to_pylist():
@@ -477,8 +412,9 @@ def test_hostile_identifiers_and_duplicate_keys_get_pydantics_verdict():
     values = hostile()
     result = assert_same_as_pydantic(values)
     errors = [r.error for r in result.rejects]
-    assert sum("must be printable" in e for e in errors) == len(IDENTIFIERS) * len(
-        NON_PRINTABLE) + 3
+    assert (
+        sum("must be printable" in e for e in errors) == len(IDENTIFIERS) * len(NON_PRINTABLE) + 3
+    )
     assert sum("duplicate key" in e for e in errors) == 7
     assert all(e.isprintable() for e in errors), "error headers are one printable line"
     assert any("\\x1b]0;title\\x07: unknown field" in e for e in errors)
@@ -488,8 +424,9 @@ def test_a_duplicate_key_is_never_taken_by_the_fast_path():
     """msgspec keeps the last of two equal keys; the fast path must not accept such a
     message even when every field is there and the count of keys looks right."""
     base = enc(llm_call())
-    dup = base.replace(b'"policy_version":"2026-11-01",', b'').replace(
-        b'"role":"implementer"', b'"role":"implementer","role":"architect"')
+    dup = base.replace(b'"policy_version":"2026-11-01",', b"").replace(
+        b'"role":"implementer"', b'"role":"implementer","role":"architect"'
+    )
     result, verdicts = run_batch([base, dup, base])
     assert result.fast == 2
     assert verdicts[1] == ("bad", "role: duplicate key (a JSON object may name a field once)")
@@ -502,8 +439,10 @@ def test_importing_the_lake_writer_modules_does_not_import_pandas():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.consumer.validate, pipeline.consumer.sink; "
-            "sys.exit('pandas' in sys.modules)")
+    code = (
+        "import sys, pipeline.consumer.validate, pipeline.consumer.sink; "
+        "sys.exit('pandas' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

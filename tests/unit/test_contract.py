@@ -1,4 +1,4 @@
-"""The v1 event contract: every rule of DESIGN.md section 1, with the reason naming the field."""
+"""The v1 event contract: every rule of the models, each refusal with one reason naming the field."""
 
 from __future__ import annotations
 
@@ -63,7 +63,12 @@ FEEDBACK_MIN = {
     "task_id": "task-1",
     "role": "coder",
 }
-FEEDBACK_MAX = {**FEEDBACK_MIN, "satisfaction": 5, "escalation_needed": False, "review_consistent": True}
+FEEDBACK_MAX = {
+    **FEEDBACK_MIN,
+    "satisfaction": 5,
+    "escalation_needed": False,
+    "review_consistent": True,
+}
 
 
 def raw(obj: object) -> bytes:
@@ -87,6 +92,7 @@ def reject(value: bytes | None) -> ContractError:
 
 
 # --- valid events -------------------------------------------------------------------------
+
 
 def test_minimal_llm_call_gets_defaults():
     """A minimal llm_call validates; cache counts default to 0, status ok, not escalated."""
@@ -116,11 +122,17 @@ def test_task_feedback_minimal_and_maximal():
 
 def test_nullable_fields_accept_explicit_null():
     """Optional fields may be sent as null."""
-    e = parse_event(event(LLM_MIN, latency_ms=None, escalation_trigger=None, policy_version=None,
-                          task_type=None), now=NOW)
+    e = parse_event(
+        event(
+            LLM_MIN, latency_ms=None, escalation_trigger=None, policy_version=None, task_type=None
+        ),
+        now=NOW,
+    )
     assert e.latency_ms is None
-    parse_event(event(FEEDBACK_MIN, satisfaction=None, escalation_needed=None,
-                      review_consistent=None), now=NOW)
+    parse_event(
+        event(FEEDBACK_MIN, satisfaction=None, escalation_needed=None, review_consistent=None),
+        now=NOW,
+    )
 
 
 def test_occurred_at_is_normalised_to_utc():
@@ -165,20 +177,24 @@ def test_events_are_frozen():
 
 # --- rejected: structure ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "reason"), [
-    (b"", "empty value"),
-    (None, "no value (tombstone)"),
-    (b"   ", "not valid JSON: only whitespace"),
-    (b"not json", "not valid JSON: "),
-    (raw(LLM_MIN)[:-10], "not valid JSON: EOF while parsing"),
-    (b'{"event_type": "llm_call"} trailing', "not valid JSON: trailing characters"),
-    (b"\xff\xfe{}", "not valid UTF-8: invalid start byte at byte 0"),
-    (raw(LLM_MIN).replace(b"coder", b"cod\xc3er"), "not valid UTF-8"),
-    (b"[1, 2]", "not a JSON object, got array"),
-    (b'"llm_call"', "not a JSON object, got string"),
-    (b"42", "not a JSON object, got integer"),
-    (b"null", "not a JSON object, got null"),
-])
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"", "empty value"),
+        (None, "no value (tombstone)"),
+        (b"   ", "not valid JSON: only whitespace"),
+        (b"not json", "not valid JSON: "),
+        (raw(LLM_MIN)[:-10], "not valid JSON: EOF while parsing"),
+        (b'{"event_type": "llm_call"} trailing', "not valid JSON: trailing characters"),
+        (b"\xff\xfe{}", "not valid UTF-8: invalid start byte at byte 0"),
+        (raw(LLM_MIN).replace(b"coder", b"cod\xc3er"), "not valid UTF-8"),
+        (b"[1, 2]", "not a JSON object, got array"),
+        (b'"llm_call"', "not a JSON object, got string"),
+        (b"42", "not a JSON object, got integer"),
+        (b"null", "not a JSON object, got null"),
+    ],
+)
 def test_structurally_broken_values_are_rejected(value, reason):
     """Empty, tombstone, not JSON, truncated, invalid UTF-8 and non-object values are rejected."""
     err = reject(value)
@@ -207,10 +223,12 @@ def test_900kb_value_is_rejected_with_the_field_named():
 def test_lone_surrogate_escape_is_rejected():
     """A JSON string with a lone UTF-16 surrogate cannot be stored as UTF-8 and is rejected."""
     assert str(reject(event(LLM_MIN, role="x").replace(b'"x"', b'"\\ud800"'))).startswith(
-        "not valid JSON")
+        "not valid JSON"
+    )
 
 
 # --- rejected: envelope and type rules ----------------------------------------------------
+
 
 @pytest.mark.parametrize("field", list(LLM_MIN))
 def test_each_missing_llm_call_field_is_named(field):
@@ -236,59 +254,78 @@ def test_several_problems_are_summarised_on_one_line():
     assert str(err) == "role: required (+2 more: model, input_tokens)"
 
 
-@pytest.mark.parametrize("field", [
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-    "cache_write_1h_tokens"])
-@pytest.mark.parametrize(("bad", "got"), [
-    ('"12"', "string"),
-    ("true", "boolean"),
-    ("false", "boolean"),
-    ("1.0", "float 1.0"),
-    ("12.5", "float 12.5"),
-    ("1e3", "float 1000.0"),
-    ("NaN", "NaN"),
-    ("Infinity", "Infinity"),
-    ("null", "null"),
-    ("[1]", "array"),
-])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    ],
+)
+@pytest.mark.parametrize(
+    ("bad", "got"),
+    [
+        ('"12"', "string"),
+        ("true", "boolean"),
+        ("false", "boolean"),
+        ("1.0", "float 1.0"),
+        ("12.5", "float 12.5"),
+        ("1e3", "float 1000.0"),
+        ("NaN", "NaN"),
+        ("Infinity", "Infinity"),
+        ("null", "null"),
+        ("[1]", "array"),
+    ],
+)
 def test_token_counts_must_be_json_integers(field, bad, got):
     """A token count that is a string, bool, float, NaN, null or array is rejected, not coerced."""
-    value = event(LLM_MIN, **{field: 7}).replace(f'"{field}": 7'.encode(), f'"{field}": {bad}'.encode())
+    value = event(LLM_MIN, **{field: 7}).replace(
+        f'"{field}": 7'.encode(), f'"{field}": {bad}'.encode()
+    )
     err = reject(value)
     assert str(err) == f"{field}: must be an integer, got {got}"
     assert err.field == field
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [
-    ("input_tokens", -1, "input_tokens: must be >= 0, got -1"),
-    ("output_tokens", 100_000_001, "output_tokens: must be <= 100000000, got 100000001"),
-    ("cache_read_tokens", 10**30, "cache_read_tokens: must be <= 100000000"),
-    ("latency_ms", -5, "latency_ms: must be >= 0, got -5"),
-    ("latency_ms", 1.5, "latency_ms: must be an integer, got float 1.5"),
-    ("status", "failed", "status: must be one of 'ok' or 'error', got 'failed'"),
-    ("escalated", "true", "escalated: must be true or false, got string"),
-    ("escalated", 1, "escalated: must be true or false, got integer"),
-    ("agent_id", 42, "agent_id: must be a string, got integer"),
-    ("task_id", "", "task_id: must not be empty"),
-    ("role", "r" * 65, "role: at most 64 characters, got 65"),
-    ("agent_id", "a" * 129, "agent_id: at most 128 characters, got 129"),
-    ("task_id", "t" * 129, "task_id: at most 128 characters, got 129"),
-    ("provider", "p" * 129, "provider: at most 128 characters, got 129"),
-    ("model", "", "model: must not be empty"),
-    ("policy_version", "v" * 65, "policy_version: at most 64 characters, got 65"),
-    ("event_id", "e" * 65, "event_id: at most 64 characters, got 65"),
-    ("event_id", "", "event_id: must not be empty"),
-    ("event_id", "has space", "event_id: may only contain A-Z a-z 0-9 . _ : - (1-64 characters), got 'has space'"),
-    ("event_id", "évènement", "event_id: may only contain"),
-    ("event_id", 123, "event_id: must be a string, got integer"),
-    ("schema_version", 2, "schema_version: must be 1, got 2"),
-    ("schema_version", 0, "schema_version: must be 1, got 0"),
-    ("schema_version", True, "schema_version: must be an integer, got boolean"),
-    ("schema_version", 1.0, "schema_version: must be an integer, got float 1.0"),
-    ("schema_version", "1", "schema_version: must be an integer, got string"),
-    ("unexpected", 1, "unexpected: unknown field (not in the v1 contract)"),
-    ("inputTokens", 5, "inputTokens: unknown field (not in the v1 contract)"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("input_tokens", -1, "input_tokens: must be >= 0, got -1"),
+        ("output_tokens", 100_000_001, "output_tokens: must be <= 100000000, got 100000001"),
+        ("cache_read_tokens", 10**30, "cache_read_tokens: must be <= 100000000"),
+        ("latency_ms", -5, "latency_ms: must be >= 0, got -5"),
+        ("latency_ms", 1.5, "latency_ms: must be an integer, got float 1.5"),
+        ("status", "failed", "status: must be one of 'ok' or 'error', got 'failed'"),
+        ("escalated", "true", "escalated: must be true or false, got string"),
+        ("escalated", 1, "escalated: must be true or false, got integer"),
+        ("agent_id", 42, "agent_id: must be a string, got integer"),
+        ("task_id", "", "task_id: must not be empty"),
+        ("role", "r" * 65, "role: at most 64 characters, got 65"),
+        ("agent_id", "a" * 129, "agent_id: at most 128 characters, got 129"),
+        ("task_id", "t" * 129, "task_id: at most 128 characters, got 129"),
+        ("provider", "p" * 129, "provider: at most 128 characters, got 129"),
+        ("model", "", "model: must not be empty"),
+        ("policy_version", "v" * 65, "policy_version: at most 64 characters, got 65"),
+        ("event_id", "e" * 65, "event_id: at most 64 characters, got 65"),
+        ("event_id", "", "event_id: must not be empty"),
+        (
+            "event_id",
+            "has space",
+            "event_id: may only contain A-Z a-z 0-9 . _ : - (1-64 characters), got 'has space'",
+        ),
+        ("event_id", "évènement", "event_id: may only contain"),
+        ("event_id", 123, "event_id: must be a string, got integer"),
+        ("schema_version", 2, "schema_version: must be 1, got 2"),
+        ("schema_version", 0, "schema_version: must be 1, got 0"),
+        ("schema_version", True, "schema_version: must be an integer, got boolean"),
+        ("schema_version", 1.0, "schema_version: must be an integer, got float 1.0"),
+        ("schema_version", "1", "schema_version: must be an integer, got string"),
+        ("unexpected", 1, "unexpected: unknown field (not in the v1 contract)"),
+        ("inputTokens", 5, "inputTokens: unknown field (not in the v1 contract)"),
+    ],
+)
 def test_llm_call_values_out_of_contract_are_rejected(field, value, reason):
     """Wrong types, out-of-bound values, over-long ids, schema_version 2 and extra fields."""
     err = reject(event(LLM_MIN, **{field: value}))
@@ -296,48 +333,60 @@ def test_llm_call_values_out_of_contract_are_rejected(field, value, reason):
     assert err.field == field
 
 
-@pytest.mark.parametrize(("field", "value", "reason"), [
-    ("satisfaction", 0, "satisfaction: must be >= 1, got 0"),
-    ("satisfaction", 6, "satisfaction: must be <= 5, got 6"),
-    ("satisfaction", 4.0, "satisfaction: must be an integer, got float 4.0"),
-    ("satisfaction", "5", "satisfaction: must be an integer, got string"),
-    ("escalation_needed", "no", "escalation_needed: must be true or false, got string"),
-    ("review_consistent", 0, "review_consistent: must be true or false, got integer"),
-    ("input_tokens", 5, "input_tokens: unknown field (not in the v1 contract)"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("satisfaction", 0, "satisfaction: must be >= 1, got 0"),
+        ("satisfaction", 6, "satisfaction: must be <= 5, got 6"),
+        ("satisfaction", 4.0, "satisfaction: must be an integer, got float 4.0"),
+        ("satisfaction", "5", "satisfaction: must be an integer, got string"),
+        ("escalation_needed", "no", "escalation_needed: must be true or false, got string"),
+        ("review_consistent", 0, "review_consistent: must be true or false, got integer"),
+        ("input_tokens", 5, "input_tokens: unknown field (not in the v1 contract)"),
+    ],
+)
 def test_task_feedback_values_out_of_contract_are_rejected(field, value, reason):
     """task_feedback's own rules; llm_call fields are extra fields there."""
     err = reject(event(FEEDBACK_MIN, **{field: value}))
     assert str(err) == reason
 
 
-@pytest.mark.parametrize(("tag", "reason"), [
-    ("foo", "unknown event_type 'foo'"),
-    ("LLM_CALL", "unknown event_type 'LLM_CALL'"),
-    (1, "unknown event_type 1"),
-    (None, "unknown event_type None"),
-])
+@pytest.mark.parametrize(
+    ("tag", "reason"),
+    [
+        ("foo", "unknown event_type 'foo'"),
+        ("LLM_CALL", "unknown event_type 'LLM_CALL'"),
+        (1, "unknown event_type 1"),
+        (None, "unknown event_type None"),
+    ],
+)
 def test_unknown_event_type_is_rejected(tag, reason):
     """Only llm_call and task_feedback are event types."""
     err = reject(event(LLM_MIN, event_type=tag))
     assert str(err) == reason and err.field == "event_type"
 
 
-@pytest.mark.parametrize(("stamp", "reason"), [
-    ("2025-06-01T11:00:00", "must be an RFC 3339 timestamp with offset"),
-    ("2025-06-01 11:00:00", "must be an RFC 3339 timestamp with offset"),
-    ("2025-06-01", "must be an RFC 3339 timestamp with offset"),
-    ("2025-06-01T11:00Z", "must be an RFC 3339 timestamp with offset"),
-    ("2025-06-01_11:00:00Z", "must be an RFC 3339 timestamp with offset"),
-    ("2025-13-01T11:00:00Z", "must be an RFC 3339 timestamp with offset"),
-    ("yesterday", "must be an RFC 3339 timestamp with offset"),
-    (1748775600, "must be an RFC 3339 timestamp string, got integer"),
-    ("2019-12-31T23:59:59Z", "before 2020-01-01T00:00:00Z, got 2019-12-31T23:59:59Z"),
-    ("2020-01-01T00:30:00+01:00", "before 2020-01-01T00:00:00Z"),
-    # before year 1 once in UTC: a contract error, not Python's OverflowError
-    ("0001-01-01T00:00:00+01:00", "before 2020-01-01T00:00:00Z, got 0001-01-01T00:00:00+01:00"),
-    ("2030-01-01T00:00:00Z", "more than 10 minutes in the future, got 2030-01-01T00:00:00Z (now 2025-06-01T12:00:00Z)"),
-])
+@pytest.mark.parametrize(
+    ("stamp", "reason"),
+    [
+        ("2025-06-01T11:00:00", "must be an RFC 3339 timestamp with offset"),
+        ("2025-06-01 11:00:00", "must be an RFC 3339 timestamp with offset"),
+        ("2025-06-01", "must be an RFC 3339 timestamp with offset"),
+        ("2025-06-01T11:00Z", "must be an RFC 3339 timestamp with offset"),
+        ("2025-06-01_11:00:00Z", "must be an RFC 3339 timestamp with offset"),
+        ("2025-13-01T11:00:00Z", "must be an RFC 3339 timestamp with offset"),
+        ("yesterday", "must be an RFC 3339 timestamp with offset"),
+        (1748775600, "must be an RFC 3339 timestamp string, got integer"),
+        ("2019-12-31T23:59:59Z", "before 2020-01-01T00:00:00Z, got 2019-12-31T23:59:59Z"),
+        ("2020-01-01T00:30:00+01:00", "before 2020-01-01T00:00:00Z"),
+        # before year 1 once in UTC: a contract error, not Python's OverflowError
+        ("0001-01-01T00:00:00+01:00", "before 2020-01-01T00:00:00Z, got 0001-01-01T00:00:00+01:00"),
+        (
+            "2030-01-01T00:00:00Z",
+            "more than 10 minutes in the future, got 2030-01-01T00:00:00Z (now 2025-06-01T12:00:00Z)",
+        ),
+    ],
+)
 def test_bad_timestamps_are_rejected(stamp, reason):
     """Naive, non-RFC 3339, before 2020 and far-future timestamps are rejected."""
     err = reject(event(LLM_MIN, occurred_at=stamp))
@@ -345,9 +394,16 @@ def test_bad_timestamps_are_rejected(stamp, reason):
     assert err.field == "occurred_at"
 
 
-@pytest.mark.parametrize("stamp", [
-    "2025-06-01T11:00:00Z", "2025-06-01t11:00:00z", "2025-06-01 11:00:00+00:00",
-    "2025-06-01T11:00:00.123456789Z", "2025-06-01T13:00:00+02:00"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2025-06-01T11:00:00Z",
+        "2025-06-01t11:00:00z",
+        "2025-06-01 11:00:00+00:00",
+        "2025-06-01T11:00:00.123456789Z",
+        "2025-06-01T13:00:00+02:00",
+    ],
+)
 def test_rfc3339_forms_are_accepted(stamp):
     """The RFC 3339 variants (lower-case t/z, space, nanoseconds, offsets) are accepted."""
     parse_event(event(LLM_MIN, occurred_at=stamp), now=NOW)
@@ -358,25 +414,33 @@ def test_escalated_without_trigger_is_rejected():
     err = reject(event(LLM_MIN, escalated=True))
     assert str(err) == "escalation_trigger: required when escalated is true"
     assert str(reject(event(LLM_MIN, escalated=True, escalation_trigger=None))) == (
-        "escalation_trigger: required when escalated is true")
+        "escalation_trigger: required when escalated is true"
+    )
     assert str(reject(event(LLM_MIN, escalated=True, escalation_trigger=""))) == (
-        "escalation_trigger: must not be empty")
+        "escalation_trigger: must not be empty"
+    )
 
 
 def test_trigger_without_escalation_is_rejected():
     """A trigger on a call that was not escalated is rejected (explicit false or default)."""
-    for body in (event(LLM_MIN, escalation_trigger="x"),
-                 event(LLM_MIN, escalated=False, escalation_trigger="x")):
-        assert str(reject(body)) == "escalation_trigger: must be null when escalated is false, got 'x'"
+    for body in (
+        event(LLM_MIN, escalation_trigger="x"),
+        event(LLM_MIN, escalated=False, escalation_trigger="x"),
+    ):
+        assert (
+            str(reject(body)) == "escalation_trigger: must be null when escalated is false, got 'x'"
+        )
 
 
 def test_invalid_escalated_is_reported_without_a_trigger_error():
     """When escalated itself is invalid, only that is reported."""
     assert str(reject(event(LLM_MIN, escalated="yes", escalation_trigger="x"))) == (
-        "escalated: must be true or false, got string")
+        "escalated: must be true or false, got string"
+    )
 
 
 # --- Python-side validation (the SDK's path) ----------------------------------------------
+
 
 def test_python_validation_is_strict_too():
     """Built from Python, a naive datetime or a string token count is rejected the same way."""
@@ -392,6 +456,7 @@ def test_python_validation_is_strict_too():
 
 
 # --- lake rows ----------------------------------------------------------------------------
+
 
 def _columns(schema: pa.Schema) -> list[str]:
     source = {"kafka_topic", "kafka_partition", "kafka_offset", "ingested_at"}
@@ -425,6 +490,7 @@ def test_json_dump_round_trips_through_parse_event():
 
 # --- fast_validator: the SDK's compiled check, held to pydantic's verdicts -----------------
 
+
 class _Str(str):
     pass
 
@@ -438,29 +504,92 @@ class _Datetime(dt.datetime):
 
 
 _LONG = {n: "x" * n for n in (64, 65, 128, 129)}
-_STRINGS = ["a", "", " ", "agent-7", "é-ünï", "\ud800", "tab\t", "line\n", _LONG[64], _LONG[65],
-            _LONG[128], _LONG[129], _Str("sub"), 5, None, True, b"bytes", 1.5]
-_COUNTS = [0, 1, 17, 100_000_000, 100_000_001, -1, 2**70, True, False, 1.0, float("nan"), "1",
-           None, _Int(3)]
+_STRINGS = [
+    "a",
+    "",
+    " ",
+    "agent-7",
+    "é-ünï",
+    "\ud800",
+    "tab\t",
+    "line\n",
+    _LONG[64],
+    _LONG[65],
+    _LONG[128],
+    _LONG[129],
+    _Str("sub"),
+    5,
+    None,
+    True,
+    b"bytes",
+    1.5,
+]
+_COUNTS = [
+    0,
+    1,
+    17,
+    100_000_000,
+    100_000_001,
+    -1,
+    2**70,
+    True,
+    False,
+    1.0,
+    float("nan"),
+    "1",
+    None,
+    _Int(3),
+]
 _NOW = dt.datetime.now(dt.UTC)
-_TIMES = [_NOW, _NOW - dt.timedelta(days=3), _NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
-          (_NOW - dt.timedelta(hours=1)).astimezone(zoneinfo.ZoneInfo("Europe/Paris")),
-          _NOW + dt.timedelta(minutes=5), _NOW + dt.timedelta(hours=1),
-          dt.datetime(2019, 12, 31, 23, 59, tzinfo=dt.UTC), _NOW.replace(tzinfo=None),
-          _Datetime(2025, 6, 1, tzinfo=dt.UTC), "2025-06-01T11:00:00Z", "2025-06-01 11:00:00+02:00",
-          "2025-06-01T11:00:00", "2025-13-01T11:00:00Z", "yesterday", 1_700_000_000, None]
+_TIMES = [
+    _NOW,
+    _NOW - dt.timedelta(days=3),
+    _NOW.astimezone(dt.timezone(dt.timedelta(hours=2))),
+    (_NOW - dt.timedelta(hours=1)).astimezone(zoneinfo.ZoneInfo("Europe/Paris")),
+    _NOW + dt.timedelta(minutes=5),
+    _NOW + dt.timedelta(hours=1),
+    dt.datetime(2019, 12, 31, 23, 59, tzinfo=dt.UTC),
+    _NOW.replace(tzinfo=None),
+    _Datetime(2025, 6, 1, tzinfo=dt.UTC),
+    "2025-06-01T11:00:00Z",
+    "2025-06-01 11:00:00+02:00",
+    "2025-06-01T11:00:00",
+    "2025-13-01T11:00:00Z",
+    "yesterday",
+    1_700_000_000,
+    None,
+]
 # per field: values the contract accepts and values it refuses (types, bounds, edges)
 _POOLS = {
-    "event_id": ["01J0ABCDEF", "a.b:c_d-e", "has space", "new\nline", "ünï", _LONG[64], _LONG[65],
-                 "", _Str("ok-id"), 7, None],
+    "event_id": [
+        "01J0ABCDEF",
+        "a.b:c_d-e",
+        "has space",
+        "new\nline",
+        "ünï",
+        _LONG[64],
+        _LONG[65],
+        "",
+        _Str("ok-id"),
+        7,
+        None,
+    ],
     "event_type": ["llm_call", "task_feedback", "LLM_CALL", "", None, 1, _Str("llm_call")],
     "schema_version": [1, 2, 0, True, "1", 1.0, None, _Int(1)],
     "occurred_at": _TIMES,
-    "agent_id": _STRINGS, "task_id": _STRINGS, "role": _STRINGS, "provider": _STRINGS,
-    "model": _STRINGS, "policy_version": _STRINGS, "task_type": _STRINGS,
+    "agent_id": _STRINGS,
+    "task_id": _STRINGS,
+    "role": _STRINGS,
+    "provider": _STRINGS,
+    "model": _STRINGS,
+    "policy_version": _STRINGS,
+    "task_type": _STRINGS,
     "escalation_trigger": [*_STRINGS, "security_sensitive", None, None],
-    "input_tokens": _COUNTS, "output_tokens": _COUNTS, "cache_read_tokens": _COUNTS,
-    "cache_write_5m_tokens": _COUNTS, "cache_write_1h_tokens": _COUNTS,
+    "input_tokens": _COUNTS,
+    "output_tokens": _COUNTS,
+    "cache_read_tokens": _COUNTS,
+    "cache_write_5m_tokens": _COUNTS,
+    "cache_write_1h_tokens": _COUNTS,
     "latency_ms": [None, 0, 1834, 86_400_000, 86_400_001, -1, True, 1.5, "9"],
     "status": ["ok", "error", "OK", "", None, 1, _Str("ok")],
     "escalated": [True, False, False, None, 1, 0, "true"],
@@ -481,9 +610,16 @@ def _outcome(validate, data: dict) -> tuple:
         event = validate(data)
     except ValidationError as exc:  # the clock's reading differs between two validations
         return ("rejected", re.sub(r"\(now [^)]*\)", "(now)", str(contract_error(exc))))
-    return ("accepted", type(event), event.__dict__, {k: type(v) for k, v in event.__dict__.items()},
-            event.model_fields_set, event.__pydantic_extra__, event.__pydantic_private__,
-            orjson.dumps(event.__dict__))
+    return (
+        "accepted",
+        type(event),
+        event.__dict__,
+        {k: type(v) for k, v in event.__dict__.items()},
+        event.model_fields_set,
+        event.__pydantic_extra__,
+        event.__pydantic_private__,
+        orjson.dumps(event.__dict__),
+    )
 
 
 @pytest.mark.parametrize(("model", "base"), [(LlmCall, LLM_MAX), (TaskFeedback, FEEDBACK_MAX)])
@@ -512,9 +648,18 @@ def test_fast_validator_gives_pydantics_verdict_on_thousands_of_mutated_events(m
     assert accepted > 300 and rejected > 300  # both verdicts well exercised
 
 
-@pytest.mark.parametrize(("model", "base"), [(LlmCall, LLM_MAX), (LlmCall, LLM_MIN),
-                                             (TaskFeedback, FEEDBACK_MIN), (TaskFeedback, FEEDBACK_MAX)])
-def test_fast_validator_takes_no_pydantic_model_validation_for_valid_events(model, base, monkeypatch):
+@pytest.mark.parametrize(
+    ("model", "base"),
+    [
+        (LlmCall, LLM_MAX),
+        (LlmCall, LLM_MIN),
+        (TaskFeedback, FEEDBACK_MIN),
+        (TaskFeedback, FEEDBACK_MAX),
+    ],
+)
+def test_fast_validator_takes_no_pydantic_model_validation_for_valid_events(
+    model, base, monkeypatch
+):
     """A valid event (ASCII or not) is checked by the compiled path alone: pydantic's model
     validator, its fallback, is not called."""
     fast = fast_validator(model)
@@ -532,12 +677,20 @@ def test_fast_validator_rejects_like_the_sdk_promises():
     """The one-line reasons callers see, from the compiled path's pydantic fallback."""
     data = _complete(LlmCall, {**LLM_MIN, "occurred_at": _NOW})
     fast = fast_validator(LlmCall)
-    cases = [({"input_tokens": "100"}, "input_tokens: must be an integer, got string"),
-             ({"escalated": True}, "escalation_trigger: required when escalated is true"),
-             ({"escalation_trigger": "x"}, "escalation_trigger: must be null when escalated is false, got 'x'"),
-             ({"occurred_at": dt.datetime(2025, 1, 1)}, "occurred_at: must have a UTC offset"),
-             ({"event_id": "a b", "role": ""}, "event_id: may only contain A-Z a-z 0-9 . _ : - "
-                                               "(1-64 characters), got 'a b' (+1 more: role)")]
+    cases = [
+        ({"input_tokens": "100"}, "input_tokens: must be an integer, got string"),
+        ({"escalated": True}, "escalation_trigger: required when escalated is true"),
+        (
+            {"escalation_trigger": "x"},
+            "escalation_trigger: must be null when escalated is false, got 'x'",
+        ),
+        ({"occurred_at": dt.datetime(2025, 1, 1)}, "occurred_at: must have a UTC offset"),
+        (
+            {"event_id": "a b", "role": ""},
+            "event_id: may only contain A-Z a-z 0-9 . _ : - "
+            "(1-64 characters), got 'a b' (+1 more: role)",
+        ),
+    ]
     for changes, reason in cases:
         with pytest.raises(ValidationError) as info:
             fast(**{**data, **changes})
@@ -571,11 +724,14 @@ class _WithAlias(BaseModel):
     name: str = Field(alias="Name")
 
 
-@pytest.mark.parametrize(("model", "good", "bad"), [
-    (_WithModelValidator, {"low": 1, "high": 2}, {"low": 3, "high": 2}),
-    (_WithBeforeValidator, {"name": " x "}, {"name": "  "}),
-    (_WithAlias, {"Name": "x"}, {"Name": 1}),
-])
+@pytest.mark.parametrize(
+    ("model", "good", "bad"),
+    [
+        (_WithModelValidator, {"low": 1, "high": 2}, {"low": 3, "high": 2}),
+        (_WithBeforeValidator, {"name": " x "}, {"name": "  "}),
+        (_WithAlias, {"Name": "x"}, {"Name": 1}),
+    ],
+)
 def test_fast_validator_leaves_what_it_cannot_translate_to_pydantic(model, good, bad):
     """A model with a model validator, a before-validator or an alias is not compiled
     (``fast`` is False): the validator is pydantic's, with pydantic's verdicts."""
@@ -588,13 +744,37 @@ def test_fast_validator_leaves_what_it_cannot_translate_to_pydantic(model, good,
 
 # --- hostile strings ----------------------------------------------------------------------
 
-IDENTIFIERS = ("agent_id", "task_id", "role", "provider", "model", "escalation_trigger",
-               "policy_version", "task_type")
+IDENTIFIERS = (
+    "agent_id",
+    "task_id",
+    "role",
+    "provider",
+    "model",
+    "escalation_trigger",
+    "policy_version",
+    "task_type",
+)
 
 
 @pytest.mark.parametrize("field", IDENTIFIERS)
-@pytest.mark.parametrize("char", ["\x1b", "\x07", "\x00", "\x7f", "\r", "\x85", "\u202e",
-                                  "\u2067", "\u200b", "\ufeff", "\u2028", "\u00a0", "\U000e0001"])
+@pytest.mark.parametrize(
+    "char",
+    [
+        "\x1b",
+        "\x07",
+        "\x00",
+        "\x7f",
+        "\r",
+        "\x85",
+        "\u202e",
+        "\u2067",
+        "\u200b",
+        "\ufeff",
+        "\u2028",
+        "\u00a0",
+        "\U000e0001",
+    ],
+)
 def test_identifiers_must_be_printable(field, char):
     changes = {field: f"ab{char}c"}
     if field == "escalation_trigger":
@@ -605,8 +785,18 @@ def test_identifiers_must_be_printable(field, char):
     assert str(error).isprintable(), "the reason shows the character as an escape"
 
 
-@pytest.mark.parametrize("value", ["架构师", "Architekt für Sicherheit", "🚀 launch", "[/]",
-                                   "<img src=x onerror=alert(1)>", "a|b", "back\\slash"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "架构师",
+        "Architekt für Sicherheit",
+        "🚀 launch",
+        "[/]",
+        "<img src=x onerror=alert(1)>",
+        "a|b",
+        "back\\slash",
+    ],
+)
 def test_printable_identifiers_of_any_script_and_markup_are_valid(value):
     got = parse_event(event(LLM_MAX, role=value, model=value, escalation_trigger=value), now=NOW)
     assert (got.role, got.model, got.escalation_trigger) == (value, value, value)
@@ -614,12 +804,15 @@ def test_printable_identifiers_of_any_script_and_markup_are_valid(value):
     assert check.fast, "the printable check keeps the SDK's compiled validator"
 
 
-@pytest.mark.parametrize("body", [
-    b'{"event_type":"llm_call","event_type":"task_feedback"}',
-    b'{"role":"a","role":"a"}',
-    b'{"role":"a","rol\\u0065":"b"}',
-    b'{"x":{"y":1,"y":2}}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event_type":"llm_call","event_type":"task_feedback"}',
+        b'{"role":"a","role":"a"}',
+        b'{"role":"a","rol\\u0065":"b"}',
+        b'{"x":{"y":1,"y":2}}',
+    ],
+)
 def test_a_duplicate_key_is_a_contract_error_with_one_reason(body):
     error = reject(body)
     assert "duplicate key (a JSON object may name a field once)" in str(error)

@@ -29,24 +29,37 @@ def test_file_name_round_trips_and_sorts_by_offset():
     assert str(name) == "agent-usage+3+00000000000000001200+00000000000000001299.parquet"
     assert FileName.parse(str(name)) == name
     assert sorted([str(FileName("t", 0, 10, 19)), str(FileName("t", 0, 9, 9))])[0].endswith(
-        "00000000000000000009+00000000000000000009.parquet")
+        "00000000000000000009+00000000000000000009.parquet"
+    )
 
 
-@pytest.mark.parametrize("bad", ["x.parquet", "t+1+5+6.parquet", f"{TEMP_PREFIX}abc-t+0+"
-                                 "00000000000000000000+00000000000000000001.parquet.partial",
-                                 "a+b+00000000000000000000+00000000000000000001.parquet"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "x.parquet",
+        "t+1+5+6.parquet",
+        f"{TEMP_PREFIX}abc-t+0+00000000000000000000+00000000000000000001.parquet.partial",
+        "a+b+00000000000000000000+00000000000000000001.parquet",
+    ],
+)
 def test_names_that_are_not_lake_files_parse_to_none(bad):
     assert FileName.parse(bad) is None
 
 
 def rejected_rows(offsets: list[int], partition: int = 0) -> pa.Table:
     n = len(offsets)
-    return pa.table({
-        "raw_key": [b"k"] * n, "raw_value": [b"v"] * n, "error": ["e"] * n,
-        "kafka_topic": ["t"] * n, "kafka_partition": pa.array([partition] * n, pa.int32()),
-        "kafka_offset": pa.array(offsets, pa.int64()),
-        "ingested_at": pa.array([TS] * n, pa.timestamp("us", tz="UTC")),
-    }, schema=REJECTED_SCHEMA)
+    return pa.table(
+        {
+            "raw_key": [b"k"] * n,
+            "raw_value": [b"v"] * n,
+            "error": ["e"] * n,
+            "kafka_topic": ["t"] * n,
+            "kafka_partition": pa.array([partition] * n, pa.int32()),
+            "kafka_offset": pa.array(offsets, pa.int64()),
+            "ingested_at": pa.array([TS] * n, pa.timestamp("us", tz="UTC")),
+        },
+        schema=REJECTED_SCHEMA,
+    )
 
 
 def put(lake, table: str, day: dt.date, name: FileName, offsets: list[int]):
@@ -68,7 +81,8 @@ def test_temporary_files_are_never_matched_by_a_parquet_glob(tmp_path, monkeypat
     put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 1), [0, 1])
     assert seen == [[]]
     assert [p.name for p in (tmp_path / "_rejected").glob("*/*.parquet")] == [
-        str(FileName("t", 0, 0, 1))]
+        str(FileName("t", 0, 0, 1))
+    ]
 
 
 def test_atomic_write_leaves_no_temp_file_and_replaces_a_previous_file(tmp_path):
@@ -80,12 +94,21 @@ def test_atomic_write_leaves_no_temp_file_and_replaces_a_previous_file(tmp_path)
 def test_recovery_deletes_files_at_or_after_the_committed_offset_in_every_table(tmp_path):
     """Files of flushes whose commit never happened go; committed ones stay."""
     keep = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(10)))]
-    gone = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 10, 19), list(range(10, 15))),
-            put(tmp_path, "_rejected", DAY + dt.timedelta(days=1), FileName("t", 0, 10, 19),
-                list(range(15, 20))),
-            put(tmp_path, "_rejected", DAY, FileName("t", 0, 20, 29), list(range(20, 30)))]
-    other = [put(tmp_path, "_rejected", DAY, FileName("t", 1, 10, 19), list(range(10, 20))),
-             put(tmp_path, "_rejected", DAY, FileName("t2", 0, 10, 19), list(range(10, 20)))]
+    gone = [
+        put(tmp_path, "_rejected", DAY, FileName("t", 0, 10, 19), list(range(10, 15))),
+        put(
+            tmp_path,
+            "_rejected",
+            DAY + dt.timedelta(days=1),
+            FileName("t", 0, 10, 19),
+            list(range(15, 20)),
+        ),
+        put(tmp_path, "_rejected", DAY, FileName("t", 0, 20, 29), list(range(20, 30))),
+    ]
+    other = [
+        put(tmp_path, "_rejected", DAY, FileName("t", 1, 10, 19), list(range(10, 20))),
+        put(tmp_path, "_rejected", DAY, FileName("t2", 0, 10, 19), list(range(10, 20))),
+    ]
     rec = recover_partition(tmp_path, "t", 0, committed=10)
     assert sorted(rec.deleted) == sorted(gone)
     assert rec.position is None and not rec.straddling
@@ -115,9 +138,16 @@ def test_a_file_straddling_the_committed_offset_is_kept_and_skipped(tmp_path):
 
 def test_without_a_commit_complete_flushes_are_kept_and_incomplete_ones_deleted(tmp_path):
     """A new group (or a crash before the first commit): the lake says where to resume."""
-    complete = [put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(6))),
-                put(tmp_path, "_rejected", DAY + dt.timedelta(days=1), FileName("t", 0, 0, 9),
-                    list(range(6, 10)))]
+    complete = [
+        put(tmp_path, "_rejected", DAY, FileName("t", 0, 0, 9), list(range(6))),
+        put(
+            tmp_path,
+            "_rejected",
+            DAY + dt.timedelta(days=1),
+            FileName("t", 0, 0, 9),
+            list(range(6, 10)),
+        ),
+    ]
     partial = put(tmp_path, "_rejected", DAY, FileName("t", 0, 10, 19), list(range(10, 14)))
     rec = recover_partition(tmp_path, "t", 0, committed=None)
     assert rec.position == 10 and rec.deleted == [partial]
@@ -136,21 +166,102 @@ def test_partition_files_lists_one_partition_across_tables_and_days(tmp_path):
     assert [p for p, _ in partition_files(tmp_path, "t", 10)] == [b]
 
 
+_TS = pa.timestamp("us", tz="UTC")
+_ENVELOPE = [
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("event_type", pa.string(), nullable=False),
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("occurred_at", _TS, nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("role", pa.string(), nullable=False),
+]
+_SOURCE = [
+    pa.field("kafka_topic", pa.string(), nullable=False),
+    pa.field("kafka_partition", pa.int32(), nullable=False),
+    pa.field("kafka_offset", pa.int64(), nullable=False),
+    pa.field("ingested_at", _TS, nullable=False),
+]
+# The lake's event schemas as they were written by hand before they were derived from the
+# models: every lake file written since schema_version 1 has exactly these columns.
+WRITTEN_SCHEMAS = {
+    "llm_call": pa.schema(
+        _ENVELOPE
+        + [
+            pa.field("provider", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("input_tokens", pa.int64(), nullable=False),
+            pa.field("output_tokens", pa.int64(), nullable=False),
+            pa.field("cache_read_tokens", pa.int64(), nullable=False),
+            pa.field("cache_write_5m_tokens", pa.int64(), nullable=False),
+            pa.field("cache_write_1h_tokens", pa.int64(), nullable=False),
+            pa.field("latency_ms", pa.int64()),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("escalated", pa.bool_(), nullable=False),
+            pa.field("escalation_trigger", pa.string()),
+            pa.field("policy_version", pa.string()),
+            pa.field("task_type", pa.string()),
+        ]
+        + _SOURCE
+    ),
+    "task_feedback": pa.schema(
+        _ENVELOPE
+        + [
+            pa.field("satisfaction", pa.int32()),
+            pa.field("escalation_needed", pa.bool_()),
+            pa.field("review_consistent", pa.bool_()),
+        ]
+        + _SOURCE
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(WRITTEN_SCHEMAS))
+def test_the_schemas_derived_from_the_models_are_the_written_ones(table):
+    """Derived from the pydantic models (column names, order, types, nullability): the same
+    schema as every lake file already written, so the warehouse and the data-quality checks
+    read old and new files alike. A change here is a contract change (docs/events.md,
+    "Changing the contract")."""
+    assert SCHEMAS[table].equals(WRITTEN_SCHEMAS[table], check_metadata=True), (
+        f"{table}: derived {SCHEMAS[table]} != written {WRITTEN_SCHEMAS[table]}"
+    )
+
+
 def test_lake_files_read_back_with_the_lake_schema_and_identical_values(tmp_path):
     """Dictionary encoding only on some columns and statistics only on some are write-side
     choices: readers get the declared schema (plain strings, no dictionary type) and the
     same values, and the filter/reconciliation columns keep their min/max statistics."""
     import duckdb
 
-    rows = [{"event_id": f"e{i}", "event_type": "llm_call", "schema_version": 1,
-             "occurred_at": TS + dt.timedelta(seconds=i), "agent_id": f"a{i % 3}",
-             "task_id": f"t{i}", "role": "implementer", "provider": "zai", "model": "glm-4.5",
-             "input_tokens": i, "output_tokens": 2 * i, "cache_read_tokens": 0,
-             "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0,
-             "latency_ms": None if i % 2 else i, "status": "ok", "escalated": i == 3,
-             "escalation_trigger": "security" if i == 3 else None, "policy_version": None,
-             "task_type": "tests", "kafka_topic": "t", "kafka_partition": 2, "kafka_offset": 10 + i,
-             "ingested_at": TS} for i in range(50)]
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "event_type": "llm_call",
+            "schema_version": 1,
+            "occurred_at": TS + dt.timedelta(seconds=i),
+            "agent_id": f"a{i % 3}",
+            "task_id": f"t{i}",
+            "role": "implementer",
+            "provider": "zai",
+            "model": "glm-4.5",
+            "input_tokens": i,
+            "output_tokens": 2 * i,
+            "cache_read_tokens": 0,
+            "cache_write_5m_tokens": 0,
+            "cache_write_1h_tokens": 0,
+            "latency_ms": None if i % 2 else i,
+            "status": "ok",
+            "escalated": i == 3,
+            "escalation_trigger": "security" if i == 3 else None,
+            "policy_version": None,
+            "task_type": "tests",
+            "kafka_topic": "t",
+            "kafka_partition": 2,
+            "kafka_offset": 10 + i,
+            "ingested_at": TS,
+        }
+        for i in range(50)
+    ]
     table = pa.Table.from_pylist(rows, schema=SCHEMAS["llm_call"])
     path = partition_dir(tmp_path, "llm_call", DAY) / str(FileName("t", 2, 10, 59))
     write_table_atomic(table, path)
@@ -161,8 +272,10 @@ def test_lake_files_read_back_with_the_lake_schema_and_identical_values(tmp_path
     offsets = by_name["kafka_offset"].statistics
     assert (offsets.min, offsets.max) == (10, 59)
     assert by_name["occurred_at"].statistics.has_min_max
-    got = duckdb.sql(f"select count(*), sum(input_tokens), count(distinct agent_id), "
-                     f"count(latency_ms) from read_parquet('{path}')").fetchall()
+    got = duckdb.sql(
+        f"select count(*), sum(input_tokens), count(distinct agent_id), "
+        f"count(latency_ms) from read_parquet('{path}')"
+    ).fetchall()
     assert got == [(50, sum(range(50)), 3, 25)]
 
 
@@ -182,18 +295,32 @@ def llm_batch(day: dt.date, offsets: list[int]):
 
     from pipeline.consumer.batches import RawBatch
 
-    values = [orjson.dumps({
-        "event_id": f"e-{o}", "event_type": "llm_call", "schema_version": 1,
-        "occurred_at": f"{day.isoformat()}T12:00:00Z", "agent_id": "a", "task_id": f"t-{o}",
-        "role": "implementer", "provider": "zai", "model": "glm-4.5", "input_tokens": 1,
-        "output_tokens": 1}) for o in offsets]
+    values = [
+        orjson.dumps(
+            {
+                "event_id": f"e-{o}",
+                "event_type": "llm_call",
+                "schema_version": 1,
+                "occurred_at": f"{day.isoformat()}T12:00:00Z",
+                "agent_id": "a",
+                "task_id": f"t-{o}",
+                "role": "implementer",
+                "provider": "zai",
+                "model": "glm-4.5",
+                "input_tokens": 1,
+                "output_tokens": 1,
+            }
+        )
+        for o in offsets
+    ]
     n = len(values)
     return RawBatch([0] * n, offsets, [b"k"] * n, values, TS, [(0, 0, n)])
 
 
 @pytest.mark.parametrize("linked", ["partition", "table"])
-def test_sink_refuses_to_write_through_a_linked_directory_of_the_lake(tmp_path, make_settings,
-                                                                      linked):
+def test_sink_refuses_to_write_through_a_linked_directory_of_the_lake(
+    tmp_path, make_settings, linked
+):
     """A partition (or table) directory that is a symlink: the flush raises LakeWriteError
     naming it (the consumer exits 1, commits nothing) and nothing lands in the link's target."""
     from pipeline._exceptions import LakeWriteError
@@ -261,8 +388,7 @@ def test_a_link_at_the_final_name_is_replaced_not_written_through(tmp_path):
     assert victim.read_bytes() == b"precious"
 
 
-def test_a_directory_swapped_for_a_link_mid_write_does_not_redirect_the_file(tmp_path,
-                                                                            monkeypatch):
+def test_a_directory_swapped_for_a_link_mid_write_does_not_redirect_the_file(tmp_path, monkeypatch):
     """No check-then-open race: the directory is held open while the file is written, so
     replacing it by a link to the outside meanwhile changes nothing about where it lands."""
     out = outside_dir(tmp_path)
@@ -288,8 +414,10 @@ def test_recovery_never_lists_or_deletes_through_a_linked_directory(tmp_path):
     look like this partition's lake or temporary files are neither listed nor deleted."""
     out = outside_dir(tmp_path)
     lake = tmp_path / "lake"
-    outside_files = [out / str(FileName("t", 0, 10, 19)),
-                     out / f"{TEMP_PREFIX}abc-{FileName('t', 0, 20, 29)}.partial"]
+    outside_files = [
+        out / str(FileName("t", 0, 10, 19)),
+        out / f"{TEMP_PREFIX}abc-{FileName('t', 0, 20, 29)}.partial",
+    ]
     for path in outside_files:
         path.write_bytes(b"not the lake's")
     partition_dir(lake, "llm_call", DAY).parent.mkdir(parents=True)

@@ -21,11 +21,22 @@ def test_schema_states_the_contract_rules():
     llm = schema["$defs"]["LlmCall"]
     assert llm["additionalProperties"] is False
     assert llm["properties"]["input_tokens"] == {
-        **llm["properties"]["input_tokens"], "type": "integer", "minimum": 0, "maximum": 100_000_000}
+        **llm["properties"]["input_tokens"],
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 100_000_000,
+    }
     assert llm["properties"]["schema_version"]["const"] == 1
     assert llm["properties"]["event_type"]["const"] == "llm_call"
-    assert set(llm["required"]) >= {"event_id", "event_type", "schema_version", "occurred_at",
-                                    "task_id", "input_tokens", "output_tokens"}
+    assert set(llm["required"]) >= {
+        "event_id",
+        "event_type",
+        "schema_version",
+        "occurred_at",
+        "task_id",
+        "input_tokens",
+        "output_tokens",
+    }
     assert "cache_read_tokens" not in llm["required"]
     assert llm["allOf"][0]["then"]["required"] == ["escalation_trigger"]
     assert schema["$defs"]["TaskFeedback"]["additionalProperties"] is False
