@@ -21,7 +21,7 @@ create or replace macro exact_ratio(numerator, denominator) as (
 -- Prices have at most 6 decimals and are below 1e9 (pipeline.prices checks both), so the cast
 -- to DECIMAL(18,6) is exact, each product is exact at scale 6 and the division by 1e6 (a
 -- multiplication by 0.000001) is exact at scale 12. Pass prices already cast to
--- DECIMAL(18,6) (fct_llm_calls does): casting DECIMAL(38,12) per row is ~20x slower.
+-- DECIMAL(18,6) (fct_llm_calls does): casting DECIMAL(38,12) per row is far slower.
 -- NULL when any price is NULL (no price in force): unpriced is never $0.
 create or replace macro token_cost(
     input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,

@@ -1,5 +1,6 @@
 -- dim_dates: one row per UTC day from the first to the last day with any event.
 -- key: event_date. Days without traffic inside that span are present (gaps show as no_data).
+-- depends on: fct_llm_calls, fct_task_feedback
 with
 
 calls as (

@@ -1,6 +1,7 @@
 -- fct_escalated_tasks: one row per task with at least one escalated call.
 -- key: task_id. The task belongs to the day (event_date) and role of its first escalated
 -- call; is_false_positive = a verdict says escalation_needed = false.
+-- depends on: fct_llm_calls, fct_task_verdicts
 with
 
 calls as (

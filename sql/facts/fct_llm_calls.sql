@@ -6,6 +6,7 @@
 -- baseline_cost_usd: the same tokens at the policy's baseline model's price in force at the
 -- same instant; savings_usd = baseline - cost. Without both prices the call is unpriced:
 -- is_priced = false and all three money columns are NULL, never $0.
+-- depends on: stg_llm_calls, dim_prices, dim_policy, dim_roles, dim_triggers
 with
 
 calls as (

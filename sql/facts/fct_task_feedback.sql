@@ -1,6 +1,7 @@
 -- fct_task_feedback: one row per distinct task_feedback event_id.
 -- incremental: partition event_date, key event_id
 -- key: event_id.
+-- depends on: stg_task_feedback, dim_roles
 with
 
 feedback as (

@@ -1,6 +1,7 @@
 -- fct_task_verdicts: one row per task_id with a reviewer's escalation verdict.
 -- key: task_id. When a task has several feedback events with a non-null escalation_needed,
 -- the latest (occurred_at, then event_id) is the verdict.
+-- depends on: fct_task_feedback
 with
 
 feedback as (

@@ -1,6 +1,7 @@
 -- daily_cost_by_model: one row per (event_date, provider, model) with calls.
 -- key: (event_date, provider, model). share_of_calls = calls / all calls of the day;
 -- share_of_cost = cost / priced cost of the day (NULL for an unpriced model).
+-- depends on: mart_daily_call_summary
 with
 
 calls as (

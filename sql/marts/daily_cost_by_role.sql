@@ -1,6 +1,7 @@
 -- daily_cost_by_role: one row per (event_date, role) with calls.
 -- key: (event_date, role). Money sums cover priced calls only (NULL when none is priced);
 -- unpriced_calls says how many calls are left out. savings_pct = savings / baseline.
+-- depends on: mart_daily_call_summary
 with
 
 calls as (

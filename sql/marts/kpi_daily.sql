@@ -1,5 +1,6 @@
 -- kpi_daily: one row per (event_date, kpi) over the days of dim_dates.
 -- key: (event_date, kpi). Definitions: mart_kpi_actuals.sql and docs/finance.md.
+-- depends on: mart_kpi_actuals
 with
 
 actuals as (

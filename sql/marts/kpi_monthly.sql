@@ -1,5 +1,6 @@
 -- kpi_monthly: one row per (month, kpi); month is the first day of the calendar month (UTC).
 -- key: (month, kpi). Definitions: mart_kpi_actuals.sql and docs/finance.md.
+-- depends on: mart_kpi_actuals
 with
 
 actuals as (

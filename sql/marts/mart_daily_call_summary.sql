@@ -5,6 +5,7 @@
 -- key: (event_date, role, provider, model, escalated, escalation_trigger, is_priced,
 -- is_default_model, is_known_role, is_known_trigger, has_model_price).
 -- incremental: partition event_date
+-- depends on: fct_llm_calls
 with
 
 calls as (

@@ -2,6 +2,7 @@
 -- key: event_date. Money over priced calls only (NULL when none); unpriced calls counted.
 -- The day rows of mart_kpi_components (which already sums the calls per day), so the
 -- report's trend and the KPIs come from one aggregation; savings_pct = cost_reduction_pct.
+-- depends on: mart_kpi_components
 with
 
 components as (

@@ -2,6 +2,7 @@
 -- escalated calls. key: (event_date, role, escalation_trigger).
 -- A task counts once per group it has escalated calls in; its verdict is the task's latest
 -- escalation_needed (fct_task_verdicts). false_positive_rate = false_positives / tasks_with_verdict.
+-- depends on: fct_llm_calls, fct_task_verdicts
 with
 
 calls as (

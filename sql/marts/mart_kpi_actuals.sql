@@ -1,4 +1,4 @@
--- mart_kpi_actuals: one row per (period, period_start, kpi) for the six KPIs of DESIGN.md,
+-- mart_kpi_actuals: one row per (period, period_start, kpi) for the six KPIs (docs/finance.md),
 -- with the policy's target and the status (met / missed / no_data).
 -- key: (period, period_start, kpi). kpi_daily and kpi_monthly are its two periods.
 -- Definitions (ratios exact to 12 decimals, truncated):
@@ -9,6 +9,7 @@
 --   satisfaction_avg               mean satisfaction of the period's feedback
 --   review_consistency             review_consistent = true / non-null review_consistent
 --   unpriced_calls                 calls with no price in force
+-- depends on: mart_kpi_components, dim_kpi_targets
 with
 
 components as (

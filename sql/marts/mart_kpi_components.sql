@@ -2,6 +2,7 @@
 -- additive numerators and denominators of every KPI (so a month is the sum of its days).
 -- key: (period, period_start). Periods are the days of dim_dates and their months, plus
 -- 'month_to_date' (period_start = a day: its month's days up to and including it; the report).
+-- depends on: dim_dates, mart_daily_call_summary, fct_task_feedback, fct_escalated_tasks
 with
 
 days as (

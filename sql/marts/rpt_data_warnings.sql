@@ -8,6 +8,7 @@
 -- duplicate_events   event type               extra copies landed by producer retries (counted once)
 -- rejected_events    kafka topic              messages dead-lettered (event_date = received_date)
 -- lake_freshness     event type               events landed for the day; last_ingested_at = max ingested_at
+-- depends on: mart_daily_call_summary, fct_task_feedback, stg_rejected, dim_policy
 with
 
 calls as (

@@ -1,8 +1,9 @@
 -- stg_llm_calls: one row per distinct event_id of the lake's llm_call table.
 -- key: event_id. A producer retry lands the same event_id twice; first_landed_copy (_macros.sql)
 -- keeps the copy with the earliest (kafka_partition, kafka_offset), whatever the file order.
--- lake_llm_call is registered by the runner (pipeline/warehouse.py) over the lake's files,
--- or as an empty table of the lake schema when the lake has none.
+-- lake_llm_call is registered by the build (pipeline/warehouse/lake_sources.py) over the
+-- lake's files, or as an empty table of the lake schema when the lake has none.
+-- depends on: lake_llm_call
 with
 
 source as (

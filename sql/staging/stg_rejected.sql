@@ -1,6 +1,7 @@
 -- stg_rejected: one row per rejected Kafka message (kafka_topic, kafka_partition, kafka_offset).
 -- key: (kafka_topic, kafka_partition, kafka_offset). The raw bytes stay in the lake; the
 -- warehouse keeps their size and the reason they were rejected.
+-- depends on: lake_rejected
 with
 
 source as (

@@ -1,6 +1,7 @@
 -- stg_task_feedback: one row per distinct event_id of the lake's task_feedback table.
 -- key: event_id. Duplicates (producer retries): first_landed_copy (_macros.sql) keeps the
 -- earliest (kafka_partition, kafka_offset).
+-- depends on: lake_task_feedback
 with
 
 source as (

@@ -45,7 +45,7 @@ def _error(path: Path) -> PolicyError:
 # -- the shipped policy ---------------------------------------------------------------------
 
 
-def test_shipped_policy_has_the_issue_models_roles_and_triggers(policy):
+def test_shipped_policy_has_the_hybrid_models_roles_and_triggers(policy):
     """Default GLM-4.5 at zai, premium and baseline Claude Opus 4.1 at anthropic, 5 roles."""
     assert policy.default_model == ModelRef("zai", "glm-4.5")
     assert policy.premium_model == ModelRef("anthropic", "claude-opus-4-1")
@@ -63,18 +63,23 @@ def test_shipped_policy_has_the_issue_models_roles_and_triggers(policy):
     assert policy.version == "2026.11.1"
 
 
-def test_shipped_kpi_targets_are_decimal_bands_from_the_issue(policy):
-    """KPI ids exactly as DESIGN.md, bounds as exact Decimals (ratios, not percents)."""
+def test_shipped_kpi_targets_are_decimal_bands(policy):
+    """The six KPI ids of docs/policy.md, bounds as exact Decimals (ratios, not percents)."""
     k = policy.kpi_targets
     assert tuple(k) == KPI_IDS
-    assert (k["cost_reduction_pct"].min, k["cost_reduction_pct"].max) == (Decimal("0.35"), Decimal("0.45"))
+    assert (k["cost_reduction_pct"].min, k["cost_reduction_pct"].max) == (
+        Decimal("0.35"),
+        Decimal("0.45"),
+    )
     assert k["default_model_share"].min == Decimal("0.95") and k["default_model_share"].max is None
     fp = k["escalation_false_positive_rate"]
     assert fp.max == Decimal("0.05") and fp.max_inclusive is False and fp.min is None
     assert k["satisfaction_avg"].min == Decimal("4.0") and k["satisfaction_avg"].unit == "score"
     assert k["review_consistency"].min == Decimal("0.95")
     assert k["unpriced_calls"].max == 0 and k["unpriced_calls"].unit == "count"
-    assert all(isinstance(t.min, Decimal | None) and isinstance(t.max, Decimal | None) for t in k.values())
+    assert all(
+        isinstance(t.min, Decimal | None) and isinstance(t.max, Decimal | None) for t in k.values()
+    )
 
 
 def test_shipped_roi_inputs_are_decimal(policy):
@@ -85,15 +90,25 @@ def test_shipped_roi_inputs_are_decimal(policy):
 
 def test_policy_check_cli_ok_on_shipped_policy(capsys):
     assert main(["policy", "check", str(SHIPPED)]) == 0
-    assert capsys.readouterr().out.strip() == f"ok: {SHIPPED} (version 2026.11.1, 5 roles, 5 triggers)"
+    assert (
+        capsys.readouterr().out.strip() == f"ok: {SHIPPED} (version 2026.11.1, 5 roles, 5 triggers)"
+    )
 
 
 # -- KPI target status ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("actual", "status"), [
-    (None, "no_data"), (Decimal("0.3499"), "missed"), (Decimal("0.35"), "met"),
-    (Decimal("0.40"), "met"), (Decimal("0.45"), "met"), (Decimal("0.4501"), "missed")])
+@pytest.mark.parametrize(
+    ("actual", "status"),
+    [
+        (None, "no_data"),
+        (Decimal("0.3499"), "missed"),
+        (Decimal("0.35"), "met"),
+        (Decimal("0.40"), "met"),
+        (Decimal("0.45"), "met"),
+        (Decimal("0.4501"), "missed"),
+    ],
+)
 def test_band_status_inclusive_at_both_ends(policy, actual, status):
     assert policy.kpi_targets["cost_reduction_pct"].status(actual) == status
 
@@ -116,29 +131,44 @@ def test_exclusive_min_and_count_target():
 # -- routing ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("role", "signal", "fires", "stays"), [
-    ("architect", "services_affected", 3, 2),
-    ("architect", "security_sensitive", True, False),
-    ("architect", "performance_critical", True, False),
-    ("integrator", "conflicting_services", 2, 1),
-    ("integrator", "boundary_change", True, False),
-])
+@pytest.mark.parametrize(
+    ("role", "signal", "fires", "stays"),
+    [
+        ("architect", "services_affected", 3, 2),
+        ("architect", "security_sensitive", True, False),
+        ("architect", "performance_critical", True, False),
+        ("integrator", "conflicting_services", 2, 1),
+        ("integrator", "boundary_change", True, False),
+    ],
+)
 def test_each_trigger_fires_at_its_boundary_and_not_below(policy, role, signal, fires, stays):
     """Each trigger escalates at the boundary value and keeps the primary model just below."""
     trigger = next(t for r, t in policy.triggers() if r == role and t.rule.signal == signal)
     up = route(policy, role, {signal: fires})
     assert (up.model, up.provider, up.escalated, up.trigger) == (
-        "claude-opus-4-1", "anthropic", True, trigger.id)
+        "claude-opus-4-1",
+        "anthropic",
+        True,
+        trigger.id,
+    )
     assert up.fired == (trigger.id,)
     assert trigger.id in up.reason
     down = route(policy, role, {signal: stays})
     assert (down.model, down.provider, down.escalated, down.trigger, down.fired) == (
-        "glm-4.5", "zai", False, None, ())
+        "glm-4.5",
+        "zai",
+        False,
+        None,
+        (),
+    )
 
 
 def test_several_triggers_firing_name_the_first_in_policy_order(policy):
-    d = route(policy, "architect", {"performance_critical": True, "security_sensitive": True,
-                                    "services_affected": 7})
+    d = route(
+        policy,
+        "architect",
+        {"performance_critical": True, "security_sensitive": True, "services_affected": 7},
+    )
     assert d.trigger == "three_plus_services"
     assert d.fired == ("three_plus_services", "security_implications", "performance_critical_infra")
     assert "also fired: security_implications, performance_critical_infra" in d.reason
@@ -148,8 +178,16 @@ def test_several_triggers_firing_name_the_first_in_policy_order(policy):
 
 @pytest.mark.parametrize("role", ["orchestrator", "implementer", "critic"])
 def test_roles_without_premium_never_escalate(policy, role):
-    d = route(policy, role, {"services_affected": 9, "security_sensitive": True,
-                             "performance_critical": True, "boundary_change": True})
+    d = route(
+        policy,
+        role,
+        {
+            "services_affected": 9,
+            "security_sensitive": True,
+            "performance_critical": True,
+            "boundary_change": True,
+        },
+    )
     assert (d.model, d.escalated, d.trigger) == ("glm-4.5", False, None)
     assert "no premium model" in d.reason
 
@@ -172,9 +210,9 @@ def test_unknown_role_and_bad_signals_raise_config_error(policy):
 
 
 def test_parse_signals_types_cli_values(policy):
-    assert parse_signals(policy, ["services_affected=3", "security_sensitive=true",
-                                  "boundary_change=no"]) == {
-        "services_affected": 3, "security_sensitive": True, "boundary_change": False}
+    assert parse_signals(
+        policy, ["services_affected=3", "security_sensitive=true", "boundary_change=no"]
+    ) == {"services_affected": 3, "security_sensitive": True, "boundary_change": False}
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_signals(policy, ["services_affected"])
     with pytest.raises(ConfigError, match="expected an integer"):
@@ -184,8 +222,18 @@ def test_parse_signals_types_cli_values(policy):
 
 
 def test_policy_route_cli_prints_the_decision(capsys):
-    code = main(["policy", "route", "--policy", str(SHIPPED), "--role", "integrator",
-                 "--signal", "boundary_change=true"])
+    code = main(
+        [
+            "policy",
+            "route",
+            "--policy",
+            str(SHIPPED),
+            "--role",
+            "integrator",
+            "--signal",
+            "boundary_change=true",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "model: claude-opus-4-1" in out and "provider: anthropic" in out
@@ -193,9 +241,14 @@ def test_policy_route_cli_prints_the_decision(capsys):
     assert "reason: trigger system_boundary_change fired" in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["--role", "boss"], ["--role", "architect", "--signal", "nope=1"],
-    ["--role", "architect", "--signal", "services_affected=x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--role", "boss"],
+        ["--role", "architect", "--signal", "nope=1"],
+        ["--role", "architect", "--signal", "services_affected=x"],
+    ],
+)
 def test_policy_route_cli_bad_input_is_one_line_exit_2(capsys, argv):
     assert main(["policy", "route", "--policy", str(SHIPPED), *argv]) == 2
     err = capsys.readouterr().err
@@ -206,7 +259,9 @@ def test_policy_route_cli_bad_input_is_one_line_exit_2(capsys, argv):
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
-    path, text = _edited(tmp_path, "  glm-4.5:\n    provider: zai", "  glm-4.5:\n    provider: [zai")
+    path, text = _edited(
+        tmp_path, "  glm-4.5:\n    provider: zai", "  glm-4.5:\n    provider: [zai"
+    )
     err = _error(path)
     assert "YAML syntax error" in str(err)
     assert err.path == str(path) and err.line is not None
@@ -221,10 +276,16 @@ def test_tab_indentation_is_a_yaml_error_with_line(tmp_path):
 
 
 def test_unknown_model_in_a_role_names_line_and_field(tmp_path):
-    path, text = _edited(tmp_path, "    premium: claude-opus-4-1\n    description: designs",
-                         "    premium: claude-opus-9\n    description: designs")
+    path, text = _edited(
+        tmp_path,
+        "    premium: claude-opus-4-1\n    description: designs",
+        "    premium: claude-opus-9\n    description: designs",
+    )
     err = _error(path)
-    assert (err.line, err.field) == (_line_of(text, "premium: claude-opus-9"), "roles.architect.premium")
+    assert (err.line, err.field) == (
+        _line_of(text, "premium: claude-opus-9"),
+        "roles.architect.premium",
+    )
     assert "unknown model 'claude-opus-9'" in str(err)
     assert str(err).startswith(f"{path}:{err.line}: roles.architect.premium: ")
 
@@ -243,8 +304,9 @@ def test_role_without_primary(tmp_path):
 
 
 def test_trigger_on_role_without_premium(tmp_path):
-    path, text = _edited(tmp_path, "    premium: claude-opus-4-1\n    description: merges",
-                         "    description: merges")
+    path, text = _edited(
+        tmp_path, "    premium: claude-opus-4-1\n    description: merges", "    description: merges"
+    )
     err = _error(path)
     assert err.field == "roles.integrator.triggers"
     assert err.line == _line_of(text, "    triggers:", 2)
@@ -271,7 +333,7 @@ def test_rule_value_of_the_wrong_type(tmp_path):
     path, text = _edited(tmp_path, 'op: ">=", value: 3}', 'op: ">=", value: true}')
     err = _error(path)
     assert err.field == "roles.architect.triggers[0].rule.value"
-    assert err.line == _line_of(text, 'value: true}')
+    assert err.line == _line_of(text, "value: true}")
 
 
 def test_bool_signal_with_ordering_operator(tmp_path):
@@ -287,14 +349,19 @@ def test_unknown_rule_operator_is_rejected_by_the_schema(tmp_path):
     assert err.line == _line_of(text, '"=~"')
 
 
-@pytest.mark.parametrize(("old", "new", "field"), [
-    ("    min: 0.95\n    unit: ratio\n    description: at least 95 % of calls",
-     "    min: 95\n    unit: ratio\n    description: at least 95 % of calls",
-     "kpi_targets.default_model_share.min"),
-    ("    min: 4.0\n", "    min: 6\n", "kpi_targets.satisfaction_avg.min"),
-    ("    max: 0.05\n", "    max: -0.05\n", "kpi_targets.escalation_false_positive_rate.max"),
-    ("    max: 0\n", "    max: -1\n", "kpi_targets.unpriced_calls.max"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        (
+            "    min: 0.95\n    unit: ratio\n    description: at least 95 % of calls",
+            "    min: 95\n    unit: ratio\n    description: at least 95 % of calls",
+            "kpi_targets.default_model_share.min",
+        ),
+        ("    min: 4.0\n", "    min: 6\n", "kpi_targets.satisfaction_avg.min"),
+        ("    max: 0.05\n", "    max: -0.05\n", "kpi_targets.escalation_false_positive_rate.max"),
+        ("    max: 0\n", "    max: -1\n", "kpi_targets.unpriced_calls.max"),
+    ],
+)
 def test_kpi_target_out_of_range(tmp_path, old, new, field):
     path, text = _edited(tmp_path, old, new)
     err = _error(path)
@@ -313,7 +380,9 @@ def test_kpi_target_min_greater_than_max(tmp_path):
 def test_unknown_and_missing_kpi_ids(tmp_path):
     path, text = _edited(tmp_path, "  satisfaction_avg:", "  satisfaction_mean:")
     err = _error(path)
-    assert err.field == "kpi_targets.satisfaction_mean" and err.line == _line_of(text, "satisfaction_mean")
+    assert err.field == "kpi_targets.satisfaction_mean" and err.line == _line_of(
+        text, "satisfaction_mean"
+    )
 
 
 def test_missing_required_section_and_unknown_field(tmp_path):
@@ -323,14 +392,20 @@ def test_missing_required_section_and_unknown_field(tmp_path):
     assert err.field in ("version", "versoin")
     path, text = _edited(tmp_path, "    min: 0.35\n", "    min: 0.35\n    target: 0.4\n")
     err = _error(path)
-    assert (err.field, err.line) == ("kpi_targets.cost_reduction_pct.target", _line_of(text, "target: 0.4"))
+    assert (err.field, err.line) == (
+        "kpi_targets.cost_reduction_pct.target",
+        _line_of(text, "target: 0.4"),
+    )
     assert "unknown field" in str(err)
 
 
 def test_duplicate_yaml_key(tmp_path):
     path, text = _edited(tmp_path, "    min: 0.35\n", "    min: 0.35\n    min: 0.30\n")
     err = _error(path)
-    assert (err.field, err.line) == ("kpi_targets.cost_reduction_pct.min", _line_of(text, "min: 0.30"))
+    assert (err.field, err.line) == (
+        "kpi_targets.cost_reduction_pct.min",
+        _line_of(text, "min: 0.30"),
+    )
     assert "duplicate key" in str(err)
 
 
@@ -340,14 +415,17 @@ def test_version_must_be_a_string(tmp_path):
     assert (err.field, err.line) == ("version", _line_of(text, "version: 2026.11"))
 
 
-def test_simulation_section_references_are_checked(tmp_path):
-    path, text = _edited(tmp_path, "    system_boundary_change: 0.07", "    system_boundry_change: 0.07")
+def test_simulation_section_is_the_simulators_but_must_be_a_mapping(tmp_path):
+    """Routing ignores the traffic profile's content (tests/unit/test_simulate.py checks it),
+    but the section itself must be a mapping."""
+    path, _ = _edited(
+        tmp_path, "    system_boundary_change: 0.07", "    system_boundry_change: 0.07"
+    )
+    assert load_policy(path).version == "2026.11.1"
+    text = TEXT[: TEXT.index("\nsimulation:")] + "\nsimulation: [1, 2]\n"
+    path.write_text(text, encoding="utf-8")
     err = _error(path)
-    assert err.field == "simulation.trigger_rates.system_boundry_change"
-    assert err.line == _line_of(text, "system_boundry_change: 0.07")
-    path, text = _edited(tmp_path, "    critic:\n      task_share", "    reviewer:\n      task_share")
-    err = _error(path)
-    assert err.field == "simulation.roles.reviewer" and "unknown role" in str(err)
+    assert (err.field, err.line) == ("simulation", _line_of(text, "simulation: [1, 2]"))
 
 
 def test_missing_file_and_empty_file(tmp_path):
@@ -361,10 +439,16 @@ def test_missing_file_and_empty_file(tmp_path):
 def test_policy_check_cli_fails_with_file_line_field_exit_2(tmp_path):
     """Through the real console entry point: one line, file:line: field: problem, exit 2."""
     path, text = _edited(tmp_path, "default_model: glm-4.5", "default_model: gpt-x")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "policy", "check", str(path)],
-                          capture_output=True, text=True, cwd=SHIPPED.parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "policy", "check", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=SHIPPED.parents[1],
+    )
     assert proc.returncode == 2
     line = _line_of(text, "default_model: gpt-x")
-    assert proc.stderr == (f"modelmeter: error: {path}:{line}: default_model: unknown model 'gpt-x' "
-                           "(models: glm-4.5, claude-opus-4-1)\n")
+    assert proc.stderr == (
+        f"modelmeter: error: {path}:{line}: default_model: unknown model 'gpt-x' "
+        "(models: glm-4.5, claude-opus-4-1)\n"
+    )
     assert proc.stdout == ""

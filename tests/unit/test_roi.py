@@ -18,7 +18,9 @@ def test_roi_and_break_even_by_hand():
     assert p.horizon_savings_usd == Decimal("720000")
     assert p.roi == Decimal("15")
     assert p.break_even_month == 4
-    assert all(isinstance(v, Decimal) for v in (p.monthly_savings_usd, p.horizon_savings_usd, p.roi))
+    assert all(
+        isinstance(v, Decimal) for v in (p.monthly_savings_usd, p.horizon_savings_usd, p.roi)
+    )
 
 
 def test_break_even_exactly_on_a_month_boundary():
@@ -50,7 +52,10 @@ def test_break_even_in_the_last_month_of_the_horizon():
 
 
 def test_no_or_negative_savings_never_break_even():
-    assert roi_projection(RoiInputs(Decimal("1000"), Decimal("5000")), Decimal("0")).break_even_month is None
+    assert (
+        roi_projection(RoiInputs(Decimal("1000"), Decimal("5000")), Decimal("0")).break_even_month
+        is None
+    )
     p = roi_projection(RoiInputs(Decimal("1000"), Decimal("5000")), Decimal("-0.1"))
     assert p.break_even_month is None and p.monthly_savings_usd == Decimal("-500.0")
     assert p.roi == Decimal("-31")  # (60 x -500 - 1000) / 1000

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline._exceptions import ConfigError, ContractError
+from pipeline._exceptions import ConfigError, ContractError, PolicyError
 from pipeline.cli import main
 from pipeline.contract import parse_event
 from pipeline.policy import Rule, Signal, load_policy, route
@@ -21,11 +21,13 @@ from pipeline.simulate import (
     BAD_KINDS,
     CHUNK_EVENTS,
     SimRun,
-    _values,
     generate_chunk,
     iter_chunks,
+    load_profile,
+    load_traffic,
     summarize,
 )
+from pipeline.simulate.traffic import _values
 
 REPO = Path(__file__).resolve().parents[2]
 END = dt.date(2026, 10, 31)
@@ -34,15 +36,21 @@ MONTH_EVENTS = 120_000
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return load_policy(REPO / "schemas" / "routing_policy.yaml")
+def traffic():
+    """The shipped policy and its simulation: section."""
+    return load_traffic(REPO / "schemas" / "routing_policy.yaml")
 
 
 @pytest.fixture(scope="module")
-def month(policy):
+def policy(traffic):
+    return traffic.policy
+
+
+@pytest.fixture(scope="module")
+def month(traffic):
     """A simulated month (30 days ending 2026-10-31), generated once for the rate tests."""
     run = SimRun(events=MONTH_EVENTS, days=30, end_date=END, seed=20261031)
-    return run, list(iter_chunks(policy, run))
+    return run, list(iter_chunks(traffic, run))
 
 
 def _events(chunks):
@@ -52,35 +60,41 @@ def _events(chunks):
 # -- determinism --------------------------------------------------------------------------
 
 
-def test_same_seed_gives_identical_messages(policy):
-    run = SimRun(events=5000, days=7, end_date=END, seed=7, bad_fraction=0.05, duplicate_fraction=0.05)
-    first = [c.messages for c in iter_chunks(policy, run)]
-    again = [c.messages for c in iter_chunks(policy, run)]
+def test_same_seed_gives_identical_messages(traffic):
+    run = SimRun(
+        events=5000, days=7, end_date=END, seed=7, bad_fraction=0.05, duplicate_fraction=0.05
+    )
+    first = [c.messages for c in iter_chunks(traffic, run)]
+    again = [c.messages for c in iter_chunks(traffic, run)]
     assert first == again
     assert sum(len(m) for m in first) == 5000 + 250 + 250
 
 
-def test_different_seed_gives_different_ids_and_values(policy):
-    a = _events(iter_chunks(policy, SimRun(events=3000, days=7, end_date=END, seed=1)))
-    b = _events(iter_chunks(policy, SimRun(events=3000, days=7, end_date=END, seed=2)))
+def test_different_seed_gives_different_ids_and_values(traffic):
+    a = _events(iter_chunks(traffic, SimRun(events=3000, days=7, end_date=END, seed=1)))
+    b = _events(iter_chunks(traffic, SimRun(events=3000, days=7, end_date=END, seed=2)))
     assert not {e["event_id"] for e in a} & {e["event_id"] for e in b}
     strip = [{k: v for k, v in e.items() if k not in ("event_id", "task_id")} for e in a]
     other = [{k: v for k, v in e.items() if k not in ("event_id", "task_id")} for e in b]
     assert strip != other
 
 
-def test_same_seed_other_days_never_reuses_an_event_id(policy):
+def test_same_seed_other_days_never_reuses_an_event_id(traffic):
     """A nightly run with the default seed must not look like a retry of yesterday's run."""
-    a = _events(iter_chunks(policy, SimRun(events=100, days=1, end_date=END, seed=42)))
-    b = _events(iter_chunks(policy, SimRun(events=100, days=1, end_date=END - dt.timedelta(days=1), seed=42)))
+    a = _events(iter_chunks(traffic, SimRun(events=100, days=1, end_date=END, seed=42)))
+    b = _events(
+        iter_chunks(
+            traffic, SimRun(events=100, days=1, end_date=END - dt.timedelta(days=1), seed=42)
+        )
+    )
     assert not {e["event_id"] for e in a} & {e["event_id"] for e in b}
 
 
-def test_chunks_are_independent_of_how_they_are_split(policy):
+def test_chunks_are_independent_of_how_they_are_split(traffic):
     """Chunk j depends only on (policy, run, j): producer processes may take any subset."""
     run = SimRun(events=3 * CHUNK_EVENTS + 17, days=3, end_date=END, seed=5, bad_fraction=0.01)
-    whole = list(iter_chunks(policy, run))
-    odd = list(iter_chunks(policy, run, indexes=[3, 1]))
+    whole = list(iter_chunks(traffic, run))
+    odd = list(iter_chunks(traffic, run, indexes=[3, 1]))
     assert [c.messages for c in odd] == [whole[3].messages, whole[1].messages]
     assert [len(c.events) for c in whole] == [CHUNK_EVENTS] * 3 + [17]
 
@@ -88,9 +102,11 @@ def test_chunks_are_independent_of_how_they_are_split(policy):
 # -- every event is valid, routed by the policy, inside the window --------------------------
 
 
-def test_every_valid_event_passes_the_contract_and_every_bad_one_fails(policy):
-    run = SimRun(events=6000, days=30, end_date=END, seed=11, bad_fraction=0.1, duplicate_fraction=0.02)
-    chunks = list(iter_chunks(policy, run))
+def test_every_valid_event_passes_the_contract_and_every_bad_one_fails(traffic):
+    run = SimRun(
+        events=6000, days=30, end_date=END, seed=11, bad_fraction=0.1, duplicate_fraction=0.02
+    )
+    chunks = list(iter_chunks(traffic, run))
     valid_ids = {e["event_id"] for e in _events(chunks)}
     ok = bad = 0
     for chunk in chunks:
@@ -107,9 +123,9 @@ def test_every_valid_event_passes_the_contract_and_every_bad_one_fails(policy):
     assert ok == 6000 + 120
 
 
-def test_bad_messages_cover_many_kinds_and_never_reuse_a_valid_id(policy):
+def test_bad_messages_cover_many_kinds_and_never_reuse_a_valid_id(traffic):
     run = SimRun(events=20_000, days=5, end_date=END, seed=3, bad_fraction=0.1)
-    chunks = list(iter_chunks(policy, run))
+    chunks = list(iter_chunks(traffic, run))
     kinds = Counter()
     for c in chunks:
         kinds.update(c.bad_kinds)
@@ -122,10 +138,10 @@ def test_bad_messages_cover_many_kinds_and_never_reuse_a_valid_id(policy):
                 assert not any(i in (value or b"") for i in list(valid_ids)[:50])
 
 
-def test_duplicates_resend_identical_bytes_after_the_original(policy):
+def test_duplicates_resend_identical_bytes_after_the_original(traffic):
     run = SimRun(events=10_000, days=5, end_date=END, seed=9, duplicate_fraction=0.03)
     dups = 0
-    for chunk in iter_chunks(policy, run):
+    for chunk in iter_chunks(traffic, run):
         seen: set[bytes | None] = set()
         for _, value in chunk.messages:
             if value in seen:
@@ -135,16 +151,18 @@ def test_duplicates_resend_identical_bytes_after_the_original(policy):
     assert dups == math.floor(10_000 * 0.03) == 300
 
 
-def test_fractions_are_exact_floor_of_events_times_fraction(policy):
-    run = SimRun(events=7777, days=2, end_date=END, seed=1, bad_fraction=0.013, duplicate_fraction=0.021)
-    s = summarize(iter_chunks(policy, run))
+def test_fractions_are_exact_floor_of_events_times_fraction(traffic):
+    run = SimRun(
+        events=7777, days=2, end_date=END, seed=1, bad_fraction=0.013, duplicate_fraction=0.021
+    )
+    s = summarize(iter_chunks(traffic, run))
     assert (s.valid_events, s.bad_messages, s.duplicates) == (7777, 101, 163)
     assert s.as_dict()["messages"] == 7777 + 101 + 163
 
 
-def test_calls_follow_route_and_carry_trigger_and_policy_version(policy):
+def test_calls_follow_route_and_carry_trigger_and_policy_version(traffic, policy):
     run = SimRun(events=8000, days=3, end_date=END, seed=13)
-    for chunk in iter_chunks(policy, run):
+    for chunk in iter_chunks(traffic, run):
         tasks = {t.task_id: t for t in chunk.tasks}
         for ev in chunk.events:
             task = tasks[ev["task_id"]]
@@ -160,19 +178,21 @@ def test_calls_follow_route_and_carry_trigger_and_policy_version(policy):
                 assert ev["escalation_trigger"] in {t.id for _, t in policy.triggers()}
 
 
-def test_events_stay_inside_the_days_and_cover_each_day(policy):
+def test_events_stay_inside_the_days_and_cover_each_day(traffic):
     run = SimRun(events=20_000, days=10, end_date=END, seed=17)
-    days = Counter(ev["occurred_at"][:10] for ev in _events(iter_chunks(policy, run)))
+    days = Counter(ev["occurred_at"][:10] for ev in _events(iter_chunks(traffic, run)))
     expected = {(END - dt.timedelta(days=i)).isoformat() for i in range(10)}
     assert set(days) == expected
     assert min(days.values()) > 20_000 / 10 * 0.8
 
 
-def test_not_after_bounds_a_run_of_today(policy):
+def test_not_after_bounds_a_run_of_today(traffic):
     """A run ending today has no event after the clock (the consumer rejects the future)."""
     now = dt.datetime(2026, 10, 31, 9, 30, tzinfo=dt.UTC)
     run = SimRun(events=3000, days=1, end_date=END, seed=4, not_after=now)
-    assert max(ev["occurred_at"] for ev in _events(iter_chunks(policy, run))) < "2026-10-31T09:30:00"
+    assert (
+        max(ev["occurred_at"] for ev in _events(iter_chunks(traffic, run))) < "2026-10-31T09:30:00"
+    )
 
 
 def test_token_shapes_by_role(policy, month):
@@ -204,18 +224,20 @@ def test_cache_and_error_fields(policy, month):
     rate = len(errors) / len(calls)
     assert abs(rate - 0.01) < 4 * math.sqrt(0.01 * 0.99 / len(calls))
     # latencies by model: Opus is slower per call than GLM on average
-    assert (sum(e["latency_ms"] for e in opus) / len(opus)) > (sum(e["latency_ms"] for e in glm) / len(glm))
+    assert (sum(e["latency_ms"] for e in opus) / len(opus)) > (
+        sum(e["latency_ms"] for e in glm) / len(glm)
+    )
 
 
 # -- rates over a simulated month -----------------------------------------------------------
 
 
-def test_trigger_rates_within_sampling_error(policy, month):
+def test_trigger_rates_within_sampling_error(traffic, policy, month):
     """Each trigger's condition holds for its role's tasks at the configured rate (4 sigma),
     and the recorded escalation_trigger (first by policy order) at p_k x prod(1 - p_j<k)."""
     _, chunks = month
     tasks = [t for c in chunks for t in c.tasks]
-    rates = policy.simulation.trigger_rates
+    rates = traffic.profile.trigger_rates
     for role_name, role in policy.roles.items():
         mine = [t for t in tasks if t.role == role_name]
         quiet_before = 1.0
@@ -226,15 +248,19 @@ def test_trigger_rates_within_sampling_error(policy, month):
             assert abs(fired - p) < 4 * sigma, (trig.id, fired, p)
             attributed = sum(t.trigger == trig.id for t in mine) / len(mine)
             q = p * quiet_before
-            assert abs(attributed - q) < 4 * math.sqrt(q * (1 - q) / len(mine)), (trig.id, attributed, q)
+            assert abs(attributed - q) < 4 * math.sqrt(q * (1 - q) / len(mine)), (
+                trig.id,
+                attributed,
+                q,
+            )
             quiet_before *= 1 - p
 
 
-def test_role_mix_follows_task_shares(policy, month):
+def test_role_mix_follows_task_shares(traffic, month):
     _, chunks = month
     tasks = Counter(t.role for c in chunks for t in c.tasks)
     total = sum(tasks.values())
-    shares = {r: float(s.task_share) for r, s in policy.simulation.roles.items()}
+    shares = {r: float(s.task_share) for r, s in traffic.profile.roles.items()}
     norm = sum(shares.values())
     for role, share in shares.items():
         p = share / norm
@@ -285,9 +311,11 @@ def test_month_meets_the_policy_kpis_at_the_shipped_prices(policy, month):
     assert abs(rc / rc_n - 0.97) < 4 * math.sqrt(0.03 * 0.97 / rc_n)
 
 
-def test_summary_token_totals_are_exact_sums_over_valid_llm_calls(policy):
-    run = SimRun(events=5000, days=3, end_date=END, seed=21, duplicate_fraction=0.1, bad_fraction=0.1)
-    chunks = list(iter_chunks(policy, run))
+def test_summary_token_totals_are_exact_sums_over_valid_llm_calls(traffic):
+    run = SimRun(
+        events=5000, days=3, end_date=END, seed=21, duplicate_fraction=0.1, bad_fraction=0.1
+    )
+    chunks = list(iter_chunks(traffic, run))
     data = summarize(chunks).as_dict()
     calls = [e for e in _events(chunks) if e["event_type"] == "llm_call"]
     for kind in TOKEN_KINDS:
@@ -319,13 +347,16 @@ def test_a_rule_that_cannot_stay_quiet_is_a_config_error():
 # -- run parameters and the CLI ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"bad_fraction": 1.5}, "--bad-fraction must be between 0 and 1"),
-    ({"duplicate_fraction": -0.1}, "--duplicate-fraction must be between 0 and 1"),
-    ({"days": 0}, "--days must be >= 1"),
-    ({"events": -1}, "--events must be >= 0"),
-    ({"days": 5000}, "--days 5000 ending 2026-10-31 would start before 2020-01-01"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bad_fraction": 1.5}, "--bad-fraction must be between 0 and 1"),
+        ({"duplicate_fraction": -0.1}, "--duplicate-fraction must be between 0 and 1"),
+        ({"days": 0}, "--days must be >= 1"),
+        ({"events": -1}, "--events must be >= 0"),
+        ({"days": 5000}, "--days 5000 ending 2026-10-31 would start before 2020-01-01"),
+    ],
+)
 def test_run_parameters_are_checked(kwargs, message):
     values = {"events": 10, "days": 1, "end_date": END, "seed": 1} | kwargs
     with pytest.raises(ConfigError, match=message):
@@ -333,24 +364,89 @@ def test_run_parameters_are_checked(kwargs, message):
 
 
 def test_policy_without_simulation_section_is_a_config_error(tmp_path):
+    """Routing does not need the section (load_policy works); the simulator does."""
     text = (REPO / "schemas" / "routing_policy.yaml").read_text()
     path = tmp_path / "p.yaml"
     path.write_text(text[: text.index("\nsimulation:")] + "\n")
-    bare = load_policy(path)
-    assert bare.simulation is None
+    assert load_policy(path).version
     with pytest.raises(ConfigError, match="has no simulation: section"):
-        generate_chunk(bare, SimRun(events=10, days=1, end_date=END, seed=1), 0)
+        load_traffic(path)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--start-date", "31/10/2026"], "--start-date: expected YYYY-MM-DD, got '31/10/2026'"),
-    (["--start-date", "2999-01-01"], "--start-date 2999-01-01 is in the future"),
-    (["--bad-fraction", "2"], "--bad-fraction must be between 0 and 1, got 2.0"),
-    (["--workers", "0"], "--workers must be >= 1, got 0"),
-])
+def _edited_policy(tmp_path, old: str, new: str):
+    text = (REPO / "schemas" / "routing_policy.yaml").read_text()
+    assert old in text, old
+    text = text.replace(old, new, 1)
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    first = new.strip().splitlines()[0]
+    line = next(i for i, content in enumerate(text.splitlines(), 1) if first in content)
+    return path, line
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "message"),
+    [
+        (
+            "    system_boundary_change: 0.07",
+            "    system_boundry_change: 0.07",
+            "simulation.trigger_rates.system_boundry_change",
+            "unknown trigger 'system_boundry_change'",
+        ),
+        (
+            "    critic:\n      task_share",
+            "    reviewer:\n      task_share",
+            "simulation.roles.reviewer",
+            "unknown role 'reviewer'",
+        ),
+        (
+            "  agents_per_role: 8",
+            "  agents_per_role: eight",
+            "simulation.agents_per_role",
+            "input should be a valid integer",
+        ),
+    ],
+)
+def test_simulation_section_errors_name_file_line_and_field(
+    tmp_path, capsys, old, new, field, message
+):
+    """The profile's errors are PolicyErrors like the policy's, from load_profile and from
+    `policy check`, while routing (load_policy) ignores the section."""
+    path, line = _edited_policy(tmp_path, old, new)
+    with pytest.raises(PolicyError) as info:
+        load_profile(path)
+    assert (info.value.field, info.value.line) == (field, line)
+    assert message in str(info.value)
+    assert load_policy(path).roles  # the routing policy itself is fine
+    assert main(["policy", "check", str(path)]) == 2
+    assert capsys.readouterr().err == f"modelmeter: error: {info.value}\n"
+
+
+def test_generate_chunk_is_pure(traffic):
+    run = SimRun(events=50, days=1, end_date=END, seed=1)
+    assert generate_chunk(traffic, run, 0).messages == generate_chunk(traffic, run, 0).messages
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--end-date", "31/10/2026"], "--end-date: expected YYYY-MM-DD, got '31/10/2026'"),
+        (["--end-date", "2999-01-01"], "--end-date 2999-01-01 is in the future"),
+        (["--bad-fraction", "2"], "--bad-fraction must be between 0 and 1, got 2.0"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+    ],
+)
 def test_cli_bad_options_are_one_line_exit_2_before_touching_kafka(capsys, argv, message):
     # an unreachable broker: the options are checked first, so this never connects
     code = main(["simulate", "--events", "10", "--bootstrap-servers", "127.0.0.1:1", *argv])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"modelmeter: error: {message}") and err.count("\n") == 1
+
+
+def test_start_date_is_not_an_option(capsys):
+    """The last day of traffic is --end-date; the old --start-date spelling is refused."""
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--events", "10", "--start-date", "2026-10-31"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --start-date" in capsys.readouterr().err
