@@ -30,9 +30,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def _build_argv(lake: Path, warehouse: Path) -> list[str]:
-    return [MODELMETER, "build", "--lake", str(lake), "--warehouse", str(warehouse),
-            "--prices", str(REPO_ROOT / "schemas" / "prices.csv"),
-            "--policy", str(REPO_ROOT / "schemas" / "routing_policy.yaml")]
+    return [
+        MODELMETER,
+        "build",
+        "--lake",
+        str(lake),
+        "--warehouse",
+        str(warehouse),
+        "--prices",
+        str(REPO_ROOT / "schemas" / "prices.csv"),
+        "--policy",
+        str(REPO_ROOT / "schemas" / "routing_policy.yaml"),
+    ]
 
 
 def _same_as_warehouse(lake: Path, warehouse: Path) -> bool:
@@ -41,14 +50,16 @@ def _same_as_warehouse(lake: Path, warehouse: Path) -> bool:
 
     from bench.pandas_vs_duckdb import duckdb_daily_cost_by_role
 
-    ours = duckdb_daily_cost_by_role(lake, REPO_ROOT / "schemas" / "prices.csv",
-                                     REPO_ROOT / "schemas" / "routing_policy.yaml")
+    ours = duckdb_daily_cost_by_role(
+        lake, REPO_ROOT / "schemas" / "prices.csv", REPO_ROOT / "schemas" / "routing_policy.yaml"
+    )
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         theirs = con.execute(
             "select event_date, role, calls, escalated_calls, input_tokens, output_tokens, "
             "cost_usd, baseline_cost_usd, savings_usd from daily_cost_by_role "
-            "order by event_date, role").fetchall()
+            "order by event_date, role"
+        ).fetchall()
     finally:
         con.close()
     return [tuple(r) for r in ours] == [tuple(r) for r in theirs]
@@ -57,8 +68,18 @@ def _same_as_warehouse(lake: Path, warehouse: Path) -> bool:
 def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) -> dict:
     lake, warehouse = workdir / "lake-build", workdir / "warehouse-build.duckdb"
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    gen = [PYTHON, str(HERE / "gen_lake.py"), "--lake", str(lake), "--events", str(events),
-           "--days", str(days), "--last-day", str(yesterday - dt.timedelta(days=1))]
+    gen = [
+        PYTHON,
+        str(HERE / "gen_lake.py"),
+        "--lake",
+        str(lake),
+        "--events",
+        str(events),
+        "--days",
+        str(days),
+        "--last-day",
+        str(yesterday - dt.timedelta(days=1)),
+    ]
     log(f"build: generating a {events:,}-event, {days}-day lake")
     timed_gen = run_timed(gen).check()
     generated = json.loads(timed_gen.stdout)
@@ -70,16 +91,39 @@ def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) ->
     log(f"build: full build {full.seconds:.1f} s")
 
     day_events = events // days
-    append = [PYTHON, str(HERE / "gen_lake.py"), "--lake", str(lake), "--events", str(day_events),
-              "--days", "1", "--last-day", str(yesterday), "--append", "--seed", "8"]
+    append = [
+        PYTHON,
+        str(HERE / "gen_lake.py"),
+        "--lake",
+        str(lake),
+        "--events",
+        str(day_events),
+        "--days",
+        "1",
+        "--last-day",
+        str(yesterday),
+        "--append",
+        "--seed",
+        "8",
+    ]
     appended = run_timed(append).check()
     log(f"build: one more day landed ({day_events:,} events); incremental build")
     incremental = run_timed(argv).check()
     share = incremental.seconds / full.seconds
     log(f"build: incremental build {incremental.seconds:.1f} s ({share:.0%} of full)")
 
-    report_argv = [MODELMETER, "report", "--warehouse", str(warehouse), "--date", str(yesterday),
-                   "--format", "text", "--output", str(workdir / "report.txt")]
+    report_argv = [
+        MODELMETER,
+        "report",
+        "--warehouse",
+        str(warehouse),
+        "--date",
+        str(yesterday),
+        "--format",
+        "text",
+        "--output",
+        str(workdir / "report.txt"),
+    ]
     report = run_timed(report_argv).check()
     log(f"build: report for one day {report.seconds:.2f} s")
 
@@ -87,25 +131,42 @@ def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) ->
 
     log("build: DuckDB vs pandas daily_cost_by_role (alternating)")
     versus = compare(lake, rounds=rounds)
-    versus["command"] = (f".venv/bin/python bench/pandas_vs_duckdb.py --lake {lake} "
-                         f"--rounds {rounds}")
+    versus["command"] = (
+        f".venv/bin/python bench/pandas_vs_duckdb.py --lake {lake} --rounds {rounds}"
+    )
     versus["identical_to_warehouse_daily_cost_by_role"] = _same_as_warehouse(lake, warehouse)
-    log(f"build: duckdb {versus['duckdb_s']} s vs pandas {versus['pandas_s']} s "
-        f"({versus['speedup']}x, identical={versus['results_identical']})")
+    log(
+        f"build: duckdb {versus['duckdb_s']} s vs pandas {versus['pandas_s']} s "
+        f"({versus['speedup']}x, identical={versus['results_identical']})"
+    )
     return {
-        "lake": {"events": generated["events"] + day_events, "days": days + 1,
-                 "files_per_table_day": "one per (partition, flush of <= 50k messages)",
-                 "generate_seconds": round(timed_gen.seconds, 1),
-                 "command": timed_gen.command},
-        "full_build": {"seconds": round(full.seconds, 2), "events": generated["events"],
-                       "command": full.command},
+        "lake": {
+            "events": generated["events"] + day_events,
+            "days": days + 1,
+            "files_per_table_day": "one per (partition, flush of <= 50k messages)",
+            "generate_seconds": round(timed_gen.seconds, 1),
+            "command": timed_gen.command,
+        },
+        "full_build": {
+            "seconds": round(full.seconds, 2),
+            "events": generated["events"],
+            "command": full.command,
+        },
         "incremental_build": {
-            "seconds": round(incremental.seconds, 2), "share_of_full": round(share, 3),
-            "new_day_events": day_events, "goal": "<= 20% of the full build",
-            "met": share <= 0.2, "command": incremental.command,
-            "append_command": appended.command},
-        "report_one_day": {"seconds": round(report.seconds, 2), "goal": "<= 2 s",
-                           "met": report.seconds <= 2.0, "command": report.command},
+            "seconds": round(incremental.seconds, 2),
+            "share_of_full": round(share, 3),
+            "new_day_events": day_events,
+            "goal": "<= 20% of the full build",
+            "met": share <= 0.2,
+            "command": incremental.command,
+            "append_command": appended.command,
+        },
+        "report_one_day": {
+            "seconds": round(report.seconds, 2),
+            "goal": "<= 2 s",
+            "met": report.seconds <= 2.0,
+            "command": report.command,
+        },
         "daily_cost_by_role_duckdb_vs_pandas": versus,
         "met": bool(share <= 0.2 and report.seconds <= 2.0 and versus["met"]),
     }

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: a private broker, timed subprocesses with peak memory,
 pre-produced topics and lake counts.
 
-Every benchmark runs against its own broker (tests/kafka_broker.py ``LocalBroker``: the
+Every benchmark runs against its own broker (tests/fixtures/kafka_broker.py ``LocalBroker``: the
 project's ops/kafka/kafka.sh on free loopback ports with a temporary data dir), never a
 developer's broker on 9092.
 """
@@ -30,11 +30,25 @@ import psutil  # noqa: E402
 
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.warehouse import parquet_literal  # noqa: E402
-from tests.kafka_broker import LocalBroker  # noqa: E402
+from tests.fixtures.kafka_broker import LocalBroker  # noqa: E402
 
-__all__ = ["REPO_ROOT", "PYTHON", "MODELMETER", "log", "private_broker", "settings_for",
-           "Timed", "run_timed", "command_text", "produce_events", "lake_counts",
-           "machine", "rel"]
+__all__ = [
+    "REPO_ROOT",
+    "PYTHON",
+    "MODELMETER",
+    "log",
+    "private_broker",
+    "settings_for",
+    "Timed",
+    "run_timed",
+    "command_text",
+    "produce_events",
+    "lake_counts",
+    "FAST_PATH_TAG",
+    "fast_path_tree",
+    "machine",
+    "rel",
+]
 
 PYTHON = str(Path(sys.executable))
 MODELMETER = str(Path(sys.executable).parent / "modelmeter")
@@ -90,8 +104,9 @@ def warm_group_coordinator(bootstrap: str) -> None:
 
     started = time.perf_counter()
     ensure_topics(Settings(kafka_bootstrap_servers=bootstrap, topic="bench-warmup"), partitions=1)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="bench-warmup",
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id="bench-warmup", enable_auto_commit=False
+    )
     try:
         tp = TopicPartition("bench-warmup", 0)
         consumer.assign([tp])
@@ -102,10 +117,14 @@ def warm_group_coordinator(bootstrap: str) -> None:
 
 
 def settings_for(broker: LocalBroker, topic: str, workdir: Path) -> Settings:
-    return Settings(kafka_bootstrap_servers=broker.bootstrap, topic=topic,
-                    lake=workdir / "lake", warehouse=workdir / "warehouse.duckdb",
-                    policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                    prices=REPO_ROOT / "schemas" / "prices.csv")
+    return Settings(
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic=topic,
+        lake=workdir / "lake",
+        warehouse=workdir / "warehouse.duckdb",
+        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+        prices=REPO_ROOT / "schemas" / "prices.csv",
+    )
 
 
 @dataclass
@@ -117,10 +136,10 @@ class Timed:
     returncode: int
     stdout: str
     stderr: str
-    peak_rss_bytes: int        # largest sum of RSS over the process and its children, sampled
-    peak_pss_bytes: int        # the same with PSS (shared pages split between the processes)
-    peak_hwm_bytes: int        # largest VmHWM (kernel's peak RSS) of any one process of the tree
-    cpu_seconds: float = 0.0   # user + system CPU of the process and the children it waited for
+    peak_rss_bytes: int  # largest sum of RSS over the process and its children, sampled
+    peak_pss_bytes: int  # the same with PSS (shared pages split between the processes)
+    peak_hwm_bytes: int  # largest VmHWM (kernel's peak RSS) of any one process of the tree
+    cpu_seconds: float = 0.0  # user + system CPU of the process and the children it waited for
 
     @property
     def command(self) -> str:
@@ -144,11 +163,23 @@ def _hwm(pid: int) -> int:
     return 0
 
 
-def start_sampled(argv: Sequence[str], *, env: dict[str, str] | None = None,
-                  interval: float = 0.1) -> tuple[subprocess.Popen, dict[str, int], threading.Thread]:
-    """Start ``argv``; a thread samples the tree's memory until it exits."""
-    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=REPO_ROOT)
+def start_sampled(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    interval: float = 0.1,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen, dict[str, int], threading.Thread]:
+    """Start ``argv`` (in ``cwd``, default the repository); a thread samples the tree's
+    memory until it exits."""
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd or REPO_ROOT,
+    )
     peak = {"rss": 0, "pss": 0, "hwm": 0}
 
     def sample() -> None:
@@ -177,8 +208,13 @@ def start_sampled(argv: Sequence[str], *, env: dict[str, str] | None = None,
     return proc, peak, thread
 
 
-def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
-              timeout: float = 1800) -> Timed:
+def run_timed(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+    cwd: Path | None = None,
+) -> Timed:
     """Run ``argv`` to completion; wall time includes start-up (interpreter, imports, connect).
 
     Dirty pages left by earlier steps (a generated lake, a filled topic) are written back
@@ -187,7 +223,7 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
     os.sync()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc, peak, thread = start_sampled(argv, env=env)
+    proc, peak, thread = start_sampled(argv, env=env, cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -198,8 +234,29 @@ def run_timed(argv: Sequence[str], *, env: dict[str, str] | None = None,
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     thread.join(timeout=2)
-    return Timed(list(argv), seconds, proc.returncode, out, err, peak["rss"], peak["pss"],
-                 peak["hwm"], cpu)
+    return Timed(
+        list(argv), seconds, proc.returncode, out, err, peak["rss"], peak["pss"], peak["hwm"], cpu
+    )
+
+
+# The commit whose kafka-python client read kafka-python's internals (the consumer's own
+# message decoding, the SDK's direct appends to the producer's accumulator): measured side
+# by side with the public-API clients that replaced it.
+FAST_PATH_TAG = "kafka-python-fast-path"
+
+
+def fast_path_tree(workdir: Path) -> Path:
+    """A copy of the repository at :data:`FAST_PATH_TAG` (``git archive``), once per run;
+    its code runs with this virtualenv (the tag pins kafka-python 3.0.12, installed here)."""
+    tree = workdir / FAST_PATH_TAG
+    if not (tree / "pipeline").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", FAST_PATH_TAG], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        log(f"the old kafka-python fast path: git archive {FAST_PATH_TAG} -> {tree}")
+    return tree
 
 
 def produce_events(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
@@ -211,10 +268,17 @@ def produce_events(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes
     """
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000,
-                         "partitioner": "murmur2_random", "enable.idempotence": True,
-                         "compression.type": "none"})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "compression.type": "none",
+        }
+    )
     started = time.perf_counter()
     produce = producer.produce
     for key, value in messages:
@@ -242,20 +306,27 @@ def lake_counts(lake: Path) -> dict[str, int]:
             if not files:
                 counts[table] = 0
                 continue
-            src = (f"read_parquet([{', '.join(map(parquet_literal, files))}], "
-                   "hive_partitioning = false)")
+            src = (
+                f"read_parquet([{', '.join(map(parquet_literal, files))}], "
+                "hive_partitioning = false)"
+            )
             counts[table] = con.execute(f"select count(*) from {src}").fetchall()[0][0]
             selects.append(f"select kafka_partition, kafka_offset from {src}")
         if selects:
             counts["distinct_offsets"] = con.execute(
-                "select count(*) from (select distinct * from (" + " union all ".join(selects)
-                + "))").fetchall()[0][0]
+                "select count(*) from (select distinct * from ("
+                + " union all ".join(selects)
+                + "))"
+            ).fetchall()[0][0]
         else:
             counts["distinct_offsets"] = 0
     finally:
         con.close()
-    counts["temp_files"] = sum(1 for p in lake.rglob("*") if p.is_file()
-                              and (p.name.startswith(".") or p.name.endswith(".partial")))
+    counts["temp_files"] = sum(
+        1
+        for p in lake.rglob("*")
+        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial"))
+    )
     return counts
 
 
@@ -270,8 +341,12 @@ def machine() -> dict[str, object]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "cpu": cpu,
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "os": platform.platform(terse=True),
-            "load_average_at_start": [round(x, 2) for x in load],
-            "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }

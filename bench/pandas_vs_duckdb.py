@@ -47,8 +47,12 @@ def _prices_frame(prices: Path) -> pd.DataFrame:
     book = load_price_book(prices)
     rows = []
     for p in book.prices:
-        row = {"provider": p.provider, "model": p.model,
-               "effective_from": p.effective_from, "effective_to": p.effective_to}
+        row = {
+            "provider": p.provider,
+            "model": p.model,
+            "effective_from": p.effective_from,
+            "effective_to": p.effective_to,
+        }
         for name in PRICE_FIELDS:  # micro-USD per Mtok: exact, <= 6 decimals
             row[name] = int(getattr(p, name) * 1_000_000)
         rows.append(row)
@@ -144,8 +148,17 @@ def duckdb_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> list[tu
 def pandas_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> pd.DataFrame:
     pol = load_policy(policy)
     base = pol.baseline_model
-    columns = ["event_id", "occurred_at", "role", "provider", "model", "escalated",
-               *_TOKENS, "kafka_partition", "kafka_offset"]
+    columns = [
+        "event_id",
+        "occurred_at",
+        "role",
+        "provider",
+        "model",
+        "escalated",
+        *_TOKENS,
+        "kafka_partition",
+        "kafka_offset",
+    ]
     dataset = ds.dataset(Path(lake) / "llm_call", format="parquet", partitioning="hive")
     calls = dataset.to_table(columns=columns).to_pandas()
     calls = calls.sort_values(["kafka_partition", "kafka_offset"], kind="stable")
@@ -158,14 +171,18 @@ def pandas_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> pd.Data
         frame = frame.reset_index(drop=True)
         frame["_row"] = np.arange(len(frame))
         merged = frame[["_row", "provider", "model", "occurred_at"]].merge(
-            prices_, on=["provider", "model"], how="inner")
+            prices_, on=["provider", "model"], how="inner"
+        )
         in_force = (merged["effective_from"] <= merged["occurred_at"]) & (
-            merged["effective_to"].isna() | (merged["occurred_at"] < merged["effective_to"]))
+            merged["effective_to"].isna() | (merged["occurred_at"] < merged["effective_to"])
+        )
         merged = merged[in_force]
         cost = np.zeros(len(frame), dtype=np.int64)
         found = np.zeros(len(frame), dtype=bool)
-        pico = sum(frame[t].to_numpy()[merged["_row"].to_numpy()] * merged[f].to_numpy()
-                   for t, f in zip(_TOKENS, PRICE_FIELDS, strict=True))
+        pico = sum(
+            frame[t].to_numpy()[merged["_row"].to_numpy()] * merged[f].to_numpy()
+            for t, f in zip(_TOKENS, PRICE_FIELDS, strict=True)
+        )
         cost[merged["_row"].to_numpy()] = pico
         found[merged["_row"].to_numpy()] = True
         frame[f"cost{suffix}"] = np.where(found, cost, 0)
@@ -175,16 +192,26 @@ def pandas_daily_cost_by_role(lake: Path, prices: Path, policy: Path) -> pd.Data
     _check_int64(calls, book)
     calls = lookup(calls, book, "")
     baseline = book[(book.provider == base.provider) & (book.model == base.model)].drop(
-        columns=["provider", "model"])
+        columns=["provider", "model"]
+    )
     as_base = calls[["occurred_at", *_TOKENS]].assign(provider=base.provider, model=base.model)
-    calls["baseline"] = lookup(as_base, baseline.assign(provider=base.provider, model=base.model),
-                               "")["cost"].to_numpy()
+    calls["baseline"] = lookup(
+        as_base, baseline.assign(provider=base.provider, model=base.model), ""
+    )["cost"].to_numpy()
     calls["savings"] = calls["baseline"] - calls["cost"]
-    out = calls.groupby(["event_date", "role"], sort=True).agg(
-        calls=("event_id", "size"), escalated_calls=("escalated", "sum"),
-        input_tokens=("input_tokens", "sum"), output_tokens=("output_tokens", "sum"),
-        cost_pico=("cost", "sum"), baseline_pico=("baseline", "sum"),
-        savings_pico=("savings", "sum")).reset_index()
+    out = (
+        calls.groupby(["event_date", "role"], sort=True)
+        .agg(
+            calls=("event_id", "size"),
+            escalated_calls=("escalated", "sum"),
+            input_tokens=("input_tokens", "sum"),
+            output_tokens=("output_tokens", "sum"),
+            cost_pico=("cost", "sum"),
+            baseline_pico=("baseline", "sum"),
+            savings_pico=("savings", "sum"),
+        )
+        .reset_index()
+    )
     return out
 
 
@@ -205,13 +232,19 @@ def _same(duck: list[tuple], pand: pd.DataFrame) -> bool:
         if tuple(d[:6]) != tuple(x if i < 2 else int(x) for i, x in enumerate(ints)):
             return False
         if [Decimal(x) * _PICO for x in d[6:9]] != [
-                Decimal(int(x)) for x in (p.cost_pico, p.baseline_pico, p.savings_pico)]:
+            Decimal(int(x)) for x in (p.cost_pico, p.baseline_pico, p.savings_pico)
+        ]:
             return False
     return True
 
 
-def compare(lake: Path, *, prices: Path = REPO_ROOT / "schemas" / "prices.csv",
-            policy: Path = REPO_ROOT / "schemas" / "routing_policy.yaml", rounds: int = 3) -> dict:
+def compare(
+    lake: Path,
+    *,
+    prices: Path = REPO_ROOT / "schemas" / "prices.csv",
+    policy: Path = REPO_ROOT / "schemas" / "routing_policy.yaml",
+    rounds: int = 3,
+) -> dict:
     """Time both (alternating), check they agree exactly; the ``daily_cost_by_role`` figure."""
     duck_s, pandas_s = [], []
     duck = pand = None
@@ -225,18 +258,26 @@ def compare(lake: Path, *, prices: Path = REPO_ROOT / "schemas" / "prices.csv",
     assert duck is not None and pand is not None
     same = _same(duck, pand)
     speedup = min(pandas_s) / min(duck_s)
-    return {"duckdb_s": round(min(duck_s), 3), "pandas_s": round(min(pandas_s), 3),
-            "duckdb_runs_s": [round(x, 3) for x in duck_s],
-            "pandas_runs_s": [round(x, 3) for x in pandas_s],
-            "groups": len(duck), "results_identical": same,
-            "speedup": round(speedup, 2), "goal": ">= 5x", "met": bool(same and speedup >= 5)}
+    return {
+        "duckdb_s": round(min(duck_s), 3),
+        "pandas_s": round(min(pandas_s), 3),
+        "duckdb_runs_s": [round(x, 3) for x in duck_s],
+        "pandas_runs_s": [round(x, 3) for x in pandas_s],
+        "groups": len(duck),
+        "results_identical": same,
+        "speedup": round(speedup, 2),
+        "goal": ">= 5x",
+        "met": bool(same and speedup >= 5),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake", type=Path, required=True)
     parser.add_argument("--prices", type=Path, default=REPO_ROOT / "schemas" / "prices.csv")
-    parser.add_argument("--policy", type=Path, default=REPO_ROOT / "schemas" / "routing_policy.yaml")
+    parser.add_argument(
+        "--policy", type=Path, default=REPO_ROOT / "schemas" / "routing_policy.yaml"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     result = compare(args.lake, prices=args.prices, policy=args.policy, rounds=args.rounds)

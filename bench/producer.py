@@ -1,57 +1,58 @@
-"""Producer benchmark: the SDK's events/s vs raw kafka-python ``send`` of the same bytes.
+"""Producer benchmark: the SDK's events/s on each client, the old fast path and raw clients.
 
-    .venv/bin/python bench/producer.py sdk --bootstrap 127.0.0.1:PORT --topic T --events N
-    .venv/bin/python bench/producer.py raw --bootstrap 127.0.0.1:PORT --topic T --events N
-    .venv/bin/python bench/producer.py sdk --kafka-client confluent --bootstrap ... --topic T --events N
+    .venv/bin/python bench/producer.py sdk --kafka-client confluent --events-file F --bootstrap 127.0.0.1:PORT --topic T
+    .venv/bin/python bench/producer.py raw --kafka-client kafka-python --events-file F --bootstrap ... --topic T
 
-Both sides run in a fresh process, build the same N events (bench/gen_lake.py's traffic,
-yesterday) before the clock starts, then time sending them all and flushing until every one
-is acknowledged. ``sdk`` calls ``UsageProducer.llm_call(...)`` / ``task_feedback(...)`` as an
-agent does (contract validation, JSON serialisation, bounded buffer, delivery tracking);
-``raw`` sends, with a bare ``KafkaProducer`` configured exactly like the SDK's, the bytes the
-SDK produces for those events (key = task_id). bench/run.py alternates raw, sdk, raw, sdk
-and keeps the best rate of each; goal sdk / raw >= 0.8. It also times the SDK on its optional
-confluent-kafka (librdkafka) transport against the same raw kafka-python rate (information).
-Each side also reports its process CPU per event over the same window (``cpu_ratio``:
-steadier than wall-clock rates on a shared machine). The sdk side calls with its keyword
-names interned, as they are at an agent's call site.
+bench/run.py generates N events once (bench/gen_lake.py's traffic, yesterday), writes them
+and the exact bytes the SDK sends for them to a file, then times, side by side in fresh
+processes, alternated ``--rounds`` times, best rate of each side kept:
+
+- ``default``: ``UsageProducer.llm_call(...)`` / ``task_feedback(...)`` as an agent calls
+  them (contract validation, JSON serialisation, bounded buffer, delivery tracking) on the
+  default client, librdkafka;
+- ``kafka_python``: the same on kafka-python (``KafkaProducer.send``, its public API);
+- ``fast_path``: the same with the SDK of the ``kafka-python-fast-path`` tag (kafka-python,
+  with the SDK appending to kafka-python's accumulator itself), run from a ``git archive``
+  of the tag with this virtualenv;
+- ``raw_librdkafka`` / ``raw_kafka_python``: a bare ``Producer.produce`` /
+  ``KafkaProducer.send`` loop of the same bytes (key = task_id) with the SDK's settings.
+
+Each side times sending every event and flushing until every one is acknowledged, and
+reports its process CPU per event over the same window. Goal: default >= fast_path. The
+sdk sides call with keyword names interned, as they are at an agent's call site.
+
+The child side imports only the standard library before ``pipeline`` (from the directory
+``--code`` names: the repository, or the tag's copy), so each side runs its own code.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import pickle
 import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.common import PYTHON, log, run_timed  # noqa: E402
+HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
 
 __all__ = ["run_producer"]
 
-HERE = Path(__file__).resolve()
+# the sides: (kind, client, run from the fast-path tag's code)
+SIDES = {
+    "default": ("sdk", "confluent", False),
+    "kafka_python": ("sdk", "kafka-python", False),
+    "fast_path": ("sdk", "kafka-python", True),
+    "raw_librdkafka": ("raw", "confluent", False),
+    "raw_kafka_python": ("raw", "kafka-python", False),
+}
 
 
-def _events(events: int, seed: int) -> list[dict]:
-    import numpy as np
-
-    from bench.gen_lake import Traffic, day_tables
-
-    traffic = Traffic.from_policy()
-    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    llm, fb, _, _ = day_tables(traffic, day, events, np.random.default_rng(seed),
-                               id_prefix=f"p{seed}-{time.time_ns()}-")
-    rows = llm.to_pylist() + fb.to_pylist()
-    rows.sort(key=lambda r: r["occurred_at"])
-    return rows
+# -- the child process: one side ------------------------------------------------------------
 
 
-def _sdk(bootstrap: str, topic: str, rows: list[dict],
-         kafka_client: str = "kafka-python") -> tuple[float, float]:
+def _sdk(bootstrap: str, topic: str, rows: list[dict], kafka_client: str) -> tuple[float, float]:
     from pipeline.sdk import UsageProducer
     from pipeline.settings import Settings
 
@@ -61,8 +62,7 @@ def _sdk(bootstrap: str, topic: str, rows: list[dict],
         kind = row.pop("event_type")
         row.pop("schema_version")
         # keyword names as an agent's call site has them (interned constants): pyarrow's
-        # fresh key strings would make CPython match each one by comparing characters,
-        # ~2 us per call that no agent pays
+        # fresh key strings would make CPython match each one by comparing characters
         calls.append((kind == "llm_call", {sys.intern(k): v for k, v in row.items()}))
     with UsageProducer(settings, create_topics=False) as meter:
         llm_call, task_feedback = meter.llm_call, meter.task_feedback
@@ -76,18 +76,15 @@ def _sdk(bootstrap: str, topic: str, rows: list[dict],
         return time.perf_counter() - started, time.process_time() - cpu
 
 
-def _raw(bootstrap: str, topic: str, rows: list[dict]) -> tuple[float, float]:
+def _raw(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], kafka_client: str
+) -> tuple[float, float]:
+    if kafka_client == "confluent":
+        return _raw_librdkafka(bootstrap, topic, messages)
     from kafka import KafkaProducer
 
-    from pipeline.contract import validate_event
-    from pipeline.sdk import serialize_event
     from pipeline.transport import kafka_python_config
 
-    # the exact bytes the SDK sends for these events
-    messages = []
-    for row in rows:
-        event = validate_event(row)
-        messages.append((event.task_id.encode(), serialize_event(event)))
     producer = KafkaProducer(bootstrap_servers=bootstrap, **kafka_python_config())
     producer.partitions_for(topic)
     try:
@@ -104,71 +101,183 @@ def _raw(bootstrap: str, topic: str, rows: list[dict]) -> tuple[float, float]:
         producer.close()
 
 
-def _argv(side: str, bootstrap: str, topic: str, events: int) -> list[str]:
-    client = ["--kafka-client", "confluent"] if side == "sdk_confluent" else []
-    return [PYTHON, str(HERE), side.removesuffix("_confluent"), *client, "--bootstrap", bootstrap,
-            "--topic", topic, "--events", str(events)]
+def _raw_librdkafka(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]
+) -> tuple[float, float]:
+    from confluent_kafka import Producer
 
+    from pipeline.kafka_connect import confluent_config
+    from pipeline.settings import Settings
+    from pipeline.transport import CONFLUENT_PRODUCER_DEFAULTS
 
-def run_producer(settings, events: int, rounds: int = 2) -> dict:
-    """The ``producer`` figure: raw and sdk alternated ``rounds`` times, best rate of each.
+    config = confluent_config(
+        Settings(kafka_bootstrap_servers=bootstrap),
+        {**CONFLUENT_PRODUCER_DEFAULTS, "queue.buffering.max.messages": 100_000},
+    )
+    producer = Producer(config)
+    producer.list_topics(topic, timeout=30)
+    failed = []
 
-    Also the process CPU per event of each side (best run): on a shared machine the other
-    load moves wall-clock rates much more than CPU, so ``cpu_ratio`` (raw CPU per event /
-    SDK CPU per event) is the steadier view of the same question."""
-    from pipeline.kafka_admin import ensure_topics
+    def report(error, _message) -> None:  # noqa: ANN001
+        if error is not None:
+            failed.append(error)
 
-    ensure_topics(settings)
-    rates: dict[str, list[int]] = {"raw": [], "sdk": [], "sdk_confluent": []}
-    cpu: dict[str, list[float]] = {side: [] for side in rates}
-    commands = {}
-    for i in range(rounds):
-        for side in rates:
-            argv = _argv(side, settings.kafka_bootstrap_servers, settings.topic, events)
-            log(f"producer: {side} round {i + 1}/{rounds} ({events:,} events)")
-            timed = run_timed(argv).check()
-            result = json.loads(timed.stdout)
-            rates[side].append(result["events_per_s"])
-            cpu[side].append(result["cpu_us_per_event"])
-            commands[side] = timed.command
-    sdk, raw = max(rates["sdk"]), max(rates["raw"])
-    ratio = sdk / raw
-    cpu_ratio = min(cpu["raw"]) / min(cpu["sdk"])
-    log(f"producer: sdk {sdk:,}/s vs raw {raw:,}/s (ratio {ratio:.2f}, CPU ratio {cpu_ratio:.2f})")
-    return {"events": events, "sdk_events_per_s": sdk, "raw_kafka_python_events_per_s": raw,
-            "sdk_runs": rates["sdk"], "raw_runs": rates["raw"], "ratio": round(ratio, 3),
-            "goal": "ratio >= 0.8", "met": ratio >= 0.8,
-            "sdk_cpu_us_per_event": cpu["sdk"], "raw_cpu_us_per_event": cpu["raw"],
-            "cpu_ratio": round(cpu_ratio, 3),
-            "command": commands["sdk"], "raw_command": commands["raw"],
-            # the SDK on its optional librdkafka transport, against the same raw rate
-            "sdk_confluent_events_per_s": max(rates["sdk_confluent"]),
-            "sdk_confluent_runs": rates["sdk_confluent"],
-            "sdk_confluent_ratio": round(max(rates["sdk_confluent"]) / raw, 3),
-            "sdk_confluent_cpu_us_per_event": cpu["sdk_confluent"],
-            "sdk_confluent_command": commands["sdk_confluent"]}
+    produce, poll = producer.produce, producer.poll
+    started, cpu = time.perf_counter(), time.process_time()
+    for key, value in messages:
+        while True:
+            try:
+                produce(topic, value, key, on_delivery=report)
+                break
+            except BufferError:
+                poll(0.01)
+    producer.flush()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    if failed:
+        raise RuntimeError(f"{len(failed)} raw sends failed: {failed[0]}")
+    return seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("side", choices=["sdk", "raw"])
+    parser.add_argument("kind", choices=["sdk", "raw"])
+    parser.add_argument(
+        "--kafka-client", choices=["confluent", "kafka-python"], default="confluent"
+    )
+    parser.add_argument(
+        "--events-file",
+        type=Path,
+        required=True,
+        help="pickled {'rows': [...], 'messages': [(key, value), ...]}",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=REPO,
+        help="the directory whose pipeline package runs (default: this one)",
+    )
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument("--kafka-client", choices=["kafka-python", "confluent"],
-                        default="kafka-python", help="the SDK's transport (sdk side only)")
     args = parser.parse_args(argv)
-    rows = _events(args.events, args.seed)
-    if args.side == "sdk":
-        seconds, cpu = _sdk(args.bootstrap, args.topic, rows, args.kafka_client)
+    sys.path.insert(0, str(args.code.resolve()))
+    with open(args.events_file, "rb") as fh:
+        data = pickle.load(fh)
+    if args.kind == "sdk":
+        seconds, cpu = _sdk(args.bootstrap, args.topic, data["rows"], args.kafka_client)
     else:
-        seconds, cpu = _raw(args.bootstrap, args.topic, rows)
-    print(json.dumps({"side": args.side, "kafka_client": args.kafka_client,
-                      "events": len(rows), "seconds": round(seconds, 3),
-                      "events_per_s": round(len(rows) / seconds),
-                      "cpu_us_per_event": round(cpu / len(rows) * 1e6, 2)}))
+        seconds, cpu = _raw(args.bootstrap, args.topic, data["messages"], args.kafka_client)
+    events = len(data["rows"])
+    import pipeline
+
+    print(
+        json.dumps(
+            {
+                "kind": args.kind,
+                "kafka_client": args.kafka_client,
+                "code": str(Path(pipeline.__file__).resolve().parent.parent),
+                "events": events,
+                "seconds": round(seconds, 3),
+                "events_per_s": round(events / seconds),
+                "cpu_us_per_event": round(cpu / events * 1e6, 2),
+            }
+        )
+    )
     return 0
+
+
+# -- the parent: bench/run.py -----------------------------------------------------------------
+
+
+def _write_events(path: Path, events: int, seed: int) -> None:
+    """N events of yesterday and the exact bytes the SDK sends for them (key = task_id)."""
+    import datetime as dt
+
+    import numpy as np
+
+    from bench.gen_lake import Traffic, day_tables
+    from pipeline.contract import validate_event
+    from pipeline.sdk import serialize_event
+
+    traffic = Traffic.from_policy()
+    day = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    llm, fb, _, _ = day_tables(
+        traffic, day, events, np.random.default_rng(seed), id_prefix=f"p{seed}-{time.time_ns()}-"
+    )
+    rows = llm.to_pylist() + fb.to_pylist()
+    rows.sort(key=lambda r: r["occurred_at"])
+    messages = []
+    for row in rows:
+        event = validate_event(dict(row))
+        messages.append((event.task_id.encode(), serialize_event(event)))
+    with open(path, "wb") as fh:
+        pickle.dump({"rows": rows, "messages": messages}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def run_producer(settings, workdir: Path, events: int, rounds: int = 2, seed: int = 5) -> dict:
+    """The ``producer`` figure: every side alternated ``rounds`` times, best rate of each.
+
+    Also the process CPU per event of each side (best run): on a shared machine the other
+    load moves wall-clock rates much more than CPU."""
+    from bench.common import FAST_PATH_TAG, PYTHON, command_text, fast_path_tree, log, run_timed
+    from pipeline.kafka_admin import ensure_topics
+
+    ensure_topics(settings)
+    events_file = workdir / "producer-events.pickle"
+    _write_events(events_file, events, seed)
+    old = fast_path_tree(workdir)
+    rates: dict[str, list[int]] = {side: [] for side in SIDES}
+    cpu: dict[str, list[float]] = {side: [] for side in SIDES}
+    commands = {}
+    for i in range(rounds):
+        for side, (kind, client, from_tag) in SIDES.items():
+            argv = [
+                PYTHON,
+                str(HERE),
+                kind,
+                "--kafka-client",
+                client,
+                "--events-file",
+                str(events_file),
+                "--bootstrap",
+                settings.kafka_bootstrap_servers,
+                "--topic",
+                settings.topic,
+            ]
+            if from_tag:
+                argv += ["--code", str(old)]
+            log(f"producer: {side} round {i + 1}/{rounds} ({events:,} events)")
+            timed = run_timed(argv).check()
+            result = json.loads(timed.stdout)
+            expected = old if from_tag else REPO
+            if Path(result["code"]) != expected.resolve():
+                raise RuntimeError(f"producer side {side} ran the code of {result['code']}")
+            rates[side].append(result["events_per_s"])
+            cpu[side].append(result["cpu_us_per_event"])
+            commands[side] = command_text(argv).replace(str(old), f"$(git archive {FAST_PATH_TAG})")
+    best = {side: max(r) for side, r in rates.items()}
+    vs_fast = best["default"] / best["fast_path"]
+    out: dict = {
+        "events": events,
+        "goal": "default (SDK on librdkafka) >= fast_path (the tag's kafka-python SDK)",
+        "default_vs_fast_path": round(vs_fast, 3),
+        "met": vs_fast >= 1.0,
+        "kafka_python_vs_raw_kafka_python": round(
+            best["kafka_python"] / best["raw_kafka_python"], 3
+        ),
+        "default_vs_raw_librdkafka": round(best["default"] / best["raw_librdkafka"], 3),
+    }
+    for side in SIDES:
+        out[side] = {
+            "events_per_s": best[side],
+            "runs_events_per_s": rates[side],
+            "cpu_us_per_event": min(cpu[side]),
+            "command": commands[side],
+        }
+    log(
+        f"producer: {', '.join(f'{side} {best[side]:,}/s' for side in SIDES)}; "
+        f"default / fast_path = {vs_fast:.2f}"
+    )
+    return out
 
 
 if __name__ == "__main__":

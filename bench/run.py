@@ -1,6 +1,6 @@
-"""``make bench``: every performance figure of issue 9, side by side in one run.
+"""``make bench``: every performance figure, side by side in one run.
 
-    .venv/bin/python bench/run.py                 # the issue's sizes (1M events, 10M-event lake)
+    .venv/bin/python bench/run.py                 # the full sizes (1M events, 10M-event lake)
     .venv/bin/python bench/run.py --quick         # a fast smoke pass with small sizes
     .venv/bin/python bench/run.py --only ingest,producer --events 200000
 
@@ -32,26 +32,51 @@ QUICK = {"events": 50_000, "producer_events": 20_000, "lake_events": 300_000}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000,
-                        help="events pre-produced for ingest/memory/scale_out (default 1M)")
-    parser.add_argument("--producer-events", type=int, default=200_000,
-                        help="events sent per producer run (default 200k)")
-    parser.add_argument("--lake-events", type=int, default=10_000_000,
-                        help="events of the generated 30-day lake for build (default 10M)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"small sizes for a smoke run ({QUICK})")
-    parser.add_argument("--only", default=",".join(FIGURES),
-                        help=f"comma-separated figures among {', '.join(FIGURES)} "
-                             "(ingest includes memory and confluent_raw)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds where compared (default 2)")
-    parser.add_argument("--workdir", type=Path, help="keep data here (default: a temp dir, removed)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=1_000_000,
+        help="events pre-produced for ingest/memory/scale_out (default 1M)",
+    )
+    parser.add_argument(
+        "--producer-events",
+        type=int,
+        default=200_000,
+        help="events sent per producer run (default 200k)",
+    )
+    parser.add_argument(
+        "--lake-events",
+        type=int,
+        default=10_000_000,
+        help="events of the generated 30-day lake for build (default 10M)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small sizes for a smoke run ({QUICK})"
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(FIGURES),
+        help=f"comma-separated figures among {', '.join(FIGURES)} (ingest includes memory)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="alternated rounds where compared (default 2)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep data here (default: a temp dir, removed)"
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "bench" / "results.json")
-    parser.add_argument("--update", action="store_true",
-                        help="replace only the figures measured now in an existing --output")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only the figures measured now in an existing --output",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.producer_events, args.lake_events = (
-            QUICK["events"], QUICK["producer_events"], QUICK["lake_events"])
+            QUICK["events"],
+            QUICK["producer_events"],
+            QUICK["lake_events"],
+        )
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]
     if unknown:
@@ -59,15 +84,32 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    shown = ["--quick"] if args.quick else [
-        f"--events {args.events}", f"--producer-events {args.producer_events}",
-        f"--lake-events {args.lake_events}"]
-    doc: dict = {"command": " ".join([".venv/bin/python bench/run.py", *shown,
-                                      f"--only {','.join(only)}", f"--rounds {args.rounds}"]),
-                 "machine": machine(), "sizes": {"events": args.events,
-                                                 "producer_events": args.producer_events,
-                                                 "lake_events": args.lake_events},
-                 "figures": {}}
+    shown = (
+        ["--quick"]
+        if args.quick
+        else [
+            f"--events {args.events}",
+            f"--producer-events {args.producer_events}",
+            f"--lake-events {args.lake_events}",
+        ]
+    )
+    doc: dict = {
+        "command": " ".join(
+            [
+                ".venv/bin/python bench/run.py",
+                *shown,
+                f"--only {','.join(only)}",
+                f"--rounds {args.rounds}",
+            ]
+        ),
+        "machine": machine(),
+        "sizes": {
+            "events": args.events,
+            "producer_events": args.producer_events,
+            "lake_events": args.lake_events,
+        },
+        "figures": {},
+    }
     figures = doc["figures"]
     started = time.perf_counter()
     try:
@@ -77,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                     from bench.producer import run_producer
 
                     figures["producer"] = run_producer(
-                        settings_for(broker, "bench-producer", workdir), args.producer_events,
-                        rounds=args.rounds)
+                        settings_for(broker, "bench-producer", workdir),
+                        workdir,
+                        args.producer_events,
+                        rounds=args.rounds,
+                    )
                 if "ingest" in only or "scale_out" in only:
                     from bench.ingest import (
                         fill_topic,
-                        run_confluent_raw,
                         run_ingest,
                         run_scale_out,
                     )
@@ -90,12 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                     settings = settings_for(broker, "bench-ingest", workdir)
                     doc["topic"] = fill_topic(settings, args.events)
                     if "ingest" in only:
-                        ingest, memory, raws = run_ingest(settings, workdir, args.events,
-                                                          rounds=args.rounds)
+                        ingest, memory = run_ingest(
+                            settings, workdir, args.events, rounds=args.rounds
+                        )
                         figures["ingest"], figures["memory"] = ingest, memory
-                        # issue 9 item 3 asks for it when kafka-python is below 100k/s; on
-                        # a shared machine it may be either side of that: always measure it
-                        figures["confluent_raw"] = run_confluent_raw(settings, args.events, raws)
                     if "scale_out" in only:
                         figures["scale_out"] = run_scale_out(settings, workdir, args.events)
         if "build" in only:
@@ -105,15 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         doc["seconds"] = round(time.perf_counter() - started, 1)
         doc["all_met"] = bool(figures) and all(
-            fig.get("met", True) for fig in figures.values() if isinstance(fig, dict))
+            fig.get("met", True) for fig in figures.values() if isinstance(fig, dict)
+        )
         if args.update and args.output.exists():
             old = json.loads(args.output.read_text())
             old.setdefault("updates", []).append(
-                {k: doc[k] for k in ("command", "machine", "sizes", "seconds")})
+                {k: doc[k] for k in ("command", "machine", "sizes", "seconds")}
+            )
+            if "ingest" in figures:  # an older layout's separate librdkafka figure
+                old["figures"].pop("confluent_raw", None)
             old["figures"].update(figures)
             doc = old
-            doc["all_met"] = all(fig.get("met", True) for fig in doc["figures"].values()
-                                 if isinstance(fig, dict))
+            doc["all_met"] = all(
+                fig.get("met", True) for fig in doc["figures"].values() if isinstance(fig, dict)
+            )
         text = json.dumps(doc, indent=2)
         print(text)
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ class Options:
     days: int = 30
     flush_events: int = 10_000
     flush_seconds: float = 2.0
-    pause_min: float = 2.0     # seconds between two faults, at least
+    pause_min: float = 2.0  # seconds between two faults, at least
     pause_max: float = 6.0
     drain_idle: float = 8.0
     poison_pills: int = 30
@@ -110,8 +110,9 @@ class ConsumerProc:
         with open(self.log_path, "a") as out:
             out.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')}\n")
             out.flush()
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=REPO_ROOT)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+            )
 
     @property
     def running(self) -> bool:
@@ -143,7 +144,9 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         return {tp.partition: off for tp, off in consumer.end_offsets(parts).items()}
     finally:
         consumer.close()
@@ -220,8 +223,9 @@ def _dlq_sources(bootstrap: str, dlq_topic: str) -> set[tuple[int, int]]:
     """(source_partition, source_offset) of every dead letter on ``dlq_topic``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chaos-dlq-audit",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "chaos-dlq-audit", "enable.auto.commit": False}
+    )
     try:
         metadata = consumer.list_topics(dlq_topic, timeout=30).topics[dlq_topic]
         ends = {}
@@ -250,13 +254,14 @@ def _dlq_sources(bootstrap: str, dlq_topic: str) -> set[tuple[int, int]]:
 # expected totals from the simulator's own events
 # --------------------------------------------------------------------------------------------
 
+
 def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any]:
     """Regenerate the simulator's events (deterministic) and total their tokens and cost."""
-    from pipeline.policy import load_policy
     from pipeline.prices import load_price_book
-    from pipeline.simulate import SimRun, iter_chunks
+    from pipeline.simulate import SimRun, iter_chunks, load_traffic
 
-    policy = load_policy(settings.policy)
+    traffic = load_traffic(settings.policy)
+    policy = traffic.policy
     book = load_price_book(settings.prices)
     base = policy.baseline_model
     run = SimRun(**run_args)
@@ -264,7 +269,7 @@ def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any
     tokens: Counter[str] = Counter()
     cost = baseline = Decimal(0)
     calls = feedback = unpriced = bad = duplicates = 0
-    for chunk in iter_chunks(policy, run):
+    for chunk in iter_chunks(traffic, run):
         bad += sum(chunk.bad_kinds.values())
         duplicates += chunk.duplicates
         for ev in chunk.events:
@@ -285,18 +290,27 @@ def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any
                 n = Decimal(ev[f"{kind}_tokens"])
                 cost += n * getattr(price, f"usd_per_mtok_{kind}") / _MILLION
                 baseline += n * getattr(base_price, f"usd_per_mtok_{kind}") / _MILLION
-    return {"event_ids": ids, "llm_call_events": calls, "task_feedback_events": feedback,
-            "tokens": {k: tokens[k] for k in TOKEN_KINDS}, "cost_usd": cost,
-            "baseline_cost_usd": baseline, "unpriced_calls": unpriced, "bad_messages": bad,
-            "duplicates": duplicates}
+    return {
+        "event_ids": ids,
+        "llm_call_events": calls,
+        "task_feedback_events": feedback,
+        "tokens": {k: tokens[k] for k in TOKEN_KINDS},
+        "cost_usd": cost,
+        "baseline_cost_usd": baseline,
+        "unpriced_calls": unpriced,
+        "bad_messages": bad,
+        "duplicates": duplicates,
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # the audit
 # --------------------------------------------------------------------------------------------
 
-def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
-          poison_pills: int = 0) -> dict[str, Any]:
+
+def audit(
+    settings, summary: dict[str, Any], expected: dict[str, Any], *, poison_pills: int = 0
+) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
 
@@ -310,30 +324,47 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
 
     con = duckdb.connect()
     try:
+
         def src(table: str) -> str | None:
             files = sorted(lake.glob(f"{table}/*/*.parquet"))
             if not files:
                 return None
-            return (f"read_parquet([{', '.join(map(parquet_literal, files))}], "
-                    "hive_partitioning = false)")
+            return (
+                f"read_parquet([{', '.join(map(parquet_literal, files))}], "
+                "hive_partitioning = false)"
+            )
 
         events = [s for s in (src("llm_call"), src("task_feedback")) if s]
         rejected = src("_rejected")
         event_rows = sum(con.execute(f"select count(*) from {s}").fetchall()[0][0] for s in events)
-        rejected_rows = con.execute(f"select count(*) from {rejected}").fetchall()[0][0] if rejected else 0
-        rejected_at = set(con.execute(
-            f"select kafka_partition, kafka_offset from {rejected}").fetchall()) if rejected else set()
+        rejected_rows = (
+            con.execute(f"select count(*) from {rejected}").fetchall()[0][0] if rejected else 0
+        )
+        rejected_at = (
+            set(con.execute(f"select kafka_partition, kafka_offset from {rejected}").fetchall())
+            if rejected
+            else set()
+        )
         con.register("sim_ids", pa.table({"event_id": expected["event_ids"]}))
-        union_ids = " union all ".join(f"select event_id from {s}" for s in events) or \
-            "select null::varchar as event_id where false"
+        union_ids = (
+            " union all ".join(f"select event_id from {s}" for s in events)
+            or "select null::varchar as event_id where false"
+        )
         con.execute(f"create temp table lake_ids as select distinct event_id from ({union_ids})")
         distinct = con.execute("select count(*) from lake_ids").fetchall()[0][0]
-        missing = con.execute("select count(*) from sim_ids anti join lake_ids using (event_id)").fetchall()[0][0]
-        extra = con.execute("select count(*) from lake_ids anti join sim_ids using (event_id)").fetchall()[0][0]
-        offsets = " union all ".join(f"select kafka_partition, kafka_offset from {s}"
-                                     for s in [*events, *([rejected] if rejected else [])])
+        missing = con.execute(
+            "select count(*) from sim_ids anti join lake_ids using (event_id)"
+        ).fetchall()[0][0]
+        extra = con.execute(
+            "select count(*) from lake_ids anti join sim_ids using (event_id)"
+        ).fetchall()[0][0]
+        offsets = " union all ".join(
+            f"select kafka_partition, kafka_offset from {s}"
+            for s in [*events, *([rejected] if rejected else [])]
+        )
         distinct_offsets = con.execute(
-            f"select count(*) from (select distinct * from ({offsets}))").fetchall()[0][0]
+            f"select count(*) from (select distinct * from ({offsets}))"
+        ).fetchall()[0][0]
     finally:
         con.close()
 
@@ -353,8 +384,11 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
     check("lake_rows_are_topic_messages", topic_messages, event_rows + rejected_rows)
     check("distinct_offsets_are_topic_messages", topic_messages, distinct_offsets)
     check("committed_offsets_are_end_offsets", end, {p: committed.get(p, -1) for p in end})
-    temp_files = sorted(str(p.relative_to(lake)) for p in lake.rglob("*")
-                        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial")))
+    temp_files = sorted(
+        str(p.relative_to(lake))
+        for p in lake.rglob("*")
+        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial"))
+    )
     check("temporary_files_left", [], temp_files)
 
     from pipeline.warehouse import open_warehouse_readonly
@@ -362,10 +396,14 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
     wh = open_warehouse_readonly(settings.warehouse)
     try:
         sums = ", ".join(f"sum({k}_tokens)::hugeint" for k in TOKEN_KINDS)
-        row = wh.execute(f"select count(*), count(distinct event_id), {sums}, sum(cost_usd), "
-                         "sum(baseline_cost_usd), count(*) filter (where not is_priced) "
-                         "from fct_llm_calls").fetchall()[0]
-        fb = wh.execute("select count(*), count(distinct event_id) from fct_task_feedback").fetchall()[0]
+        row = wh.execute(
+            f"select count(*), count(distinct event_id), {sums}, sum(cost_usd), "
+            "sum(baseline_cost_usd), count(*) filter (where not is_priced) "
+            "from fct_llm_calls"
+        ).fetchall()[0]
+        fb = wh.execute(
+            "select count(*), count(distinct event_id) from fct_task_feedback"
+        ).fetchall()[0]
     finally:
         wh.close()
     n_calls, n_distinct_calls = row[0], row[1]
@@ -376,23 +414,35 @@ def audit(settings, summary: dict[str, Any], expected: dict[str, Any], *,
     check("warehouse_task_feedback_distinct", fb[0], fb[1])
     check("warehouse_tokens", summary["tokens"], wh_tokens)
     check("warehouse_tokens_vs_regenerated_events", expected["tokens"], wh_tokens)
-    check("warehouse_cost_usd", str(expected["cost_usd"]), str(row[7]) if row[7] is not None else None)
-    check("warehouse_baseline_cost_usd", str(expected["baseline_cost_usd"]),
-          str(row[8]) if row[8] is not None else None)
+    check(
+        "warehouse_cost_usd", str(expected["cost_usd"]), str(row[7]) if row[7] is not None else None
+    )
+    check(
+        "warehouse_baseline_cost_usd",
+        str(expected["baseline_cost_usd"]),
+        str(row[8]) if row[8] is not None else None,
+    )
     check("warehouse_unpriced_calls", expected["unpriced_calls"], row[9])
     # exact equality of the Decimals, not of their printed forms
-    for name, key, value in (("warehouse_cost_usd", "cost_usd", row[7]),
-                             ("warehouse_baseline_cost_usd", "baseline_cost_usd", row[8])):
+    for name, key, value in (
+        ("warehouse_cost_usd", "cost_usd", row[7]),
+        ("warehouse_baseline_cost_usd", "baseline_cost_usd", row[8]),
+    ):
         checks[name]["ok"] = value is not None and Decimal(value) == expected[key]
-    counts = {"topic_messages": topic_messages, "lake_event_rows": event_rows,
-              "lake_distinct_event_ids": distinct, "lake_rejected_rows": rejected_rows,
-              "lake_duplicate_rows": event_rows - distinct}
+    counts = {
+        "topic_messages": topic_messages,
+        "lake_event_rows": event_rows,
+        "lake_distinct_event_ids": distinct,
+        "lake_rejected_rows": rejected_rows,
+        "lake_duplicate_rows": event_rows - distinct,
+    }
     return {"counts": counts, "checks": checks}
 
 
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
+
 
 def _plan(opts: Options) -> list[str]:
     """The faults in order: the broker restart(s) first (while the simulator is producing),
@@ -408,7 +458,7 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
     """Run the scenario; ``broker`` is a started, restartable broker or None (start our own)."""
     from pipeline.kafka_admin import ensure_topics
     from pipeline.settings import Settings
-    from tests.kafka_broker import LocalBroker
+    from tests.fixtures.kafka_broker import LocalBroker
 
     rng = random.Random(opts.seed)
     own_broker = broker is None
@@ -416,24 +466,58 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         broker = LocalBroker(data_dir=workdir / "kafka")
         log(f"starting a private broker on {broker.bootstrap}")
         broker.start()
-    settings = Settings(kafka_bootstrap_servers=broker.bootstrap,
-                        topic=f"{TOPIC}-{opts.seed}-{os.getpid()}",
-                        lake=workdir / "lake", warehouse=workdir / "warehouse.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
-    common = ["--bootstrap-servers", settings.kafka_bootstrap_servers, "--topic", settings.topic,
-              "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
-              "--policy", str(settings.policy), "--prices", str(settings.prices)]
+    settings = Settings(
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic=f"{TOPIC}-{opts.seed}-{os.getpid()}",
+        lake=workdir / "lake",
+        warehouse=workdir / "warehouse.duckdb",
+        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+        prices=REPO_ROOT / "schemas" / "prices.csv",
+    )
+    common = [
+        "--bootstrap-servers",
+        settings.kafka_bootstrap_servers,
+        "--topic",
+        settings.topic,
+        "--lake",
+        str(settings.lake),
+        "--warehouse",
+        str(settings.warehouse),
+        "--policy",
+        str(settings.policy),
+        "--prices",
+        str(settings.prices),
+    ]
     end_date = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    run_args = {"events": opts.events, "days": opts.days, "end_date": end_date, "seed": opts.seed,
-                "bad_fraction": opts.bad_fraction, "duplicate_fraction": opts.duplicate_fraction}
-    messages = (opts.events + math.floor(opts.events * opts.bad_fraction)
-                + math.floor(opts.events * opts.duplicate_fraction))
-    consume = [MODELMETER, "consume", *common, "--group", GROUP, "--flush-events",
-               str(opts.flush_events), "--flush-seconds", str(opts.flush_seconds),
-               "--progress-seconds", "0"]
-    consumers = {name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log")
-                 for name in ("a", "b")}
+    run_args = {
+        "events": opts.events,
+        "days": opts.days,
+        "end_date": end_date,
+        "seed": opts.seed,
+        "bad_fraction": opts.bad_fraction,
+        "duplicate_fraction": opts.duplicate_fraction,
+    }
+    messages = (
+        opts.events
+        + math.floor(opts.events * opts.bad_fraction)
+        + math.floor(opts.events * opts.duplicate_fraction)
+    )
+    consume = [
+        MODELMETER,
+        "consume",
+        *common,
+        "--group",
+        GROUP,
+        "--flush-events",
+        str(opts.flush_events),
+        "--flush-seconds",
+        str(opts.flush_seconds),
+        "--progress-seconds",
+        "0",
+    ]
+    consumers = {
+        name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log") for name in ("a", "b")
+    }
     timeline: list[dict[str, Any]] = []
     started = time.monotonic()
 
@@ -445,11 +529,26 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
     try:
         ensure_topics(settings)
         summary_path = workdir / "simulate-summary.json"
-        sim_argv = [MODELMETER, "simulate", *common, "--events", str(opts.events), "--days",
-                    str(opts.days), "--start-date", end_date.isoformat(), "--seed", str(opts.seed),
-                    "--bad-fraction", str(opts.bad_fraction), "--duplicate-fraction",
-                    str(opts.duplicate_fraction), "--no-progress", "--summary-json",
-                    str(summary_path)]
+        sim_argv = [
+            MODELMETER,
+            "simulate",
+            *common,
+            "--events",
+            str(opts.events),
+            "--days",
+            str(opts.days),
+            "--end-date",
+            end_date.isoformat(),
+            "--seed",
+            str(opts.seed),
+            "--bad-fraction",
+            str(opts.bad_fraction),
+            "--duplicate-fraction",
+            str(opts.duplicate_fraction),
+            "--no-progress",
+            "--summary-json",
+            str(summary_path),
+        ]
         sim_log = open(workdir / "simulate.log", "w")  # noqa: SIM115 - closed in finally
         sim = subprocess.Popen(sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         sim_log.close()
@@ -466,15 +565,26 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             else:
                 time.sleep(rng.uniform(opts.pause_min, opts.pause_max))
             if step == "kill":
-                victim = rng.choice([c for c in consumers.values() if c.running] or [consumers["a"]])
+                victim = rng.choice(
+                    [c for c in consumers.values() if c.running] or [consumers["a"]]
+                )
                 if not victim.running:
                     victim.start()
                 # a random moment of the victim's own run, not only of its start-up
-                time.sleep(max(0.0, victim.started_at + rng.uniform(opts.pause_min, opts.pause_max)
-                               - time.monotonic()))
+                time.sleep(
+                    max(
+                        0.0,
+                        victim.started_at
+                        + rng.uniform(opts.pause_min, opts.pause_max)
+                        - time.monotonic(),
+                    )
+                )
                 victim.kill()
-                note("SIGKILL consumer", consumer=victim.name, produced=_produced(
-                    settings.kafka_bootstrap_servers, settings.topic))
+                note(
+                    "SIGKILL consumer",
+                    consumer=victim.name,
+                    produced=_produced(settings.kafka_bootstrap_servers, settings.topic),
+                )
                 time.sleep(rng.uniform(0.0, 1.0))
                 victim.start()
                 note("consumer restarted", consumer=victim.name)
@@ -500,8 +610,10 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         code = sim.wait(timeout=900)
         note("simulate finished", exit_code=code)
         if code != 0:
-            raise RuntimeError(f"modelmeter simulate exited {code}: "
-                               f"{(workdir / 'simulate.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"modelmeter simulate exited {code}: "
+                f"{(workdir / 'simulate.log').read_text()[-2000:]}"
+            )
         summary = json.loads(summary_path.read_text())
         note("poison pills sent", delivered=pills.finish())
         for consumer in consumers.values():
@@ -512,28 +624,46 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         # Drain. A SIGKILLed member stays in the group until its session times out, and a
         # drain that joins before that may get only some partitions and go idle on them: drain
         # again until the group's committed offsets reach the end of every partition.
-        drain = [MODELMETER, "consume", *common, "--group", GROUP, "--until-idle",
-                 str(opts.drain_idle), "--progress-seconds", "0"]
+        drain = [
+            MODELMETER,
+            "consume",
+            *common,
+            "--group",
+            GROUP,
+            "--until-idle",
+            str(opts.drain_idle),
+            "--progress-seconds",
+            "0",
+        ]
         for attempt in range(1, 6):
             with open(workdir / "consumer-drain.log", "a") as out:
-                code = subprocess.run(drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                      timeout=1800).returncode
+                code = subprocess.run(
+                    drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, timeout=1800
+                ).returncode
             end = _end_offsets(settings.kafka_bootstrap_servers, settings.topic)
             committed = _committed(settings.kafka_bootstrap_servers, GROUP, settings.topic)
             behind = sum(off - committed.get(p, 0) for p, off in end.items())
             note("drained (--until-idle)", attempt=attempt, exit_code=code, behind=behind)
             if code != 0:
-                raise RuntimeError(f"the drain exited {code}: "
-                                   f"{(workdir / 'consumer-drain.log').read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"the drain exited {code}: "
+                    f"{(workdir / 'consumer-drain.log').read_text()[-2000:]}"
+                )
             if behind == 0:
                 break
         with open(workdir / "build.log", "w") as out:
-            code = subprocess.run([MODELMETER, "build", *common], stdout=out,
-                                  stderr=subprocess.STDOUT, cwd=REPO_ROOT, timeout=1800).returncode
+            code = subprocess.run(
+                [MODELMETER, "build", *common],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                timeout=1800,
+            ).returncode
         note("modelmeter build", exit_code=code)
         if code != 0:
-            raise RuntimeError(f"modelmeter build exited {code}: "
-                               f"{(workdir / 'build.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"modelmeter build exited {code}: {(workdir / 'build.log').read_text()[-2000:]}"
+            )
         log("auditing")
         expected = expected_from_simulator(settings, run_args)
         result = audit(settings, summary, expected, poison_pills=opts.poison_pills)
@@ -555,12 +685,25 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
     return {
         "ok": ok,
         "options": {k: getattr(opts, k) for k in Options.__dataclass_fields__},
-        "faults": {"consumer_kills": kills, "broker_restarts": restarts,
-                   "second_consumer": any(t["action"].startswith("consumer b joined") for t in timeline),
-                   "consumer_exit_codes": {c.name: c.exits for c in consumers.values()}},
-        "simulator": {k: summary[k] for k in ("valid_events", "distinct_event_ids", "llm_call_events",
-                                              "task_feedback_events", "duplicates", "bad_messages",
-                                              "messages", "tokens")},
+        "faults": {
+            "consumer_kills": kills,
+            "broker_restarts": restarts,
+            "second_consumer": any(t["action"].startswith("consumer b joined") for t in timeline),
+            "consumer_exit_codes": {c.name: c.exits for c in consumers.values()},
+        },
+        "simulator": {
+            k: summary[k]
+            for k in (
+                "valid_events",
+                "distinct_event_ids",
+                "llm_call_events",
+                "task_feedback_events",
+                "duplicates",
+                "bad_messages",
+                "messages",
+                "tokens",
+            )
+        },
         "expected_cost_usd": str(expected["cost_usd"]),
         "expected_baseline_cost_usd": str(expected["baseline_cost_usd"]),
         **result,
@@ -587,14 +730,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restarts", type=int, default=d.broker_restarts)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--days", type=int, default=d.days)
-    parser.add_argument("--flush-events", type=int, default=d.flush_events,
-                        help="consumer --flush-events during the faults (default 10000)")
-    parser.add_argument("--flush-seconds", type=float, default=d.flush_seconds,
-                        help="consumer --flush-seconds during the faults (default 2)")
-    parser.add_argument("--poison-pills", type=int, default=d.poison_pills,
-                        help="hostile messages sent through the run (default 30)")
+    parser.add_argument(
+        "--flush-events",
+        type=int,
+        default=d.flush_events,
+        help="consumer --flush-events during the faults (default 10000)",
+    )
+    parser.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=d.flush_seconds,
+        help="consumer --flush-seconds during the faults (default 2)",
+    )
+    parser.add_argument(
+        "--poison-pills",
+        type=int,
+        default=d.poison_pills,
+        help="hostile messages sent through the run (default 30)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
-    parser.add_argument("--workdir", type=Path, help="keep broker data, lake, warehouse and logs here")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep broker data, lake, warehouse and logs here"
+    )
     args = parser.parse_args(argv)
     for name in ("events", "kills", "broker_restarts", "days", "flush_events", "poison_pills"):
         if getattr(args, name) < (1 if name in ("events", "days", "flush_events") else 0):
@@ -602,11 +759,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("bad_fraction", "duplicate_fraction"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
-    opts = Options(events=args.events, bad_fraction=args.bad_fraction,
-                   duplicate_fraction=args.duplicate_fraction, kills=args.kills,
-                   broker_restarts=args.broker_restarts, seed=args.seed, days=args.days,
-                   flush_events=args.flush_events, flush_seconds=args.flush_seconds,
-                   poison_pills=args.poison_pills)
+    opts = Options(
+        events=args.events,
+        bad_fraction=args.bad_fraction,
+        duplicate_fraction=args.duplicate_fraction,
+        kills=args.kills,
+        broker_restarts=args.broker_restarts,
+        seed=args.seed,
+        days=args.days,
+        flush_events=args.flush_events,
+        flush_seconds=args.flush_seconds,
+        poison_pills=args.poison_pills,
+    )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -621,8 +785,10 @@ def main(argv: list[str] | None = None) -> int:
     if result["ok"] and args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     elif not result["ok"]:
-        log(f"FAILED: {result.get('failed_checks') or result.get('error')}; "
-            f"logs and data kept in {workdir}")
+        log(
+            f"FAILED: {result.get('failed_checks') or result.get('error')}; "
+            f"logs and data kept in {workdir}"
+        )
     return 0 if result["ok"] else 1
 
 

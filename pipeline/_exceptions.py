@@ -62,8 +62,14 @@ class ConfigError(PipelineError):
 class PolicyError(ConfigError):
     """The routing policy file is invalid."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
         self.path, self.line, self.field = path, line, field
         where = path or "<policy>"
         if line is not None:

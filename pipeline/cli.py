@@ -1,8 +1,9 @@
-"""The ``modelmeter`` command (DESIGN.md section 5).
+"""The ``modelmeter`` command.
 
 Each verb's options are declared here; its work lives in the module named after the stage
-(``pipeline.consumer``, ``pipeline.warehouse``, ...), imported only when the verb runs so
-that ``modelmeter --help`` stays fast. Every handler has the signature
+(``pipeline.consumer``, ``pipeline.warehouse.cli``, ...; the ``policy`` verbs in
+``pipeline.cli_policy``), imported only when the verb runs so that ``modelmeter --help``
+stays fast. Every handler has the signature
 ``run_cli(args: argparse.Namespace, settings: Settings) -> int``.
 
 Errors derived from :class:`pipeline.PipelineError` print one line,
@@ -25,31 +26,63 @@ __all__ = ["main", "build_parser"]
 
 # verb -> "module:function"
 HANDLERS = {
-    "simulate": "pipeline.simulate:run_cli",
+    "simulate": "pipeline.simulate.cli:run_cli",
     "consume": "pipeline.consumer:run_cli",
-    "build": "pipeline.warehouse:run_cli",
+    "build": "pipeline.warehouse.cli:run_cli",
     "report": "pipeline.report:run_cli",
     "dq": "pipeline.dq:run_cli",
-    "policy check": "pipeline.policy:run_check_cli",
-    "policy route": "pipeline.policy:run_route_cli",
+    "policy check": "pipeline.cli_policy:run_check_cli",
+    "policy route": "pipeline.cli_policy:run_route_cli",
 }
 
-# CLI option -> Settings field; every verb takes these (DESIGN.md section 2).
+# CLI option -> Settings field; every verb takes these. No option for the SASL password (a
+# command line shows in `ps`), nor for its file (`--sasl-password VALUE`, from older docs,
+# would then be taken as an abbreviation of it): KAFKA_SASL_PASSWORD or
+# KAFKA_SASL_PASSWORD_FILE in the environment.
 SETTING_OPTIONS = {
-    "--bootstrap-servers": ("kafka_bootstrap_servers", "Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)"),
-    "--security-protocol": ("kafka_security_protocol", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (KAFKA_SECURITY_PROTOCOL)"),
-    "--sasl-mechanism": ("kafka_sasl_mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM)"),
-    "--sasl-username": ("kafka_sasl_username", "SASL user name (KAFKA_SASL_USERNAME)"),
-    "--sasl-password": ("kafka_sasl_password", "SASL password; prefer the KAFKA_SASL_PASSWORD environment variable"),
-    "--ssl-cafile": ("kafka_ssl_cafile", "CA certificate file that signed the broker's certificate (KAFKA_SSL_CAFILE)"),
-    "--kafka-client": ("kafka_client", "Kafka client of the SDK producer and the consumer: kafka-python or confluent (librdkafka) (MODELMETER_KAFKA_CLIENT, default kafka-python)"),
+    "--bootstrap-servers": (
+        "kafka_bootstrap_servers",
+        "Kafka bootstrap servers (KAFKA_BOOTSTRAP_SERVERS)",
+    ),
+    "--security-protocol": (
+        "kafka_security_protocol",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (KAFKA_SECURITY_PROTOCOL)",
+    ),
+    "--sasl-mechanism": (
+        "kafka_sasl_mechanism",
+        "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM)",
+    ),
+    "--sasl-username": (
+        "kafka_sasl_username",
+        "SASL user name (KAFKA_SASL_USERNAME); the password comes from KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, never from the command line",
+    ),
+    "--ssl-cafile": (
+        "kafka_ssl_cafile",
+        "CA certificate file that signed the broker's certificate (KAFKA_SSL_CAFILE)",
+    ),
+    "--kafka-client": (
+        "kafka_client",
+        "Kafka client: confluent (librdkafka) or kafka-python (MODELMETER_KAFKA_CLIENT, default confluent)",
+    ),
     "--topic": ("topic", "usage-event topic (MODELMETER_TOPIC, default agent-usage)"),
     "--lake": ("lake", "Parquet lake directory (MODELMETER_LAKE, default data/lake)"),
-    "--warehouse": ("warehouse", "DuckDB warehouse file (MODELMETER_WAREHOUSE, default data/warehouse.duckdb)"),
-    "--policy": ("policy", "routing policy YAML (MODELMETER_POLICY, default schemas/routing_policy.yaml)"),
+    "--warehouse": (
+        "warehouse",
+        "DuckDB warehouse file (MODELMETER_WAREHOUSE, default data/warehouse.duckdb)",
+    ),
+    "--policy": (
+        "policy",
+        "routing policy YAML (MODELMETER_POLICY, default schemas/routing_policy.yaml)",
+    ),
     "--prices": ("prices", "price book CSV (MODELMETER_PRICES, default schemas/prices.csv)"),
-    "--bootstrap-timeout": ("kafka_bootstrap_timeout", "seconds to reach Kafka at start before exit 2 (MODELMETER_BOOTSTRAP_TIMEOUT, default 30)"),
-    "--log-format": ("log_format", "text or json: one JSON object per log line (MODELMETER_LOG_FORMAT, default text)"),
+    "--bootstrap-timeout": (
+        "kafka_bootstrap_timeout",
+        "seconds to reach Kafka at start before exit 2 (MODELMETER_BOOTSTRAP_TIMEOUT, default 30)",
+    ),
+    "--log-format": (
+        "log_format",
+        "text or json: one JSON object per log line (MODELMETER_LOG_FORMAT, default text)",
+    ),
 }
 
 
@@ -57,8 +90,9 @@ def _settings_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("settings (override the environment)")
     for option, (field, help_text) in SETTING_OPTIONS.items():
-        group.add_argument(option, dest=f"setting_{field}", metavar=field.split("_")[-1].upper(),
-                           help=help_text)
+        group.add_argument(
+            option, dest=f"setting_{field}", metavar=field.split("_")[-1].upper(), help=help_text
+        )
     parent.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return parent
 
@@ -67,86 +101,164 @@ def build_parser() -> argparse.ArgumentParser:
     common = _settings_parent()
     parser = argparse.ArgumentParser(
         prog="modelmeter",
-        description="Usage analytics for hybrid LLM routing: Kafka -> Parquet lake -> DuckDB.")
+        description="Usage analytics for hybrid LLM routing: Kafka -> Parquet lake -> DuckDB.",
+    )
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
-    p = verbs.add_parser("simulate", parents=[common], help="produce simulated agent traffic to Kafka")
+    p = verbs.add_parser(
+        "simulate", parents=[common], help="produce simulated agent traffic to Kafka"
+    )
     p.add_argument("--events", type=int, required=True, help="number of usage events to produce")
-    p.add_argument("--days", type=int, default=30, help="days the traffic is spread over (default 30)")
-    p.add_argument("--start-date", help="last day of traffic, YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument(
+        "--days", type=int, default=30, help="days the traffic is spread over (default 30)"
+    )
+    p.add_argument("--end-date", help="last day of traffic, YYYY-MM-DD (default yesterday UTC)")
     p.add_argument("--seed", type=int, default=42, help="random seed (same seed, same events)")
-    p.add_argument("--bad-fraction", type=float, default=0.0, help="share of raw bad messages added")
-    p.add_argument("--duplicate-fraction", type=float, default=0.0,
-                   help="share of events sent twice (producer retries, same event_id)")
+    p.add_argument(
+        "--bad-fraction", type=float, default=0.0, help="share of raw bad messages added"
+    )
+    p.add_argument(
+        "--duplicate-fraction",
+        type=float,
+        default=0.0,
+        help="share of events sent twice (producer retries, same event_id)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--summary-json", metavar="PATH",
-                   help="write the run's counts and token totals as JSON to PATH")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="producer processes (default: one per 40k events, at most the CPUs)")
+    p.add_argument(
+        "--summary-json",
+        metavar="PATH",
+        help="write the run's counts and token totals as JSON to PATH",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="producer processes (default: one per 40k events, at most the CPUs)",
+    )
 
     p = verbs.add_parser("consume", parents=[common], help="Kafka -> validated Parquet lake")
-    p.add_argument("--until-idle", type=float, metavar="SECONDS",
-                   help="stop after SECONDS without new messages, once the broker confirms "
-                        "that nothing is left to read")
+    p.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="stop after SECONDS without new messages, once the broker confirms "
+        "that nothing is left to read",
+    )
     p.add_argument("--max-events", type=int, metavar="N", help="stop after N messages")
-    p.add_argument("--group", default="modelmeter-lake", help="consumer group (default modelmeter-lake)")
-    p.add_argument("--instance-id", metavar="ID",
-                   help="static group membership (one ID per consumer, e.g. the host name): a "
-                        "restarted consumer takes its partitions back at once instead of after "
-                        "the session timeout")
-    p.add_argument("--flush-events", type=int, default=50_000,
-                   help="flush a partition's buffer at this many messages (default 50000)")
-    p.add_argument("--flush-seconds", type=float, default=10.0,
-                   help="flush buffers at least this often (default 10 s)")
-    p.add_argument("--progress-seconds", type=float, default=5.0,
-                   help="progress line interval (default 5 s; 0 = off)")
-    p.add_argument("--metrics-port", dest="setting_metrics_port", type=int, metavar="PORT",
-                   help="serve Prometheus /metrics and /healthz on PORT (MODELMETER_METRICS_PORT;"
-                        " default off; 0 = any free port)")
-    p.add_argument("--metrics-host", dest="setting_metrics_host", metavar="HOST",
-                   help="address of the metrics endpoint (MODELMETER_METRICS_HOST, default 127.0.0.1)")
-    p.add_argument("--health-max-commit-age", dest="setting_health_max_commit_age", type=float,
-                   metavar="SECONDS",
-                   help="/healthz fails when there is lag and no commit for SECONDS"
-                        " (MODELMETER_HEALTH_MAX_COMMIT_AGE, default 300)")
+    p.add_argument(
+        "--group", default="modelmeter-lake", help="consumer group (default modelmeter-lake)"
+    )
+    p.add_argument(
+        "--instance-id",
+        metavar="ID",
+        help="static group membership (one ID per consumer, e.g. the host name): a "
+        "restarted consumer takes its partitions back at once instead of after "
+        "the session timeout",
+    )
+    p.add_argument(
+        "--flush-events",
+        type=int,
+        default=50_000,
+        help="flush a partition's buffer at this many messages (default 50000)",
+    )
+    p.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=10.0,
+        help="flush buffers at least this often (default 10 s)",
+    )
+    p.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=5.0,
+        help="progress line interval (default 5 s; 0 = off)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        dest="setting_metrics_port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus /metrics and /healthz on PORT (MODELMETER_METRICS_PORT;"
+        " default off; 0 = any free port)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        dest="setting_metrics_host",
+        metavar="HOST",
+        help="address of the metrics endpoint (MODELMETER_METRICS_HOST, default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--health-max-commit-age",
+        dest="setting_health_max_commit_age",
+        type=float,
+        metavar="SECONDS",
+        help="/healthz fails when there is lag and no commit for SECONDS"
+        " (MODELMETER_HEALTH_MAX_COMMIT_AGE, default 300)",
+    )
 
     p = verbs.add_parser("build", parents=[common], help="(re)build the warehouse from the lake")
-    p.add_argument("--if-stale", action="store_true",
-                   help="skip when the warehouse is newer than every lake file, the price book "
-                        "and the policy")
-    p.add_argument("--full", action="store_true",
-                   help="rebuild everything from the lake (default: only changed event_date "
-                        "partitions when the price book, policy and models are unchanged)")
+    p.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="skip when the warehouse is newer than every lake file, the price book and the policy",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="rebuild everything from the lake (default: only changed event_date "
+        "partitions when the price book, policy and models are unchanged)",
+    )
 
     p = verbs.add_parser("report", parents=[common], help="the daily report")
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
     p.add_argument("--format", choices=["text", "markdown", "html", "json"], default="text")
     p.add_argument("--output", metavar="PATH", help="write to PATH instead of standard output")
 
-    p = verbs.add_parser("dq", parents=[common], help="data-quality checks (exit 0 pass, 1 fail, 2 cannot run)")
+    p = verbs.add_parser(
+        "dq", parents=[common], help="data-quality checks (exit 0 pass, 1 fail, 2 cannot run)"
+    )
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
-    p.add_argument("--output", metavar="PATH",
-                   help="JSON result file (default <lake parent>/dq/dq-<date>.json)")
-    p.add_argument("--data-docs", metavar="DIR",
-                   help="great-expectations HTML data docs directory (default <lake parent>/dq/data_docs)")
+    p.add_argument(
+        "--output",
+        metavar="PATH",
+        help="JSON result file (default <lake parent>/dq/dq-<date>.json)",
+    )
+    p.add_argument(
+        "--data-docs",
+        metavar="DIR",
+        help="great-expectations HTML data docs directory (default <lake parent>/dq/data_docs)",
+    )
     p.add_argument("--no-data-docs", action="store_true", help="do not build the HTML data docs")
-    p.add_argument("--dq-config", metavar="PATH",
-                   help="thresholds and expectation suites (default schemas/dq.yaml)")
+    p.add_argument(
+        "--dq-config",
+        metavar="PATH",
+        help="thresholds and expectation suites (default schemas/dq.yaml)",
+    )
 
     p = verbs.add_parser("policy", help="routing policy: check it, or show a routing decision")
     policy_verbs = p.add_subparsers(dest="policy_verb", metavar="ACTION", required=True)
     q = policy_verbs.add_parser("check", parents=[common], help="validate a policy file")
     q.add_argument("path", nargs="?", help="policy file (default: the configured policy)")
-    q = policy_verbs.add_parser("route", parents=[common], help="show the routing decision for a task")
+    q = policy_verbs.add_parser(
+        "route", parents=[common], help="show the routing decision for a task"
+    )
     q.add_argument("--role", required=True)
-    q.add_argument("--signal", action="append", default=[], metavar="KEY=VALUE",
-                   help="a task signal, e.g. services_affected=3 or security_sensitive=true")
+    q.add_argument(
+        "--signal",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task signal, e.g. services_affected=3 or security_sensitive=true",
+    )
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items()
-                 if k.startswith("setting_") and v is not None}
+    overrides = {
+        k.removeprefix("setting_"): v
+        for k, v in vars(args).items()
+        if k.startswith("setting_") and v is not None
+    }
     return Settings(**overrides)
 
 
@@ -156,11 +268,29 @@ def _handler(args: argparse.Namespace):
     return getattr(importlib.import_module(module_name), func)
 
 
+def _refuse_password_option(argv: Sequence[str]) -> None:
+    """``--sasl-password VALUE`` (an option of older releases): exit 2 naming the variables
+    to use instead, without echoing the value as argparse's "unrecognized arguments" would."""
+    for arg in argv:
+        if arg == "--":
+            return
+        if arg == "--sasl-password" or arg.startswith("--sasl-password="):
+            print(
+                "modelmeter: error: --sasl-password is not an option (a command line shows in"
+                " `ps`): set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE in the"
+                " environment",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _refuse_password_option(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         settings = _settings_from(args)
         from pipeline.logs import configure_logging
+
         configure_logging(settings)
         return int(_handler(args)(args, settings) or 0)
     except PipelineError as exc:
@@ -174,13 +304,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "debug", False):
             raise
         from pydantic import ValidationError
+
         if isinstance(exc, ValidationError):
             first = exc.errors()[0]
-            print(visible(f"modelmeter: error: setting {'.'.join(map(str, first['loc']))}: "
-                          f"{first['msg']}"), file=sys.stderr)
+            print(
+                visible(
+                    f"modelmeter: error: setting {'.'.join(map(str, first['loc']))}: {first['msg']}"
+                ),
+                file=sys.stderr,
+            )
             return 2
-        print(visible(f"modelmeter: internal error: {type(exc).__name__}: {exc} (rerun with "
-                      "--debug)"), file=sys.stderr)
+        print(
+            visible(
+                f"modelmeter: internal error: {type(exc).__name__}: {exc} (rerun with --debug)"
+            ),
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -1,4 +1,4 @@
-"""The producer SDK agents use to emit usage events (DESIGN.md section 1).
+"""The producer SDK agents use to emit usage events.
 
 ::
 
@@ -37,9 +37,11 @@ Guarantees:
 - A broker that cannot be reached when the producer is made raises
   :class:`KafkaUnavailableError` (after ``MODELMETER_BOOTSTRAP_TIMEOUT``).
 
-The Kafka client underneath is ``MODELMETER_KAFKA_CLIENT``: ``kafka-python`` (default) or
-``confluent`` (librdkafka, several times cheaper per event); the guarantees above hold for
-both (:mod:`pipeline.transport`).
+The Kafka client underneath is ``MODELMETER_KAFKA_CLIENT``: ``confluent`` (librdkafka, the
+default) or ``kafka-python``; the guarantees above hold for both (:mod:`pipeline.transport`).
+
+Length: one class agents use, :class:`UsageProducer`; its buffer bookkeeping (room, pruning,
+reporting undelivered events) guards the sends next to it and would not be read apart.
 """
 
 from __future__ import annotations
@@ -155,12 +157,19 @@ class UsageProducer:
             as they are too, e.g. ``**{"queue.buffering.max.ms": 5}``).
 
     The Kafka client is ``settings.kafka_client`` (``MODELMETER_KAFKA_CLIENT``):
-    ``kafka-python`` (default) or ``confluent`` (librdkafka; see :mod:`pipeline.transport`).
+    ``confluent`` (librdkafka, the default) or ``kafka-python`` (see :mod:`pipeline.transport`).
     """
 
-    def __init__(self, settings: Settings | None = None, *, max_buffer: int = 100_000,
-                 max_block_ms: int = 60_000, on_error: ErrorCallback | None = None,
-                 create_topics: bool = True, **kafka_options: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        max_buffer: int = 100_000,
+        max_block_ms: int = 60_000,
+        on_error: ErrorCallback | None = None,
+        create_topics: bool = True,
+        **kafka_options: Any,
+    ) -> None:
         from pipeline.kafka_admin import ensure_topics
         from pipeline.transport import open_producer
 
@@ -186,24 +195,40 @@ class UsageProducer:
         self._closed = False
         if create_topics:
             ensure_topics(self.settings)
-        self._transport = open_producer(self.settings, self.topic, max_buffer=max_buffer,
-                                        options=kafka_options)
+        self._transport = open_producer(
+            self.settings, self.topic, max_buffer=max_buffer, options=kafka_options
+        )
         self._send = self._transport.send
 
     @property
     def kafka_client(self) -> str:
-        """The transport in use: ``kafka-python`` or ``confluent``."""
+        """The transport in use: ``confluent`` or ``kafka-python``."""
         return self._transport.name
 
     # -- building events -------------------------------------------------------------------
 
-    def llm_call(self, *, role: str, agent_id: str, task_id: str, provider: str, model: str,
-                 input_tokens: int, output_tokens: int, cache_read_tokens: int = 0,
-                 cache_write_5m_tokens: int = 0, cache_write_1h_tokens: int = 0,
-                 latency_ms: int | None = None, status: Literal["ok", "error"] = "ok", escalated: bool = False,
-                 escalation_trigger: str | None = None, policy_version: str | None = None,
-                 task_type: str | None = None, event_id: str | None = None,
-                 occurred_at: dt.datetime | None = None) -> LlmCall:
+    def llm_call(
+        self,
+        *,
+        role: str,
+        agent_id: str,
+        task_id: str,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_5m_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        latency_ms: int | None = None,
+        status: Literal["ok", "error"] = "ok",
+        escalated: bool = False,
+        escalation_trigger: str | None = None,
+        policy_version: str | None = None,
+        task_type: str | None = None,
+        event_id: str | None = None,
+        occurred_at: dt.datetime | None = None,
+    ) -> LlmCall:
         """Validate and send one ``llm_call``; returns the event sent.
 
         ``event_id`` (random) and ``occurred_at`` (now, UTC) are filled in when not given;
@@ -213,27 +238,59 @@ class UsageProducer:
             # positional, in LlmCall's field order (tests/integration/test_sdk.py checks it)
             event: LlmCall = _validate_llm_call(
                 f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
-                "llm_call", SCHEMA_VERSION, _now(_UTC) if occurred_at is None else occurred_at,
-                agent_id, task_id, role, provider, model, input_tokens, output_tokens,
-                cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, latency_ms,
-                status, escalated, escalation_trigger, policy_version, task_type)
+                "llm_call",
+                SCHEMA_VERSION,
+                _now(_UTC) if occurred_at is None else occurred_at,
+                agent_id,
+                task_id,
+                role,
+                provider,
+                model,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_write_5m_tokens,
+                cache_write_1h_tokens,
+                latency_ms,
+                status,
+                escalated,
+                escalation_trigger,
+                policy_version,
+                task_type,
+            )
         except ValidationError as exc:
             raise contract_error(exc) from None
         value = _dumps(event.__dict__)
         self._queue(value, task_id.encode(), value)
         return event
 
-    def task_feedback(self, *, role: str, agent_id: str, task_id: str,
-                      satisfaction: int | None = None, escalation_needed: bool | None = None,
-                      review_consistent: bool | None = None, event_id: str | None = None,
-                      occurred_at: dt.datetime | None = None) -> TaskFeedback:
+    def task_feedback(
+        self,
+        *,
+        role: str,
+        agent_id: str,
+        task_id: str,
+        satisfaction: int | None = None,
+        escalation_needed: bool | None = None,
+        review_consistent: bool | None = None,
+        event_id: str | None = None,
+        occurred_at: dt.datetime | None = None,
+    ) -> TaskFeedback:
         """Validate and send one ``task_feedback``; returns the event sent."""
         try:
             # positional, in TaskFeedback's field order
             feedback: TaskFeedback = _validate_task_feedback(
                 f"{_id_prefix}{next(_id_counter):016x}" if event_id is None else event_id,
-                "task_feedback", SCHEMA_VERSION, _now(_UTC) if occurred_at is None else occurred_at,
-                agent_id, task_id, role, satisfaction, escalation_needed, review_consistent)
+                "task_feedback",
+                SCHEMA_VERSION,
+                _now(_UTC) if occurred_at is None else occurred_at,
+                agent_id,
+                task_id,
+                role,
+                satisfaction,
+                escalation_needed,
+                review_consistent,
+            )
         except ValidationError as exc:
             raise contract_error(exc) from None
         value = _dumps(feedback.__dict__)
@@ -330,7 +387,8 @@ class UsageProducer:
             f"{len(self._handles)} usage events are still waiting for the Kafka broker at"
             f" {self.settings.kafka_bootstrap_servers} after {self.max_block_ms} ms"
             f" (max_buffer={self.max_buffer}); the broker is slow or unreachable and this"
-            " event was not queued")
+            " event was not queued"
+        )
 
     def _prune(self) -> None:
         """Take acknowledged (or failed) events off the front of the pending queue."""
@@ -400,14 +458,16 @@ class UsageProducer:
             if not done:
                 raise KafkaError(
                     f"{len(self._handles)} usage events not acknowledged by the Kafka broker at"
-                    f" {self.settings.kafka_bootstrap_servers} within {timeout} s")
+                    f" {self.settings.kafka_bootstrap_servers} within {timeout} s"
+                )
             failed, self._failed_since_flush = self._failed_since_flush, 0
         if failed:
             first = self.undelivered[-failed][1]
             raise KafkaError(
                 f"{failed} usage events could not be delivered to {self.topic!r} at"
                 f" {self.settings.kafka_bootstrap_servers} (first: {type(first).__name__}:"
-                f" {first}); they were passed to on_error and are in producer.undelivered")
+                f" {first}); they were passed to on_error and are in producer.undelivered"
+            )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (see :meth:`flush`, which may raise) and close the Kafka client.
@@ -426,8 +486,12 @@ class UsageProducer:
                 self._prune_anywhere()
                 unfinished = list(self._items)
                 for item in unfinished:
-                    self._report(item, KafkaError(
-                        f"not acknowledged by the broker within close(timeout={timeout})"))
+                    self._report(
+                        item,
+                        KafkaError(
+                            f"not acknowledged by the broker within close(timeout={timeout})"
+                        ),
+                    )
                 self._handles.clear()
                 self._items.clear()
                 self._failed_since_flush = 0

@@ -8,17 +8,16 @@
     transport.flush(timeout)                 # False when messages are still unfinished
     transport.close(timeout)
 
-- ``kafka-python`` (default): pure Python, ~14 us of CPU per message in the sending process
-  (plus its I/O thread competing for the GIL); the SDK's messages skip ``KafkaProducer.send``'s
-  steps that never apply to them (:func:`_lean_send`).
-- ``confluent`` (librdkafka, the optional ``confluent-kafka`` package): ~2-3 us per message;
-  batching, compression and retries run in C threads outside the GIL. Delivery reports are
-  served by :meth:`ConfluentTransport.wait` / ``poll``, i.e. in the agent's thread.
+- ``confluent`` (librdkafka, the default): batching, compression and retries run in C
+  threads outside the GIL. Delivery reports are served by :meth:`ConfluentTransport.wait` /
+  ``serve``, i.e. in the agent's thread.
+- ``kafka-python``: pure Python, through ``KafkaProducer.send`` (its I/O thread competes for
+  the GIL with the agent).
 
 Both: ``acks=all``, idempotence on, the same key -> partition assignment (murmur2 of the key
-like the Java client: kafka-python's default partitioner, librdkafka's ``murmur2_random``),
-the same security settings (:func:`pipeline.kafka_connect.confluent_config`) and start-up
-failures (:func:`pipeline.kafka_connect.wait_for_broker`).
+like the Java client: librdkafka's ``murmur2_random``, kafka-python's default partitioner),
+the same security settings (:func:`pipeline.kafka_config.confluent_config`) and start-up
+failures (:func:`pipeline.kafka_probe.wait_for_broker`). Public client APIs only.
 """
 
 from __future__ import annotations
@@ -39,10 +38,12 @@ __all__ = [
     "ConfluentTransport",
     "open_producer",
     "PRODUCER_DEFAULTS",
+    "CONFLUENT_PRODUCER_DEFAULTS",
+    "kafka_python_config",
     "BufferFull",
 ]
 
-KAFKA_CLIENTS = ("kafka-python", "confluent")
+KAFKA_CLIENTS = ("confluent", "kafka-python")
 
 
 class Handle(Protocol):
@@ -80,104 +81,33 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _task_partitioner() -> Any:
-    from kafka.partitioner import DefaultPartitioner
-
-    class TaskPartitioner(DefaultPartitioner):
-        """kafka-python's default partitioner (murmur2 of the key, like the Java client),
-        remembered per key and partition count: a task sends several events under one key,
-        and murmur2 in pure Python is a fifth of a send's cost."""
-
-        def __init__(self, max_keys: int = 100_000) -> None:
-            self.max_keys = max_keys
-            self._seen: dict[tuple[str, bytes], tuple[int, int]] = {}
-
-        def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # type: ignore[no-untyped-def]
-            partitions = cluster.partitions_for_topic(topic)
-            if serialized_key is None or not partitions:
-                return super().partition(topic, key, serialized_key, value, serialized_value,
-                                         cluster)
-            seen = self._seen.get((topic, serialized_key))
-            if seen is not None and seen[0] == len(partitions):
-                return seen[1]
-            found = super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-            if len(self._seen) >= self.max_keys:
-                self._seen.clear()
-            self._seen[(topic, serialized_key)] = (len(partitions), found)
-            return found
-
-    return TaskPartitioner()
-
-
 def kafka_python_config(options: dict[str, Any] | None = None) -> dict[str, Any]:
     """kafka-python ``KafkaProducer`` keyword arguments: the defaults, then ``options``."""
-    return {**PRODUCER_DEFAULTS, "partitioner": _task_partitioner(), **(options or {})}
+    return {**PRODUCER_DEFAULTS, **(options or {})}
 
 
-# what kafka-python's size estimate adds to key and value, at most: the batch header (61),
-# the record's length, attributes, timestamp and offset deltas (21), key and value lengths
-# (5 + 5) and header count (1)
-_RECORD_OVERHEAD = 61 + 21 + 5 + 5 + 1
-
-
-def _lean_send(producer: Any, topic: str) -> Callable[[bytes | None, bytes | None], Handle]:
-    """``KafkaProducer.send(topic, value, key)`` without the per-message steps that never
-    apply to the SDK's messages (on the kafka-python versions of
-    :data:`pipeline.kafka_connect.KAFKA_PYTHON_CHECKED`; ``send`` itself on any other).
-
-    ``send`` checks headers and serializer outputs, runs the two serializers, looks the
-    topic's metadata up, makes a ``TopicPartition``, estimates the record size in Python and
-    formats a debug message, for every message: ~3.5 of its ~23 us of CPU here. The SDK's
-    messages are bytes with a key, no headers, no serializers, no transaction: for them this
-    asks the partitioner (the same one) and appends to kafka-python's accumulator as ``send``
-    does, and wakes its sender thread as ``send`` does. Anything else (no key or no value,
-    metadata not known yet, a message that may be too large, a closed producer) goes
-    through ``send`` itself, with its waits and errors.
-    """
-    from kafka.partitioner import Partitioner
-    from kafka.structs import TopicPartition
-
-    from pipeline.kafka_connect import kafka_python_checked
-
-    stock = functools.partial(producer.send, topic)
-    config = producer.config
-    if (not kafka_python_checked()
-            or config["key_serializer"] is not None or config["value_serializer"] is not None
-            or not isinstance(config["partitioner"], Partitioner)
-            or producer._transaction_manager is not None
-            and producer._transaction_manager.is_transactional()
-            or producer.max_usable_produce_magic(config["api_version"]) != 2):
-        return stock
-    metadata, accumulator, sender = producer._metadata, producer._accumulator, producer._sender
-    partition_of = functools.partial(config["partitioner"].partition, topic)
-    limit = config["max_request_size"] - _RECORD_OVERHEAD
-    tps: dict[int, Any] = {}
-
-    def send(value: bytes | None, key: bytes | None) -> Handle:
-        if (key is None or value is None or producer._closed or len(key) + len(value) > limit
-                or metadata.partitions_for_topic(topic) is None):
-            return stock(value=value, key=key)  # type: ignore[no-any-return]
-        partition = partition_of(key, key, value, value, metadata)
-        tp = tps.get(partition)
-        if tp is None:
-            tp = tps[partition] = TopicPartition(topic, partition)
-        future, full, new_batch, _ = accumulator.append(tp, None, key, value, [],
-                                                         abort_on_new_batch=False)
-        if full or new_batch:
-            sender.wakeup()
-        return future  # type: ignore[no-any-return]
-
-    return send
+# The same guarantees on librdkafka, with its own names where kafka-python's differ: murmur2
+# partitioning like the Java client and kafka-python (librdkafka's default is crc32), and
+# librdkafka's default batch size (it batches in C, outside the GIL).
+CONFLUENT_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "partitioner": "murmur2_random",
+    "linger.ms": 50,
+    "message.timeout.ms": 120_000,
+    "client.id": "modelmeter-sdk",
+}
 
 
 class KafkaPythonTransport:
-    """kafka-python's ``KafkaProducer`` (the default transport)."""
+    """kafka-python's ``KafkaProducer``."""
 
     name = "kafka-python"
     send: Callable[[bytes | None, bytes | None], Handle]  # the client's send with the topic bound
 
-    def __init__(self, settings: Settings, topic: str, *, max_buffer: int,
-                 options: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, *, max_buffer: int, options: dict[str, Any]
+    ) -> None:
         from kafka import KafkaProducer
 
         from pipeline.kafka_connect import create_client
@@ -194,7 +124,8 @@ class KafkaPythonTransport:
         except Exception as exc:
             self._producer.close(timeout=0)
             raise self.translate(exc) from None
-        self.send = _lean_send(self._producer, topic)
+        # KafkaProducer.send(topic, value, key)
+        self.send = functools.partial(self._producer.send, topic)
 
     def wait(self, handle: Handle, timeout: float) -> None:
         with contextlib.suppress(Exception):  # a failure is reported by the SDK's bookkeeping
@@ -238,10 +169,12 @@ class KafkaPythonTransport:
         if isinstance(exc, ke.KafkaTimeoutError):
             return KafkaUnavailableError(
                 f"no metadata for Kafka topic {self.topic!r} from"
-                f" {self.settings.kafka_bootstrap_servers}: {exc}")
+                f" {self.settings.kafka_bootstrap_servers}: {exc}"
+            )
         if isinstance(exc, ke.KafkaError):
             return translate_kafka_error(exc, self.settings) or KafkaError(
-                f"producing to {self.topic!r} failed: {type(exc).__name__}: {exc}")
+                f"producing to {self.topic!r} failed: {type(exc).__name__}: {exc}"
+            )
         return exc
 
 
@@ -261,20 +194,24 @@ class _Delivery:
 
 
 class ConfluentTransport:
-    """confluent-kafka's ``Producer`` (librdkafka); optional, several times faster."""
+    """confluent-kafka's ``Producer`` (librdkafka), the default transport."""
 
     name = "confluent"
     send: Callable[[bytes | None, bytes | None], Handle]  # a closure over the client, per instance
 
-    def __init__(self, settings: Settings, topic: str, *, max_buffer: int,
-                 options: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, *, max_buffer: int, options: dict[str, Any]
+    ) -> None:
         from pipeline.kafka_connect import create_confluent_producer
 
         self.settings, self.topic = settings, topic
         # librdkafka's own bound matches the SDK's: a full queue raises BufferError, never
         # a silent drop.
         self._producer = create_confluent_producer(
-            settings, topic, options, buffer_messages=max_buffer)
+            settings,
+            {**CONFLUENT_PRODUCER_DEFAULTS, "queue.buffering.max.messages": max_buffer, **options},
+            topic=topic,
+        )
         produce = self._producer.produce
         poll = self._producer.poll
 
@@ -314,13 +251,16 @@ class ConfluentTransport:
         return exc
 
 
-def open_producer(settings: Settings, topic: str, *, max_buffer: int,
-                  options: dict[str, Any] | None = None) -> KafkaPythonTransport | ConfluentTransport:
+def open_producer(
+    settings: Settings, topic: str, *, max_buffer: int, options: dict[str, Any] | None = None
+) -> KafkaPythonTransport | ConfluentTransport:
     """The transport ``settings.kafka_client`` names, connected, with ``topic``'s metadata."""
     client = settings.kafka_client
-    if client == "confluent":
-        return ConfluentTransport(settings, topic, max_buffer=max_buffer, options=options or {})
     if client == "kafka-python":
         return KafkaPythonTransport(settings, topic, max_buffer=max_buffer, options=options or {})
-    raise ConfigError(f"MODELMETER_KAFKA_CLIENT: unknown Kafka client {client!r}"
-                      f" (one of {', '.join(KAFKA_CLIENTS)})")  # pragma: no cover
+    if client == "confluent":
+        return ConfluentTransport(settings, topic, max_buffer=max_buffer, options=options or {})
+    raise ConfigError(
+        f"MODELMETER_KAFKA_CLIENT: unknown Kafka client {client!r}"
+        f" (one of {', '.join(KAFKA_CLIENTS)})"
+    )  # pragma: no cover

@@ -9,11 +9,10 @@ Use it from the command line (``modelmeter consume --until-idle 5``) or in-proce
 How it works
 ------------
 * The parent process polls Kafka (auto-commit off) with the client ``--kafka-client`` /
-  ``MODELMETER_KAFKA_CLIENT`` names (:mod:`.clients`): kafka-python by default, or librdkafka
-  (``confluent``, the optional ``confluent-kafka`` package), which fetches and decodes in C
-  threads. Each poll's raw messages go to the lake writer, by default a child process
-  (:class:`SinkProcess`) so that validation and Parquet writing use the second core while the
-  parent keeps fetching.
+  ``MODELMETER_KAFKA_CLIENT`` names (:mod:`.clients`): librdkafka (``confluent``, the
+  default), which fetches and decodes in C threads, or kafka-python. Each poll's raw
+  messages go to the lake writer, by default a child process (:class:`SinkProcess`) so that
+  validation and Parquet writing use the second core while the parent keeps fetching.
 * Validation (:mod:`.validate`): a fast path on the whole batch (msgspec structs generated
   from the contract's field table decode and check each value in C, Arrow checks whole
   columns) accepts the obviously valid events; pydantic (:mod:`pipeline.contract`)
@@ -28,8 +27,8 @@ How it works
   ``source_partition``, ``source_offset``) and waits for the acks, and only then commits
   ``last + 1``.
 
-Crash safety (issue 8)
-----------------------
+Crash safety
+------------
 Commits only follow complete, durable flushes, so after a crash at any moment the lake
 holds, for each partition, complete flushes up to the committed offset ``C`` plus possibly
 files of flushes at or after ``C`` whose commit never happened. When a partition is assigned
@@ -90,14 +89,21 @@ if TYPE_CHECKING:
 
 # the lake writer's parts import pyarrow and the event models: loaded on first use, so that
 # `modelmeter consume` leaves them to its writer process (see pipeline.consumer.batches)
-_LAZY = {"Sink": "sink", "Recovery": "recovery", "recover_partition": "recovery",
-         "validate_batch": "validate", "BatchResult": "validate", "Reject": "validate"}
+_LAZY = {
+    "Sink": "sink",
+    "Recovery": "recovery",
+    "recover_partition": "recovery",
+    "validate_batch": "validate",
+    "BatchResult": "validate",
+    "Reject": "validate",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f"pipeline.consumer.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "run_cli",
@@ -118,11 +124,13 @@ __all__ = [
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     """``modelmeter consume``."""
-    for option, value, minimum in (("--until-idle", args.until_idle, 0),
-                                   ("--max-events", args.max_events, 1),
-                                   ("--flush-events", args.flush_events, 1),
-                                   ("--flush-seconds", args.flush_seconds, 0),
-                                   ("--progress-seconds", args.progress_seconds, 0)):
+    for option, value, minimum in (
+        ("--until-idle", args.until_idle, 0),
+        ("--max-events", args.max_events, 1),
+        ("--flush-events", args.flush_events, 1),
+        ("--flush-seconds", args.flush_seconds, 0),
+        ("--progress-seconds", args.progress_seconds, 0),
+    ):
         if value is not None and value < minimum:
             raise ConfigError(f"{option} must be >= {minimum}, got {value}")
     if not args.group:
@@ -131,9 +139,16 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     if instance_id is not None and not instance_id.strip():
         raise ConfigError("--instance-id must not be empty")
     extra = {"group_instance_id": instance_id} if instance_id else {}
-    consumer = Consumer(settings, group=args.group, flush_events=args.flush_events,
-                        flush_seconds=args.flush_seconds, progress_seconds=args.progress_seconds,
-                        max_events=args.max_events, until_idle=args.until_idle, **extra)
+    consumer = Consumer(
+        settings,
+        group=args.group,
+        flush_events=args.flush_events,
+        flush_seconds=args.flush_seconds,
+        progress_seconds=args.progress_seconds,
+        max_events=args.max_events,
+        until_idle=args.until_idle,
+        **extra,
+    )
     install_signal_handlers(consumer)
     from pipeline.metrics import serve_metrics
 

@@ -5,9 +5,9 @@ A dead letter is the refused message, key and value byte for byte, with headers 
 ``source_offset``. Whatever the message was, the consumer never stops on it:
 
 * a message the DLQ cannot take as it is - larger than the DLQ topic allows, refused by the
-  broker (authorization, invalid record), a null key together with a null value (no Kafka
-  client sends that), or still undelivered after ``MODELMETER_DLQ_RETRY_SECONDS`` of retries
-  - gets a **reduced dead letter** instead: the same four headers plus ``dead_letter:
+  broker (authorization, invalid record), a null key together with a null value
+  (kafka-python refuses to send that, and a reader of the DLQ would take it for a
+  tombstone), or still undelivered after ``MODELMETER_DLQ_RETRY_SECONDS`` of retries - gets a **reduced dead letter** instead: the same four headers plus ``dead_letter:
   reduced``, ``dead_letter_reason`` (why the original could not go), ``original_key_length``
   and ``original_value_length`` (bytes; ``null`` for a null key or value),
   ``original_key_sha256`` and ``original_value_sha256``, with the key and the value cut to
@@ -32,13 +32,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.consumer.validate import Reject
 from pipeline.safe_text import visible
 from pipeline.settings import Settings
 
-__all__ = ["DeadLetter", "DLQ_MAX_REQUEST_BYTES", "REDUCED_KEY_BYTES", "REDUCED_VALUE_BYTES",
-           "reduced_headers"]
+__all__ = [
+    "DeadLetter",
+    "DLQ_MAX_REQUEST_BYTES",
+    "REDUCED_KEY_BYTES",
+    "REDUCED_VALUE_BYTES",
+    "reduced_headers",
+    "DeliveryError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,36 +78,83 @@ def _sha256(data: bytes | None) -> bytes:
 
 def reduced_headers(reject: Reject, reason: str) -> list[tuple[str, bytes]]:
     """The headers a reduced dead letter adds to the usual four."""
-    return [("dead_letter", b"reduced"),
-            ("dead_letter_reason", visible(reason)[:300].encode()),
-            ("original_key_length", _length(reject.key)),
-            ("original_value_length", _length(reject.value)),
-            ("original_key_sha256", _sha256(reject.key)),
-            ("original_value_sha256", _sha256(reject.value))]
+    return [
+        ("dead_letter", b"reduced"),
+        ("dead_letter_reason", visible(reason)[:300].encode()),
+        ("original_key_length", _length(reject.key)),
+        ("original_value_length", _length(reject.value)),
+        ("original_key_sha256", _sha256(reject.key)),
+        ("original_value_sha256", _sha256(reject.value)),
+    ]
 
 
 def _why(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
+class DeliveryError(Exception):
+    """librdkafka's refusal of one dead letter (its error name and text); ``retriable`` like
+    kafka-python's errors: a broker away, a leader moving, a request or message timeout."""
+
+    def __init__(self, error: Any) -> None:
+        from confluent_kafka import KafkaError as CKError
+
+        super().__init__(f"{error.name()}: {error.str()}")
+        self.retriable = not error.fatal() and (
+            error.retriable()
+            or error.code()
+            in (
+                CKError._MSG_TIMED_OUT,
+                CKError._TIMED_OUT,
+                CKError._TRANSPORT,
+                CKError._ALL_BROKERS_DOWN,
+                CKError.REQUEST_TIMED_OUT,
+                CKError.NETWORK_EXCEPTION,
+                CKError.NOT_LEADER_FOR_PARTITION,
+                CKError.LEADER_NOT_AVAILABLE,
+            )
+        )
+
+
+class NullKeyAndValue(ValueError):
+    """A dead letter with neither key nor value: kafka-python refuses to send one, and a
+    consumer of the DLQ would take it for a tombstone; it goes reduced on both clients."""
+
+
+# The dead-letter producer's settings (kafka-python names; librdkafka gets the same through
+# pipeline.kafka_config.confluent_config). Not idempotent: one refused record (too large)
+# puts an idempotent producer in a fatal state that fails every later send; the DLQ is
+# at-least-once anyway.
+DLQ_PRODUCER: dict[str, Any] = {
+    "acks": "all",
+    "linger_ms": 5,
+    "retries": 2_147_483_647,
+    "enable_idempotence": False,
+    "max_request_size": DLQ_MAX_REQUEST_BYTES,
+    "delivery_timeout_ms": 120_000,
+    "client_id": "modelmeter-dlq",
+}
+
+
 class DeadLetter:
-    """Sends invalid messages to ``<topic>.dlq`` with the reason in headers (see module)."""
+    """Sends invalid messages to ``<topic>.dlq`` with the reason in headers (see module),
+    with the producer of the client ``MODELMETER_KAFKA_CLIENT`` names."""
 
     def __init__(self, settings: Settings, *, retry_seconds: float | None = None) -> None:
-        from kafka import KafkaProducer
-
-        from pipeline.kafka_connect import create_client
-
         self.topic = settings.topic
         self.dlq_topic = settings.dlq_topic
-        self.retry_seconds = (settings.dlq_retry_seconds if retry_seconds is None
-                              else retry_seconds)
-        # not idempotent: one refused record (too large) puts an idempotent producer in a
-        # fatal state that fails every later send; the DLQ is at-least-once anyway
-        self._producer = create_client(
-            KafkaProducer, settings, acks="all", linger_ms=5, retries=2_147_483_647,
-            enable_idempotence=False, max_request_size=DLQ_MAX_REQUEST_BYTES,
-            client_id="modelmeter-dlq")
+        self.retry_seconds = settings.dlq_retry_seconds if retry_seconds is None else retry_seconds
+        self.kafka_client = settings.kafka_client
+        if self.kafka_client == "kafka-python":
+            from kafka import KafkaProducer
+
+            from pipeline.kafka_connect import create_client
+
+            self._producer = create_client(KafkaProducer, settings, **DLQ_PRODUCER)
+        else:
+            from pipeline.kafka_connect import create_confluent_producer
+
+            self._producer = create_confluent_producer(settings, DLQ_PRODUCER)
 
     def send(self, rejects: Iterable[Reject]) -> int:
         """Deliver a dead letter for every reject and wait for the acks; returns how many
@@ -116,7 +170,7 @@ class DeadLetter:
             for letter, error, before_sending in self._attempt(pending):
                 if error is None:
                     failed += letter.reduced_because is not None
-                elif getattr(error, "retriable", False):  # kafka-python's KafkaError flag
+                elif getattr(error, "retriable", False):  # kafka-python's flag, DeliveryError's
                     retry.append(letter)
                     transient = True
                 elif not (letter.alone or before_sending):  # maybe another record's fault
@@ -127,16 +181,24 @@ class DeadLetter:
                     self._reduce(letter, _why(error))
                     retry.append(letter)
                 else:
-                    log.error("offset %s of partition %s: the reduced dead letter was refused "
-                              "too (%s); the message stays in _rejected only",
-                              letter.reject.offset, letter.reject.partition, visible(_why(error)))
+                    log.error(
+                        "offset %s of partition %s: the reduced dead letter was refused "
+                        "too (%s); the message stays in _rejected only",
+                        letter.reject.offset,
+                        letter.reject.partition,
+                        visible(_why(error)),
+                    )
                     failed += 1
             pending = retry
             if not pending:
                 break
             if last_round:
-                log.error("%s dead letters not delivered within %g s of retries; the messages"
-                          " stay in _rejected only", len(pending), self.retry_seconds)
+                log.error(
+                    "%s dead letters not delivered within %g s of retries; the messages"
+                    " stay in _rejected only",
+                    len(pending),
+                    self.retry_seconds,
+                )
                 failed += len(pending)
                 break
             if time.monotonic() >= deadline:  # one more round, each as a reduced letter
@@ -145,51 +207,124 @@ class DeadLetter:
                     if letter.reduced_because is None:
                         self._reduce(letter, f"not acknowledged within {self.retry_seconds:g} s")
             elif transient:
-                log.warning("dead-letter send failed for %s messages; retrying in %g s",
-                            len(pending), pause)
+                log.warning(
+                    "dead-letter send failed for %s messages; retrying in %g s", len(pending), pause
+                )
                 time.sleep(pause)
                 pause = min(pause * 2, _LONGEST_PAUSE)
         return failed
 
-    def _attempt(self, letters: list[_Letter]
-                 ) -> list[tuple[_Letter, BaseException | None, bool]]:
+    def _attempt(self, letters: list[_Letter]) -> list[tuple[_Letter, BaseException | None, bool]]:
         """Send ``letters`` and wait for the acks: each with its error (or None) and whether
         the producer refused it before sending. Letters tried alone go one send at a time."""
         outcomes: list[tuple[_Letter, BaseException | None, bool]] = []
         together = [x for x in letters if not x.alone]
+        send_group = (
+            self._send_kafka_python if self.kafka_client == "kafka-python" else self._send_confluent
+        )
         for group in [together] * bool(together) + [[x] for x in letters if x.alone]:
-            sent = []
+            ready = []
             for letter in group:
                 key, value, headers = self._message(letter)
-                try:
-                    sent.append((letter, self._producer.send(
-                        self.dlq_topic, key=key, value=value, headers=headers)))
-                except Exception as exc:  # refused before sending: size, null key and value
-                    outcomes.append((letter, exc, True))
-            if sent:
-                self._producer.flush()
-            for letter, future in sent:
-                try:
-                    future.get(timeout=0)
-                except Exception as exc:
-                    outcomes.append((letter, exc, False))
+                if key is None and value is None:
+                    outcomes.append(
+                        (
+                            letter,
+                            NullKeyAndValue("a null key with a null value is not sent as it is"),
+                            True,
+                        )
+                    )
                 else:
-                    outcomes.append((letter, None, False))
+                    ready.append((letter, key, value, headers))
+            if ready:
+                outcomes += send_group(ready)
+        return outcomes
+
+    def _send_kafka_python(
+        self, group: list[tuple[_Letter, bytes | None, bytes | None, Any]]
+    ) -> list[tuple[_Letter, BaseException | None, bool]]:
+        outcomes: list[tuple[_Letter, BaseException | None, bool]] = []
+        sent = []
+        for letter, key, value, headers in group:
+            try:
+                sent.append(
+                    (
+                        letter,
+                        self._producer.send(self.dlq_topic, key=key, value=value, headers=headers),
+                    )
+                )
+            except Exception as exc:  # refused before sending: too large
+                outcomes.append((letter, exc, True))
+        if sent:
+            self._producer.flush()
+        for letter, future in sent:
+            try:
+                future.get(timeout=0)
+            except Exception as exc:
+                outcomes.append((letter, exc, False))
+            else:
+                outcomes.append((letter, None, False))
+        return outcomes
+
+    def _send_confluent(
+        self, group: list[tuple[_Letter, bytes | None, bytes | None, Any]]
+    ) -> list[tuple[_Letter, BaseException | None, bool]]:
+        from confluent_kafka import KafkaException
+
+        outcomes: list[tuple[_Letter, BaseException | None, bool]] = []
+        reports: list[tuple[_Letter, list[Any]]] = []
+        for letter, key, value, headers in group:
+            report: list[Any] = []  # [error or None] once librdkafka reports the delivery
+            while True:
+                try:
+                    self._producer.produce(
+                        self.dlq_topic,
+                        value=value,
+                        key=key,
+                        headers=headers,
+                        on_delivery=lambda err, _msg, r=report: r.append(err),
+                    )
+                except BufferError:  # librdkafka's queue is full: serve reports, then again
+                    self._producer.poll(0.1)
+                    continue
+                except KafkaException as exc:  # refused before sending: too large
+                    outcomes.append((letter, DeliveryError(exc.args[0]), True))
+                else:
+                    reports.append((letter, report))
+                break
+        if reports:
+            self._producer.flush()  # every report arrives within message.timeout.ms
+        for letter, report in reports:
+            error = report[0] if report else None
+            if not report:  # not reported (cannot happen after flush): try again
+                outcomes.append((letter, TimeoutError("no delivery report"), False))
+            elif error is None:
+                outcomes.append((letter, None, False))
+            else:
+                outcomes.append((letter, DeliveryError(error), False))
         return outcomes
 
     def _reduce(self, letter: _Letter, reason: str) -> None:
         r = letter.reject
-        log.error("offset %s of partition %s not dead-lettered as it is (%s); a reduced dead "
-                  "letter is sent and the whole message stays in _rejected", r.offset,
-                  r.partition, visible(reason))
+        log.error(
+            "offset %s of partition %s not dead-lettered as it is (%s); a reduced dead "
+            "letter is sent and the whole message stays in _rejected",
+            r.offset,
+            r.partition,
+            visible(reason),
+        )
         letter.reduced_because = reason
 
-    def _message(self, letter: _Letter) -> tuple[bytes | None, bytes | None,
-                                                   list[tuple[str, bytes]]]:
+    def _message(
+        self, letter: _Letter
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
         r = letter.reject
-        headers = [("error", visible(r.error).encode()), ("source_topic", self.topic.encode()),
-                   ("source_partition", str(r.partition).encode()),
-                   ("source_offset", str(r.offset).encode())]
+        headers = [
+            ("error", visible(r.error).encode()),
+            ("source_topic", self.topic.encode()),
+            ("source_partition", str(r.partition).encode()),
+            ("source_offset", str(r.offset).encode()),
+        ]
         if letter.reduced_because is None:
             return r.key, r.value, headers
         key = None if r.key is None else r.key[:REDUCED_KEY_BYTES]
@@ -201,11 +336,23 @@ class DeadLetter:
         recovery: its flush was written but maybe not dead-lettered); (sent, dlq_failed)."""
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path, columns=["raw_key", "raw_value", "error",
-                                              "kafka_partition", "kafka_offset"])
-        rejects = [Reject(row["kafka_partition"], row["kafka_offset"], row["raw_key"],
-                          row["raw_value"], row["error"]) for row in table.to_pylist()]
+        table = pq.read_table(
+            path, columns=["raw_key", "raw_value", "error", "kafka_partition", "kafka_offset"]
+        )
+        rejects = [
+            Reject(
+                row["kafka_partition"],
+                row["kafka_offset"],
+                row["raw_key"],
+                row["raw_value"],
+                row["error"],
+            )
+            for row in table.to_pylist()
+        ]
         return len(rejects), self.send(rejects)
 
     def close(self) -> None:
-        self._producer.close(timeout=10)
+        if self.kafka_client == "kafka-python":
+            self._producer.close(timeout=10)
+        else:
+            self._producer.flush(10)

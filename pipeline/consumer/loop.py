@@ -1,12 +1,25 @@
 """The poll loop: Kafka -> :class:`~pipeline.consumer.sink.Sink` -> offset commits.
 
-The parent process polls its Kafka client (:mod:`.clients`: kafka-python by default, or
-librdkafka; ``enable_auto_commit=False``), hands each poll's raw messages to the sink (by
+The parent process polls its Kafka client (:mod:`.clients`: librdkafka by default, or
+kafka-python; ``enable_auto_commit=False``), hands each poll's raw messages to the sink (by
 default in a child process, see :class:`SinkProcess`), and commits ``last + 1`` of a
-partition only when the sink reports that flush durable. On a rebalance the client calls
-back: on revocation the durable flushes are committed and the rest of the buffer is dropped
-(the next owner re-reads it); on assignment :func:`recover_partition` cleans what a crashed
-flush left and says where to resume.
+partition only when the sink reports that flush durable.
+
+Rebalances are handled here, the same way for both clients (the client only reports them,
+from inside its ``poll``):
+
+- **revoked** (:meth:`Consumer._on_revoke`): the partitions' buffered messages are dropped
+  (the next owner re-reads them from the committed offset), the writes under way are waited
+  for (a barrier: no file of these partitions appears after the next owner's recovery), and
+  the flushes already durable are committed. **Lost** partitions (the group went on without
+  us) are not committed: the next owner's recovery deletes their uncommitted files.
+- **assigned** (:meth:`Consumer._on_assign`): the partitions are started
+  (:meth:`Consumer._start_assigned`): their committed offsets fetched,
+  :func:`recover_partition` cleans what a crashed flush left and says where to resume, and
+  the client fetches from there. librdkafka allows that inside its callback; kafka-python 3
+  does not (its callbacks run on its I/O thread), so there the partitions are paused in the
+  callback and started once ``poll`` returned. Messages of a partition that are not ours, or
+  from before its start position, are dropped (:func:`~.clients.keep_from`).
 """
 
 from __future__ import annotations
@@ -19,9 +32,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pipeline._exceptions import LakeWriteError
+from pipeline._exceptions import KafkaError, LakeWriteError
 from pipeline.consumer.batches import Flushed, RawBatch
-from pipeline.consumer.clients import CONSUMER_DEFAULTS, ConsumerClient, open_client
+from pipeline.consumer.clients import CONSUMER_DEFAULTS, ConsumerClient, keep_from
 from pipeline.consumer.sink_process import SinkProcess, tune_gc
 from pipeline.settings import Settings
 
@@ -31,6 +44,21 @@ if TYPE_CHECKING:
 __all__ = ["Consumer", "ConsumerStats", "CONSUMER_DEFAULTS"]
 
 log = logging.getLogger(__name__)
+
+
+def open_client(
+    settings: Settings, group: str, config: dict[str, Any], stopping: threading.Event
+) -> ConsumerClient:
+    """The client ``settings.kafka_client`` names, connected (not subscribed yet).
+    ``config``: consumer settings in kafka-python names (:data:`CONSUMER_DEFAULTS` and
+    overrides such as ``group_instance_id``). Only the chosen library is imported."""
+    if settings.kafka_client == "kafka-python":
+        from pipeline.consumer.kafka_python_client import KafkaPythonClient
+
+        return KafkaPythonClient(settings, group, config, stopping)
+    from pipeline.consumer.librdkafka_client import ConfluentClient
+
+    return ConfluentClient(settings, group, config, stopping)
 
 
 @dataclass
@@ -70,11 +98,20 @@ class ConsumerStats:
 class Consumer:
     """``modelmeter consume``: run until told to stop (signal, idle time, event count)."""
 
-    def __init__(self, settings: Settings, *, group: str = "modelmeter-lake",
-                 flush_events: int = 50_000, flush_seconds: float = 10.0,
-                 progress_seconds: float = 5.0, max_events: int | None = None,
-                 until_idle: float | None = None, in_process: bool = False,
-                 out: TextIO | None = None, **consumer_config: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        group: str = "modelmeter-lake",
+        flush_events: int = 50_000,
+        flush_seconds: float = 10.0,
+        progress_seconds: float = 5.0,
+        max_events: int | None = None,
+        until_idle: float | None = None,
+        in_process: bool = False,
+        out: TextIO | None = None,
+        **consumer_config: Any,
+    ) -> None:
         self.settings = settings
         self.group = group
         self.flush_events = flush_events
@@ -90,9 +127,12 @@ class Consumer:
         self._fatal: BaseException | None = None
         self._client: ConsumerClient | None = None
         self._sink: Sink | SinkProcess | None = None
-        self._assigned: set[int] = set()
+        self._assigned: set[int] = set()  # partitions started (recovered, resumed)
+        self._start: dict[int, int | None] = {}  # started partition -> first offset accepted
+        self._pending: list[int] = []  # assigned, paused, not started yet
         self._rebalancing = False  # partitions given up, no assignment since
         self._no_flush = False  # set when stopping after an error: never flush again
+        self._closing = False  # the client is being closed: its callbacks change nothing
         self._unflushed: dict[int, int] = {}  # partition -> consumed messages not yet flushed
 
     def request_stop(self, *_: Any) -> None:
@@ -105,16 +145,20 @@ class Consumer:
 
         self._check_lake()
         ensure_topics(self.settings)
-        options: dict[str, Any] = {"flush_events": self.flush_events,
-                                   "flush_seconds": self.flush_seconds}
+        options: dict[str, Any] = {
+            "flush_events": self.flush_events,
+            "flush_seconds": self.flush_seconds,
+        }
         if self.in_process:
             from pipeline.consumer.sink import DeadLetter, Sink
+
             self._sink = Sink(self.settings, dead_letter=DeadLetter(self.settings), **options)
         else:  # fork before any Kafka client thread exists
             self._sink = SinkProcess(self.settings, **options)
         committed_ok = False
         try:
-            self._client = open_client(self)
+            self._client = open_client(self.settings, self.group, self.consumer_config, self._stop)
+            self._client.subscribe(self._on_assign, self._on_revoke)
             if not self.in_process:  # the CLI's poller process (an embedding caller keeps its GC)
                 tune_gc()
             self._loop()
@@ -138,9 +182,14 @@ class Consumer:
                 limit = min(limit, self.max_events - self.stats.consumed)
                 if limit <= 0:
                     break
-            # long enough for a whole rebalance to finish inside one poll
-            batch = client.poll(limit, 1.0)
+            # short while no partition is ours: a paused assignment (kafka-python) is started
+            # right after the poll that received it returns
+            batch = client.poll(limit, 1.0 if self._assigned else 0.02)
             self._raise_fatal()
+            if self._pending:
+                self._start_assigned()
+            if batch is not None:
+                batch = keep_from(batch, self._start)
             now = time.monotonic()
             if batch is not None:
                 last_message = now
@@ -175,15 +224,22 @@ class Consumer:
             return True
         marks = self._client.watermarks(partitions, timeout=5.0)
         if marks is None:
-            log.warning("idle for %g s, but Kafka does not answer: going on until it confirms"
-                        " that nothing is left to read", self.until_idle)
+            log.warning(
+                "idle for %g s, but Kafka does not answer: going on until it confirms"
+                " that nothing is left to read",
+                self.until_idle,
+            )
             return False
         positions = self.stats.positions
-        behind = sum(max(0, high - max(low, positions.get(p, low)))
-                     for p, (low, high) in marks.items())
+        behind = sum(
+            max(0, high - max(low, positions.get(p, low))) for p, (low, high) in marks.items()
+        )
         if behind:
-            log.info("idle for %g s, but %s messages are still to be read: going on",
-                     self.until_idle, behind)
+            log.info(
+                "idle for %g s, but %s messages are still to be read: going on",
+                self.until_idle,
+                behind,
+            )
         return behind == 0
 
     def _count(self, batch: RawBatch) -> None:
@@ -198,7 +254,8 @@ class Consumer:
         for f in flushed:
             self.stats.record(f)
             self._unflushed[f.partition] = self._unflushed.get(f.partition, 0) - (
-                f.landed + f.rejected)
+                f.landed + f.rejected
+            )
             offsets[f.partition] = f.last_offset + 1
         return offsets
 
@@ -217,36 +274,77 @@ class Consumer:
         if self._client.commit(offsets):
             self._committed(offsets)
 
-    # -- rebalances (called by the client, see pipeline.consumer.clients) -------------------
-    def _revoke_begin(self, partitions: list[int]) -> Sink | SinkProcess | None:
-        """Partitions are being given up: drop their buffered messages (not flushed here: the
-        new owner re-reads them from the committed offset). Returns the sink whose pending
-        writes the client waits for (``sink.flush([])``, a barrier, so that no file of these
-        partitions appears after the new owner's recovery) before committing what is
-        durable; None when there is nothing to do (stopping after an error: nothing more is
-        written or committed). :meth:`_revoke_end` must follow."""
+    # -- rebalances (the client reports them from inside poll or close) ---------------------
+    def _on_revoke(self, partitions: list[int], lost: bool) -> None:
+        """Partitions are being given up (``lost``: the group already went on without us).
+
+        Their buffered messages are dropped, not flushed: the new owner re-reads them from
+        the committed offset. The writes under way are waited for (``sink.flush([])``, a
+        barrier, so that no file of these partitions appears after the new owner's
+        recovery), then what is durable is committed, unless lost. Errors are kept for the
+        loop (``_fatal``): a client's callback must not raise into the library."""
+        for p in partitions:
+            if p in self._pending:
+                self._pending.remove(p)
+            self._start.pop(p, None)
         sink = self._sink
-        if not partitions or sink is None or self._no_flush:
-            return None
-        sink.forget(partitions)
-        return sink
+        try:
+            if partitions and sink is not None and not self._no_flush and not self._closing:
+                sink.forget(partitions)
+                offsets = self._offsets(sink.flush([]))
+                assert self._client is not None
+                if not lost and offsets and self._fatal is None and self._client.commit(offsets):
+                    self._committed(offsets)
+        except BaseException as exc:
+            log.error("giving partitions up failed: %s", exc)
+            self._fatal = exc
+        finally:
+            self._assigned.difference_update(partitions)
+            self._rebalancing = True
+            for p in partitions:  # dropped messages will be read again: not consumed yet
+                self.stats.consumed -= self._unflushed.pop(p, 0)
 
-    def _revoke_end(self, partitions: list[int]) -> None:
-        self._assigned.difference_update(partitions)
-        self._rebalancing = True
-        for p in partitions:  # dropped messages will be read again: not consumed yet
-            self.stats.consumed -= self._unflushed.pop(p, 0)
-
-    def _assign_begin(self, partitions: list[Any]) -> bool:
-        """Partitions of our topic are being assigned: False when there is nothing to do
-        (none, or stopping after an error); else counted, and each then goes through
-        :meth:`_recover` and :meth:`_assigned_one`. Called on every assignment, even an
-        empty one: the rebalance is over."""
+    def _on_assign(self, partitions: list[int]) -> None:
+        """Partitions of our topic are assigned (called on every assignment, even an empty
+        one: the rebalance is over). They are started (:meth:`_start_assigned`) right here
+        when the client allows blocking calls in its callbacks, else paused here and started
+        right after the current poll."""
         self._rebalancing = False
-        if self._fatal is not None or not partitions:
-            return False
+        if not partitions or self._closing or self._fatal is not None:
+            return  # nothing more is recovered or read after an error: the loop raises it
         self.stats.assignments += 1
-        return True
+        assert self._client is not None
+        self._pending += [p for p in partitions if p not in self._pending]
+        try:
+            if self._client.callbacks_may_block:
+                self._start_assigned()
+            else:
+                self._client.pause(partitions)
+        except BaseException as exc:  # raised by the loop, after the poll
+            log.error("recovery on assignment failed: %s", exc)
+            self._fatal = exc
+
+    def _start_assigned(self) -> None:
+        """Start the assigned partitions: committed offsets, lake recovery (:meth:`_recover`),
+        then fetching from where the lake says (``client.start``)."""
+        client = self._client
+        assert client is not None
+        pending, self._pending = self._pending, []
+        committed = client.committed(pending)
+        positions: dict[int, int | None] = {}
+        for p in pending:
+            try:
+                position, commit_to = self._recover(p, committed.get(p))
+            except OSError as exc:
+                raise LakeWriteError(
+                    f"cannot clean the lake: {exc.strerror or exc}",
+                    path=getattr(exc, "filename", None),
+                ) from None
+            if commit_to is not None and not client.commit({p: commit_to}):
+                raise KafkaError(f"partition {p} moved during its assignment")
+            self._assigned_one(p, commit_to if commit_to is not None else committed.get(p))
+            self._start[p] = positions[p] = position
+        client.start(positions)
 
     def _recover(self, partition: int, committed: int | None) -> tuple[int | None, int | None]:
         """Clean the lake of an assigned partition (:func:`recover_partition`).
@@ -262,13 +360,22 @@ class Consumer:
         rec = recover_partition(self.settings.lake, self.settings.topic, partition, committed)
         self.stats.recovered_files_deleted += len(rec.deleted)
         if rec.deleted or rec.temp_removed:
-            log.warning("partition %s: removed %s uncommitted lake files and %s temporary files"
-                        " (committed offset %s)", partition, len(rec.deleted), rec.temp_removed,
-                        committed)
+            log.warning(
+                "partition %s: removed %s uncommitted lake files and %s temporary files"
+                " (committed offset %s)",
+                partition,
+                len(rec.deleted),
+                rec.temp_removed,
+                committed,
+            )
         if rec.redeliver and self._sink is not None:
             sent = self._sink.redeliver(rec.redeliver)
-            log.warning("partition %s: %s dead letters of the last flush sent again (it was "
-                        "never committed; the DLQ is at-least-once)", partition, sent)
+            log.warning(
+                "partition %s: %s dead letters of the last flush sent again (it was "
+                "never committed; the DLQ is at-least-once)",
+                partition,
+                sent,
+            )
         if rec.position is not None:
             return rec.position, (rec.position if rec.position != committed else None)
         return committed, None
@@ -286,8 +393,10 @@ class Consumer:
         if self._fatal is not None:
             exc, self._fatal = self._fatal, None
             if isinstance(exc, OSError):
-                raise LakeWriteError(f"cannot clean the lake: {exc.strerror or exc}",
-                                     path=getattr(exc, "filename", None)) from None
+                raise LakeWriteError(
+                    f"cannot clean the lake: {exc.strerror or exc}",
+                    path=getattr(exc, "filename", None),
+                ) from None
             raise exc
 
     # -- helpers ----------------------------------------------------------------------------
@@ -296,8 +405,9 @@ class Consumer:
         try:
             lake.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LakeWriteError(f"cannot create the lake: {exc.strerror or exc}",
-                                 path=str(lake)) from None
+            raise LakeWriteError(
+                f"cannot create the lake: {exc.strerror or exc}", path=str(lake)
+            ) from None
         if not lake.is_dir():
             raise LakeWriteError("the lake is not a directory", path=str(lake))
 
@@ -314,17 +424,20 @@ class Consumer:
         s = self.stats
         elapsed = max(1e-9, time.monotonic() - s.started_monotonic)
         lag = s.lag()
-        line = (f"consume {kind}: {s.consumed / elapsed:,.0f} events/s, consumed={s.consumed:,}"
-                f" landed={s.landed:,} rejected={s.rejected:,}"
-                + (f" lag={lag:,}" if lag is not None else "")
-                + (f" dlq_failed={s.dlq_failed}" if s.dlq_failed else "")
-                + (f" elapsed={elapsed:.1f}s" if kind == "done" else ""))
+        line = (
+            f"consume {kind}: {s.consumed / elapsed:,.0f} events/s, consumed={s.consumed:,}"
+            f" landed={s.landed:,} rejected={s.rejected:,}"
+            + (f" lag={lag:,}" if lag is not None else "")
+            + (f" dlq_failed={s.dlq_failed}" if s.dlq_failed else "")
+            + (f" elapsed={elapsed:.1f}s" if kind == "done" else "")
+        )
         if kind == "progress" and not self.progress_seconds:
             return
         print(line, file=self.out, flush=True)
 
     def _shutdown(self, committed_ok: bool) -> None:
         self._no_flush = not committed_ok
+        self._closing = True
         if self._client is not None:
             try:
                 self._client.close()
@@ -343,4 +456,3 @@ def install_signal_handlers(consumer: Consumer) -> None:
     """SIGTERM and SIGINT ask ``consumer`` to flush, commit and exit 0."""
     signal.signal(signal.SIGTERM, consumer.request_stop)
     signal.signal(signal.SIGINT, consumer.request_stop)
-

@@ -69,8 +69,11 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
         by_name: dict[FileName, list[Path]] = defaultdict(list)
         for path, name in files:
             by_name[name].append(path)
-        complete = [name for name, paths in by_name.items()
-                    if sum(_rows(p) for p in paths) == name.last_offset - name.first_offset + 1]
+        complete = [
+            name
+            for name, paths in by_name.items()
+            if sum(_rows(p) for p in paths) == name.last_offset - name.first_offset + 1
+        ]
         if complete:
             last = max(complete, key=lambda name: name.last_offset)
             committed = last.last_offset + 1
@@ -86,8 +89,13 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
             result.straddling.append(name)
     if result.straddling:
         resume = max(name.last_offset for name in result.straddling) + 1
-        log.warning("partition %s: lake files %s cover offsets past the committed offset %s; "
-                    "they are kept and consumption resumes at %s", partition,
-                    sorted({str(n) for n in result.straddling}), committed, resume)
+        log.warning(
+            "partition %s: lake files %s cover offsets past the committed offset %s; "
+            "they are kept and consumption resumes at %s",
+            partition,
+            sorted({str(n) for n in result.straddling}),
+            committed,
+            resume,
+        )
         result.position = resume
     return result

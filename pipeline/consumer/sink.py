@@ -73,9 +73,16 @@ def _ascending(column: pa.ChunkedArray) -> bool:
 class Sink:
     """Validates raw batches, buffers them per partition, flushes by size, age and memory."""
 
-    def __init__(self, settings: Settings, *, flush_events: int = 50_000,
-                 flush_seconds: float = 10.0, max_buffer_bytes: int = 24 * 1024 * 1024,
-                 dead_letter: DeadLetter | None = None, write_threads: int = 4) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        flush_events: int = 50_000,
+        flush_seconds: float = 10.0,
+        max_buffer_bytes: int = 24 * 1024 * 1024,
+        dead_letter: DeadLetter | None = None,
+        write_threads: int = 4,
+    ) -> None:
         self.lake = Path(settings.lake)
         self.topic = settings.topic
         self.flush_events = max(1, flush_events)
@@ -88,9 +95,14 @@ class Sink:
     # -- intake -----------------------------------------------------------------------------
     def add(self, batch: RawBatch) -> list[Flushed]:
         """Validate ``batch`` and buffer it; returns the flushes this triggered (size, memory)."""
-        result = validate_batch(batch.values, partitions=batch.partitions,
-                                offsets=batch.offsets, keys=batch.keys, topic=self.topic,
-                                ingested_at=batch.ingested_at)
+        result = validate_batch(
+            batch.values,
+            partitions=batch.partitions,
+            offsets=batch.offsets,
+            keys=batch.keys,
+            topic=self.topic,
+            ingested_at=batch.ingested_at,
+        )
         single = len(batch.segments) == 1
         by_partition: dict[int, list[tuple[Reject, dt.datetime]]] = {}
         for r in result.rejects:
@@ -99,7 +111,8 @@ class Sink:
             buf = self._buffers.get(partition)
             if buf is None:
                 buf = self._buffers[partition] = _Buffer(
-                    batch.offsets[start], batch.offsets[end - 1], time.monotonic())
+                    batch.offsets[start], batch.offsets[end - 1], time.monotonic()
+                )
             buf.last = batch.offsets[end - 1]
             buf.count += end - start
             for name, table in result.tables.items():
@@ -113,8 +126,9 @@ class Sink:
             buf.nbytes += sum(len(r.value or b"") + len(r.key or b"") for r, _ in rejects)
         if single:
             self._buffers[batch.segments[0][0]].fast += result.fast
-        flushed = self._flush_many([p for p, b in self._buffers.items()
-                                    if b.count >= self.flush_events])
+        flushed = self._flush_many(
+            [p for p, b in self._buffers.items() if b.count >= self.flush_events]
+        )
         while self._buffers and self.buffered_bytes() > self.max_buffer_bytes:
             largest = max(self._buffers, key=lambda p: self._buffers[p].nbytes)
             flushed.append(self._flush_one(largest))
@@ -123,13 +137,17 @@ class Sink:
     def tick(self) -> list[Flushed]:
         """Flush the buffers older than ``flush_seconds``."""
         now = time.monotonic()
-        return self._flush_many([p for p, b in self._buffers.items()
-                                 if now - b.since >= self.flush_seconds])
+        return self._flush_many(
+            [p for p, b in self._buffers.items() if now - b.since >= self.flush_seconds]
+        )
 
     def flush(self, partitions: Iterable[int] | None = None) -> list[Flushed]:
         """Flush ``partitions`` (all when None) now."""
-        wanted = list(self._buffers) if partitions is None else [
-            p for p in partitions if p in self._buffers]
+        wanted = (
+            list(self._buffers)
+            if partitions is None
+            else [p for p in partitions if p in self._buffers]
+        )
         return self._flush_many(wanted)
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -148,8 +166,12 @@ class Sink:
             count, failed = self._dead_letter.send_rejected_file(path)
             sent += count
             if failed:
-                log.error("%s: %s of its %s dead letters were sent reduced or not at all",
-                          path, failed, count)
+                log.error(
+                    "%s: %s of its %s dead letters were sent reduced or not at all",
+                    path,
+                    failed,
+                    count,
+                )
         return sent
 
     def buffered_bytes(self) -> int:
@@ -188,22 +210,35 @@ class Sink:
                 continue
             # one sort by (day, offset), then one slice per day
             days = pc.cast(table["occurred_at"], pa.date32())
-            order = pc.sort_indices(pa.table({"d": days, "o": table["kafka_offset"]}),
-                                    sort_keys=[("d", "ascending"), ("o", "ascending")])
+            order = pc.sort_indices(
+                pa.table({"d": days, "o": table["kafka_offset"]}),
+                sort_keys=[("d", "ascending"), ("o", "ascending")],
+            )
             table, days = table.take(order), days.take(order)
             start = 0
             for run in pc.value_counts(days).to_pylist():
                 count = run["counts"]
-                jobs.append((table.slice(start, count),
-                             partition_dir(self.lake, table_name, run["values"]) / name))
+                jobs.append(
+                    (
+                        table.slice(start, count),
+                        partition_dir(self.lake, table_name, run["values"]) / name,
+                    )
+                )
                 start += count
         if buf.rejects:
             received = [ingested.date() for _, ingested in buf.rejects]
             for day in sorted(set(received)):
-                rows = [(r, ingested) for (r, ingested), d in zip(buf.rejects, received,
-                                                                  strict=True) if d == day]
-                jobs.append((self._rejected_table(rows),
-                             partition_dir(self.lake, REJECTED_TABLE, day) / name))
+                rows = [
+                    (r, ingested)
+                    for (r, ingested), d in zip(buf.rejects, received, strict=True)
+                    if d == day
+                ]
+                jobs.append(
+                    (
+                        self._rejected_table(rows),
+                        partition_dir(self.lake, REJECTED_TABLE, day) / name,
+                    )
+                )
         return jobs, landed
 
     def _finish(self, partition: int, files: int, landed: int, started: float) -> Flushed:
@@ -214,23 +249,37 @@ class Sink:
             failed = self._dead_letter.send([r for r, _ in buf.rejects])
         del self._buffers[partition]
         if landed + len(buf.rejects) != buf.count:  # a bug, never expected: do not commit
-            raise PipelineError(f"partition {partition} offsets {buf.first}-{buf.last}: "
-                                f"{buf.count} messages but {landed} landed + "
-                                f"{len(buf.rejects)} rejected")
-        return Flushed(partition, buf.first, buf.last, landed, len(buf.rejects), files,
-                       time.monotonic() - started, failed, buf.fast)
+            raise PipelineError(
+                f"partition {partition} offsets {buf.first}-{buf.last}: "
+                f"{buf.count} messages but {landed} landed + "
+                f"{len(buf.rejects)} rejected"
+            )
+        return Flushed(
+            partition,
+            buf.first,
+            buf.last,
+            landed,
+            len(buf.rejects),
+            files,
+            time.monotonic() - started,
+            failed,
+            buf.fast,
+        )
 
     def _rejected_table(self, rows: list[tuple[Reject, dt.datetime]]) -> pa.Table:
         rejects = [r for r, _ in rows]
-        return pa.Table.from_pydict({
-            "raw_key": pa.array([r.key for r in rejects], pa.binary()),
-            "raw_value": pa.array([r.value for r in rejects], pa.binary()),
-            "error": pa.array([r.error for r in rejects], pa.string()),
-            "kafka_topic": pa.array([self.topic] * len(rows), pa.string()),
-            "kafka_partition": pa.array([r.partition for r in rejects], pa.int32()),
-            "kafka_offset": pa.array([r.offset for r in rejects], pa.int64()),
-            "ingested_at": pa.array([ingested for _, ingested in rows], _TS),
-        }, schema=REJECTED_SCHEMA)
+        return pa.Table.from_pydict(
+            {
+                "raw_key": pa.array([r.key for r in rejects], pa.binary()),
+                "raw_value": pa.array([r.value for r in rejects], pa.binary()),
+                "error": pa.array([r.error for r in rejects], pa.string()),
+                "kafka_topic": pa.array([self.topic] * len(rows), pa.string()),
+                "kafka_partition": pa.array([r.partition for r in rejects], pa.int32()),
+                "kafka_offset": pa.array([r.offset for r in rejects], pa.int64()),
+                "ingested_at": pa.array([ingested for _, ingested in rows], _TS),
+            },
+            schema=REJECTED_SCHEMA,
+        )
 
     def _write_all(self, jobs: list[tuple[pa.Table, Path]]) -> None:
         def write(job: tuple[pa.Table, Path]) -> None:
@@ -238,8 +287,9 @@ class Sink:
             try:
                 write_table_atomic(table, path)
             except OSError as exc:
-                raise LakeWriteError(f"cannot write the lake: {exc.strerror or exc}",
-                                     path=str(path)) from None
+                raise LakeWriteError(
+                    f"cannot write the lake: {exc.strerror or exc}", path=str(path)
+                ) from None
 
         if len(jobs) == 1:
             write(jobs[0])

@@ -13,11 +13,12 @@ import pytest
 from pipeline._exceptions import ConfigError, KafkaUnavailableError
 from pipeline.consumer import Consumer
 from pipeline.consumer.clients import (
-    _CONFLUENT_ONLY,
+    CONFLUENT_ONLY,
     CONSUMER_DEFAULTS,
     ConsumerClient,
     _Backoff,
-    _batch,
+    keep_from,
+    make_batch,
 )
 from pipeline.kafka_connect import confluent_config
 from pipeline.settings import Settings
@@ -27,8 +28,9 @@ def test_every_consumer_default_has_its_librdkafka_name_and_value():
     """The librdkafka consumer gets the same tuning as kafka-python (a default added without
     a librdkafka name would raise here, as it would at start-up)."""
     options = {k: v for k, v in CONSUMER_DEFAULTS.items() if k != "max_poll_records"}
-    config = confluent_config(Settings(), {**options, **_CONFLUENT_ONLY, "group_id": "g",
-                                           "group_instance_id": "host-1"})
+    config = confluent_config(
+        Settings(), {**options, **CONFLUENT_ONLY, "group_id": "g", "group_instance_id": "host-1"}
+    )
     assert config["enable.auto.commit"] is False
     assert config["auto.offset.reset"] == "earliest"
     assert config["session.timeout.ms"] == CONSUMER_DEFAULTS["session_timeout_ms"]
@@ -44,7 +46,7 @@ def test_a_kafka_python_only_option_is_a_config_error():
 
 
 def test_batch_keeps_each_partition_contiguous_in_segments():
-    batch = _batch([(3, [10, 11], [b"k", None], [b"a", b"b"]), (0, [5], [b"k0"], [b"c"])])
+    batch = make_batch([(3, [10, 11], [b"k", None], [b"a", b"b"]), (0, [5], [b"k0"], [b"c"])])
     assert batch is not None
     assert batch.partitions == [3, 3, 0]
     assert batch.offsets == [10, 11, 5]
@@ -55,7 +57,32 @@ def test_batch_keeps_each_partition_contiguous_in_segments():
 
 
 def test_batch_of_nothing_is_none():
-    assert _batch([]) is None
+    assert make_batch([]) is None
+    assert make_batch([(1, [], [], [])]) is None
+
+
+def test_keep_from_drops_partitions_not_ours_and_offsets_before_the_start():
+    """The loop's guard after a rebalance: messages of a partition it does not own (fetched
+    before a revocation) and messages before a partition's start position (fetched before
+    its seek) never reach the lake."""
+    batch = make_batch(
+        [
+            (3, [8, 9, 10, 11], [b"a", b"b", b"c", b"d"], [b"1", b"2", b"3", b"4"]),
+            (0, [5], [b"k0"], [b"c"]),
+            (1, [7], [None], [b"x"]),
+        ]
+    )
+    kept = keep_from(batch, {3: 10, 1: None})
+    assert kept is not None
+    assert (kept.partitions, kept.offsets, kept.keys, kept.values) == (
+        [3, 3, 1],
+        [10, 11, 7],
+        [b"c", b"d", None],
+        [b"3", b"4", b"x"],
+    )
+    assert kept.segments == [(3, 0, 2), (1, 2, 3)]
+    assert keep_from(batch, {3: 0, 0: 5, 1: 7}) is batch  # nothing dropped: the same batch
+    assert keep_from(batch, {}) is None
 
 
 def test_backoff_doubles_up_to_5_s_and_retries_for_as_long_as_the_consumer_runs():
@@ -86,6 +113,7 @@ class _Watermarks(ConsumerClient):
     """Only what Consumer._caught_up asks of a client: the broker's answer, set by the test."""
 
     def __init__(self, marks):
+        super().__init__(threading.Event())
         self.marks = marks
         self.asked: list[list[int]] = []
 
@@ -102,14 +130,17 @@ def _idle_consumer(marks, positions):
     return consumer
 
 
-@pytest.mark.parametrize(("marks", "positions", "idle"), [
-    ({0: (0, 10), 1: (5, 5)}, {0: 10, 1: None}, True),     # read to the end; 1 is empty
-    ({0: (0, 10), 1: (0, 7)}, {0: 10, 1: 3}, False),       # 4 messages left in partition 1
-    ({0: (0, 10)}, {0: None}, False),                      # nothing read yet, 10 to read
-    ({0: (8, 10)}, {0: 2}, False),                         # behind, even after retention
-    ({0: (12, 12)}, {0: 2}, True),                         # all we missed was deleted
-    (None, {0: 10}, False),                                # the broker does not answer
-])
+@pytest.mark.parametrize(
+    ("marks", "positions", "idle"),
+    [
+        ({0: (0, 10), 1: (5, 5)}, {0: 10, 1: None}, True),  # read to the end; 1 is empty
+        ({0: (0, 10), 1: (0, 7)}, {0: 10, 1: 3}, False),  # 4 messages left in partition 1
+        ({0: (0, 10)}, {0: None}, False),  # nothing read yet, 10 to read
+        ({0: (8, 10)}, {0: 2}, False),  # behind, even after retention
+        ({0: (12, 12)}, {0: 2}, True),  # all we missed was deleted
+        (None, {0: 10}, False),  # the broker does not answer
+    ],
+)
 def test_until_idle_stops_only_when_the_broker_confirms_nothing_is_left(marks, positions, idle):
     consumer = _idle_consumer(marks, positions)
     assert consumer._caught_up() is idle
@@ -130,9 +161,11 @@ def test_the_poller_process_leaves_the_writer_libraries_to_the_writer():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.cli, pipeline.consumer, pipeline.consumer.loop, "
-            "pipeline.consumer.clients, pipeline.consumer.recovery; "
-            "heavy = [m for m in ('pyarrow', 'msgspec', 'pipeline.contract', 'pipeline.lake') "
-            "if m in sys.modules]; sys.exit(str(heavy) if heavy else 0)")
+    code = (
+        "import sys, pipeline.cli, pipeline.consumer, pipeline.consumer.loop, "
+        "pipeline.consumer.clients, pipeline.consumer.recovery; "
+        "heavy = [m for m in ('pyarrow', 'msgspec', 'pipeline.contract', 'pipeline.lake') "
+        "if m in sys.modules]; sys.exit(str(heavy) if heavy else 0)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

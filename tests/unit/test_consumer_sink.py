@@ -17,19 +17,30 @@ YESTERDAY = (INGESTED - dt.timedelta(days=1)).date()
 
 
 def event(i: int, day: dt.date = YESTERDAY, *, event_type: str = "llm_call") -> dict:
-    common = {"event_id": f"e-{i}", "event_type": event_type, "schema_version": 1,
-              "occurred_at": f"{day.isoformat()}T12:00:{i % 60:02d}Z", "agent_id": "a",
-              "task_id": f"t-{i}", "role": "implementer"}
+    common = {
+        "event_id": f"e-{i}",
+        "event_type": event_type,
+        "schema_version": 1,
+        "occurred_at": f"{day.isoformat()}T12:00:{i % 60:02d}Z",
+        "agent_id": "a",
+        "task_id": f"t-{i}",
+        "role": "implementer",
+    }
     if event_type == "task_feedback":
         return common | {"satisfaction": 4}
-    return common | {"provider": "zai", "model": "glm-4.5", "input_tokens": i,
-                     "output_tokens": 1}
+    return common | {"provider": "zai", "model": "glm-4.5", "input_tokens": i, "output_tokens": 1}
 
 
 def batch(partition: int, first: int, values: list[bytes]) -> RawBatch:
     n = len(values)
-    return RawBatch([partition] * n, list(range(first, first + n)), [b"k"] * n, values,
-                    INGESTED, [(partition, 0, n)])
+    return RawBatch(
+        [partition] * n,
+        list(range(first, first + n)),
+        [b"k"] * n,
+        values,
+        INGESTED,
+        [(partition, 0, n)],
+    )
 
 
 def flush(tmp_path, make_settings, *batches: RawBatch):
@@ -45,7 +56,9 @@ def read(tmp_path, table: str, day: dt.date, name: FileName):
     return pq.read_table(partition_dir(tmp_path / "lake", table, day) / str(name))
 
 
-def test_one_day_flush_writes_rows_in_offset_order_when_slow_rows_come_last(tmp_path, make_settings):
+def test_one_day_flush_writes_rows_in_offset_order_when_slow_rows_come_last(
+    tmp_path, make_settings
+):
     """Rows pydantic decided (here: a space before a colon the fast path leaves to it, an invalid event) come
     after the fast rows in a validated batch; the file still holds them in offset order."""
     values = [orjson.dumps(event(i)) for i in range(6)]
@@ -53,9 +66,15 @@ def test_one_day_flush_writes_rows_in_offset_order_when_slow_rows_come_last(tmp_
     values[4] = orjson.dumps(event(4) | {"input_tokens": -1})
     values.append(orjson.dumps(event(6, event_type="task_feedback")))
     values += [orjson.dumps(event(i)) for i in range(7, 10)]
-    (flushed,) = flush(tmp_path, make_settings, batch(0, 100, values[:5]), batch(0, 105, values[5:]))
+    (flushed,) = flush(
+        tmp_path, make_settings, batch(0, 100, values[:5]), batch(0, 105, values[5:])
+    )
     assert (flushed.first_offset, flushed.last_offset, flushed.landed, flushed.rejected) == (
-        100, 109, 9, 1)
+        100,
+        109,
+        9,
+        1,
+    )
     name = FileName("t", 0, 100, 109)
     calls = read(tmp_path, "llm_call", YESTERDAY, name)
     assert calls.schema.equals(LLM_CALL_SCHEMA)

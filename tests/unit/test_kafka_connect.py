@@ -45,7 +45,25 @@ def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path) -> None:
     """A garbage CA file is reported as such before any connection."""
     ca = tmp_path / "ca.pem"
     ca.write_text("not a certificate")
-    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}",
-                        kafka_security_protocol="SSL", kafka_ssl_cafile=ca)
+    settings = Settings(
+        kafka_bootstrap_servers=f"127.0.0.1:{closed_port()}",
+        kafka_security_protocol="SSL",
+        kafka_ssl_cafile=ca,
+    )
     with pytest.raises(ConfigError, match="not a PEM CA certificate"):
         create_client(KafkaProducer, settings)
+
+
+def test_unreachable_broker_is_the_same_one_line_for_librdkafka() -> None:
+    """The default client (librdkafka) is made after the same probe: nothing listening is
+    KafkaUnavailableError naming the servers and the timeout, before any client exists."""
+    from confluent_kafka import Producer
+
+    from pipeline.kafka_connect import create_confluent_client
+
+    port = closed_port()
+    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{port}", kafka_bootstrap_timeout=1)
+    with pytest.raises(KafkaUnavailableError) as err:
+        create_confluent_client(Producer, settings, {"linger_ms": 5})
+    message = str(err.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message and "within 1 s" in message

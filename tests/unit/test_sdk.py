@@ -54,10 +54,13 @@ def test_raw_message_is_key_and_value():
     assert (message.key, message.value) == (b"k", b"v") == tuple(message)
 
 
-@pytest.mark.parametrize(("kwargs", "reason"), [
-    ({"max_buffer": 0}, "max_buffer must be >= 1, got 0"),
-    ({"max_block_ms": -1}, "max_block_ms must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({"max_buffer": 0}, "max_buffer must be >= 1, got 0"),
+        ({"max_block_ms": -1}, "max_block_ms must be >= 0, got -1"),
+    ],
+)
 def test_bad_arguments_are_config_errors_before_any_connection(make_settings, kwargs, reason):
     """Bad SDK arguments raise ConfigError (exit 2) before touching Kafka."""
     settings = make_settings(kafka=False, kafka_bootstrap_servers="127.0.0.1:1")
@@ -72,21 +75,55 @@ def test_the_sdks_checks_are_the_compiled_contract_and_send_the_same_bytes():
     assert sdk._validate_llm_call.fast and sdk._validate_task_feedback.fast
     at = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")) - dt.timedelta(minutes=3)
     for model, check, data in [
-        (LlmCall, sdk._validate_llm_call, {
-            "event_id": new_event_id(), "event_type": "llm_call", "schema_version": 1,
-            "occurred_at": at, "agent_id": "agent-é", "task_id": "T-1", "role": "coder",
-            "provider": "anthropic", "model": "claude-opus-4-1", "input_tokens": 10,
-            "output_tokens": 2, "cache_read_tokens": 0, "cache_write_5m_tokens": 3,
-            "cache_write_1h_tokens": 0, "latency_ms": None, "status": "ok", "escalated": True,
-            "escalation_trigger": "security_sensitive", "policy_version": None, "task_type": "x"}),
-        (TaskFeedback, sdk._validate_task_feedback, {
-            "event_id": "fb-1", "event_type": "task_feedback", "schema_version": 1,
-            "occurred_at": at, "agent_id": "a", "task_id": "T-1", "role": "coder",
-            "satisfaction": None, "escalation_needed": False, "review_consistent": True}),
+        (
+            LlmCall,
+            sdk._validate_llm_call,
+            {
+                "event_id": new_event_id(),
+                "event_type": "llm_call",
+                "schema_version": 1,
+                "occurred_at": at,
+                "agent_id": "agent-é",
+                "task_id": "T-1",
+                "role": "coder",
+                "provider": "anthropic",
+                "model": "claude-opus-4-1",
+                "input_tokens": 10,
+                "output_tokens": 2,
+                "cache_read_tokens": 0,
+                "cache_write_5m_tokens": 3,
+                "cache_write_1h_tokens": 0,
+                "latency_ms": None,
+                "status": "ok",
+                "escalated": True,
+                "escalation_trigger": "security_sensitive",
+                "policy_version": None,
+                "task_type": "x",
+            },
+        ),
+        (
+            TaskFeedback,
+            sdk._validate_task_feedback,
+            {
+                "event_id": "fb-1",
+                "event_type": "task_feedback",
+                "schema_version": 1,
+                "occurred_at": at,
+                "agent_id": "a",
+                "task_id": "T-1",
+                "role": "coder",
+                "satisfaction": None,
+                "escalation_needed": False,
+                "review_consistent": True,
+            },
+        ),
     ]:
         event = check(*data.values())
         reference = model.model_validate(data)
         assert serialize_event(event) == serialize_event(reference)
         assert parse_event(serialize_event(event)) == event == reference
         # a failed event is reported rebuilt from these bytes: equal to the one returned
-        assert EVENT_ADAPTER.validate_json(serialize_event(event), context=sdk._REBUILD_CONTEXT) == event
+        assert (
+            EVENT_ADAPTER.validate_json(serialize_event(event), context=sdk._REBUILD_CONTEXT)
+            == event
+        )
