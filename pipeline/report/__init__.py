@@ -20,7 +20,8 @@ from pathlib import Path
 
 from pipeline._exceptions import ConfigError
 from pipeline.files import atomic_write
-from pipeline.report.data import SCHEMA_VERSION, DailyReport, load_daily_report
+from pipeline.report.data import load_daily_report
+from pipeline.report.figures import SCHEMA_VERSION, DailyReport
 from pipeline.report.html import render_html
 from pipeline.report.json import render_json
 from pipeline.report.markdown import render_markdown

@@ -5,7 +5,7 @@
     report = load_daily_report(settings.warehouse, dt.date(2026, 10, 6))
     report.headline.cost_usd            # Decimal, exact (DECIMAL(38,12) from DuckDB)
 
-Everything is computed by the warehouse's SQL models (DESIGN.md section 4); this module only
+Everything is computed by the warehouse's SQL models (``sql/``); this module only
 selects the rows of one day (and its month to date, and the 30 days up to it) and never
 re-derives a cost or a KPI. Money and ratios stay exact :class:`~decimal.Decimal`; rounding
 to cents happens in the renderers, at display time only.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,24 @@ from typing import Any
 import duckdb
 
 from pipeline._exceptions import NoDataError, WarehouseError
+from pipeline.report.figures import (
+    SCHEMA_VERSION,
+    TREND_DAYS,
+    DailyReport,
+    DataWarnings,
+    EscalationRow,
+    Headline,
+    KpiRow,
+    ModelRow,
+    Roi,
+    RoleModelCost,
+    RoleRow,
+    TrendPoint,
+    UnknownRole,
+    UnknownTrigger,
+    UnpricedModel,
+    find_kpi,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -47,196 +64,16 @@ __all__ = [
     "load_daily_report",
 ]
 
-SCHEMA_VERSION = 1
-TREND_DAYS = 30
 
-
-@dataclass(frozen=True, slots=True)
-class Headline:
-    """The day in one line: cost against the all-Claude baseline, and the month so far."""
-
-    calls: int
-    escalated_calls: int
-    unpriced_calls: int  # left out of every money figure (never $0)
-    cost_usd: Decimal | None  # None only when no call of the day is priced
-    baseline_cost_usd: Decimal | None
-    savings_usd: Decimal | None
-    savings_pct: Decimal | None  # ratio 0..1
-    month_start: dt.date
-    mtd_cost_usd: Decimal | None
-    mtd_baseline_cost_usd: Decimal | None
-    mtd_savings_usd: Decimal | None
-    mtd_cost_reduction_pct: Decimal | None  # ratio 0..1, the cost_reduction_pct KPI month to date
-    target_min: Decimal | None
-    target_max: Decimal | None
-    mtd_status: str  # met | missed | no_data
-
-
-@dataclass(frozen=True, slots=True)
-class RoleRow:
-    role: str
-    is_known_role: bool
-    calls: int
-    escalated_calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal | None
-    baseline_cost_usd: Decimal | None
-    savings_usd: Decimal | None
-    savings_pct: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRow:
-    provider: str
-    model: str
-    is_default_model: bool
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal | None  # None = unpriced, never $0
-    share_of_calls: Decimal | None
-    share_of_cost: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class RoleModelCost:
-    """Cost of one (role, model) cell: the segments of the stacked cost-by-role chart."""
-
-    role: str
-    provider: str
-    model: str
-    calls: int
-    cost_usd: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class KpiRow:
-    kpi: str
-    description: str
-    unit: str  # ratio | score | count
-    target_min: Decimal | None
-    target_max: Decimal | None
-    min_inclusive: bool
-    max_inclusive: bool
-    day_actual: Decimal | None
-    day_status: str  # met | missed | no_data
-    mtd_actual: Decimal | None
-    mtd_status: str
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationRow:
-    role: str
-    trigger: str
-    escalated_calls: int
-    escalated_tasks: int
-    unpriced_calls: int
-    cost_usd: Decimal | None
-    baseline_cost_usd: Decimal | None
-    tasks_with_verdict: int
-    false_positives: int
-    false_positive_rate: Decimal | None  # None when no verdict
-
-
-@dataclass(frozen=True, slots=True)
-class Roi:
-    """The policy's ROI projection at the month-to-date cost reduction (pipeline.policy)."""
-
-    month: dt.date
-    observed_cost_reduction_pct: Decimal
-    implementation_cost_usd: Decimal
-    monthly_spend_before_usd: Decimal
-    horizon_months: int
-    monthly_savings_usd: Decimal
-    horizon_savings_usd: Decimal
-    roi: Decimal  # ratio: (horizon savings - implementation cost) / implementation cost
-    break_even_month: int | None  # months after go-live; None = not within the horizon
-
-
-@dataclass(frozen=True, slots=True)
-class TrendPoint:
-    date: dt.date
-    calls: int
-    cost_usd: Decimal | None
-    baseline_cost_usd: Decimal | None
-    savings_usd: Decimal | None
-    savings_pct: Decimal | None
-    default_model_share: Decimal | None
-    unpriced_calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnpricedModel:
-    provider: str
-    model: str
-    calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownRole:
-    role: str
-    events: int  # llm_call and task_feedback events of the role
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownTrigger:
-    role: str
-    trigger: str
-    calls: int
-
-
-@dataclass(frozen=True, slots=True)
-class DataWarnings:
-    unpriced: tuple[UnpricedModel, ...]
-    unknown_roles: tuple[UnknownRole, ...]
-    unknown_triggers: tuple[UnknownTrigger, ...]
-    rejected_events: int  # dead-lettered messages received that day
-    duplicate_events: int  # extra copies landed by producer retries (counted once; not a warning)
-    day_last_ingested_at: dt.datetime | None  # when the day's newest event landed (UTC)
-    lake_freshness: dt.datetime | None  # newest ingested_at in the whole lake (UTC)
-    built_at: dt.datetime | None  # when the warehouse was built (UTC)
-
-    @property
-    def count(self) -> int:
-        """How many warnings there are (0 = a clean day)."""
-        return (len(self.unpriced) + len(self.unknown_roles) + len(self.unknown_triggers)
-                + (1 if self.rejected_events else 0))
-
-
-@dataclass(frozen=True, slots=True)
-class DailyReport:
-    date: dt.date
-    policy_version: str | None
-    default_model: str  # "provider/model"
-    baseline_model: str
-    first_date: dt.date  # range of days that have data
-    last_date: dt.date
-    headline: Headline
-    roles: tuple[RoleRow, ...]
-    models: tuple[ModelRow, ...]
-    cost_by_role_model: tuple[RoleModelCost, ...]
-    kpis: tuple[KpiRow, ...]
-    escalations: tuple[EscalationRow, ...]
-    roi: Roi | None  # None when no call of the month so far is priced
-    trend: tuple[TrendPoint, ...]  # TREND_DAYS days ending at `date`, one point per day
-    warnings: DataWarnings
-    schema_version: int = field(default=SCHEMA_VERSION)
-
-    def kpi(self, name: str) -> KpiRow | None:
-        """The row of KPI ``name``; None when the policy sets no target for it."""
-        return _find_kpi(self.kpis, name)
-
-
-def _find_kpi(kpis: Sequence[KpiRow], name: str) -> KpiRow | None:
-    return next((k for k in kpis if k.kpi == name), None)
-
-
-# ---------------------------------------------------------------------------------------------
-
-# DESIGN.md section 4 order; a KPI the policy adds later is listed after these.
-KPI_ORDER = ("cost_reduction_pct", "default_model_share", "escalation_false_positive_rate",
-             "satisfaction_avg", "review_consistency", "unpriced_calls")
+# The contract's KPI order (docs/finance.md); a KPI the policy adds later is listed after these.
+KPI_ORDER = (
+    "cost_reduction_pct",
+    "default_model_share",
+    "escalation_false_positive_rate",
+    "satisfaction_avg",
+    "review_consistency",
+    "unpriced_calls",
+)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
@@ -264,7 +101,8 @@ def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
     except duckdb.CatalogException as exc:
         raise WarehouseError(
             f"warehouse {warehouse} lacks what the report needs ({str(exc).splitlines()[0]}); "
-            "rebuild it with `modelmeter build`") from None
+            "rebuild it with `modelmeter build`"
+        ) from None
     finally:
         con.close()
 
@@ -272,15 +110,22 @@ def load_daily_report(warehouse: Path, day: dt.date) -> DailyReport:
 def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyReport:
     # mart_daily_call_summary holds every call summed per day and group: a few thousand rows
     # instead of a scan of fct_llm_calls (so do _roles and _cost_by_role_model).
-    span = _one(con, "select min(event_date) as first, max(event_date) as last, "
-                     "coalesce(sum(calls) filter (where event_date = ?), 0) as calls "
-                     "from mart_daily_call_summary", [day])
+    span = _one(
+        con,
+        "select min(event_date) as first, max(event_date) as last, "
+        "coalesce(sum(calls) filter (where event_date = ?), 0) as calls "
+        "from mart_daily_call_summary",
+        [day],
+    )
     if span.get("first") is None:
-        raise NoDataError(f"no data for {day}: the warehouse {path} has no usage events "
-                          "(consume some, then run `modelmeter build`)")
+        raise NoDataError(
+            f"no data for {day}: the warehouse {path} has no usage events "
+            "(consume some, then run `modelmeter build`)"
+        )
     if not span["calls"]:
-        raise NoDataError(f"no data for {day}: the warehouse has data from "
-                          f"{span['first']} to {span['last']}")
+        raise NoDataError(
+            f"no data for {day}: the warehouse has data from {span['first']} to {span['last']}"
+        )
     month_start = day.replace(day=1)
     policy = _one(con, "select * from dim_policy")
     kpis = _kpis(con, day)
@@ -306,45 +151,78 @@ def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyRepo
 
 def _kpis(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[KpiRow, ...]:
     targets = _rows(con, "select * from dim_kpi_targets")
-    targets.sort(key=lambda t: (KPI_ORDER.index(t["kpi"]) if t["kpi"] in KPI_ORDER
-                                else len(KPI_ORDER), t["kpi"]))
+    targets.sort(
+        key=lambda t: (
+            KPI_ORDER.index(t["kpi"]) if t["kpi"] in KPI_ORDER else len(KPI_ORDER),
+            t["kpi"],
+        )
+    )
     # period 'day' is kpi_daily; 'month_to_date' sums the month's days up to and including `day`.
-    actuals = {(r["period"], r["kpi"]): r for r in _rows(con, """
+    actuals = {
+        (r["period"], r["kpi"]): r
+        for r in _rows(
+            con,
+            """
         select period, kpi, actual, status from mart_kpi_actuals
-        where period in ('day', 'month_to_date') and period_start = ?""", [day])}
+        where period in ('day', 'month_to_date') and period_start = ?""",
+            [day],
+        )
+    }
     rows = []
     for t in targets:
         d = actuals.get(("day", t["kpi"]), {})
         m = actuals.get(("month_to_date", t["kpi"]), {})
-        rows.append(KpiRow(
-            kpi=t["kpi"], description=t["description"] or "", unit=t["unit"],
-            target_min=t["target_min"], target_max=t["target_max"],
-            min_inclusive=bool(t["min_inclusive"]), max_inclusive=bool(t["max_inclusive"]),
-            day_actual=d.get("actual"), day_status=d.get("status", "no_data"),
-            mtd_actual=m.get("actual"), mtd_status=m.get("status", "no_data")))
+        rows.append(
+            KpiRow(
+                kpi=t["kpi"],
+                description=t["description"] or "",
+                unit=t["unit"],
+                target_min=t["target_min"],
+                target_max=t["target_max"],
+                min_inclusive=bool(t["min_inclusive"]),
+                max_inclusive=bool(t["max_inclusive"]),
+                day_actual=d.get("actual"),
+                day_status=d.get("status", "no_data"),
+                mtd_actual=m.get("actual"),
+                mtd_status=m.get("status", "no_data"),
+            )
+        )
     return tuple(rows)
 
 
-def _headline(con: duckdb.DuckDBPyConnection, day: dt.date, month_start: dt.date,
-              kpis: tuple[KpiRow, ...]) -> Headline:
-    d = _one(con, """
+def _headline(
+    con: duckdb.DuckDBPyConnection, day: dt.date, month_start: dt.date, kpis: tuple[KpiRow, ...]
+) -> Headline:
+    d = _one(
+        con,
+        """
         select s.calls, s.unpriced_calls, s.cost_usd, s.baseline_cost_usd, s.savings_usd,
                s.savings_pct,
                (select coalesce(sum(escalated_calls), 0) from daily_cost_by_role r
                 where r.event_date = s.event_date) as escalated_calls
-        from mart_daily_savings s where s.event_date = ?""", [day])
-    m = _one(con, """
+        from mart_daily_savings s where s.event_date = ?""",
+        [day],
+    )
+    m = _one(
+        con,
+        """
         select sum(cost_usd) as cost_usd, sum(baseline_cost_usd) as baseline_cost_usd,
                sum(savings_usd) as savings_usd
-        from mart_daily_savings where event_date between ? and ?""", [month_start, day])
-    reduction = _find_kpi(kpis, "cost_reduction_pct")
+        from mart_daily_savings where event_date between ? and ?""",
+        [month_start, day],
+    )
+    reduction = find_kpi(kpis, "cost_reduction_pct")
     return Headline(
-        calls=int(d["calls"]), escalated_calls=int(d["escalated_calls"]),
+        calls=int(d["calls"]),
+        escalated_calls=int(d["escalated_calls"]),
         unpriced_calls=int(d["unpriced_calls"]),
-        cost_usd=d["cost_usd"], baseline_cost_usd=d["baseline_cost_usd"],
-        savings_usd=d["savings_usd"], savings_pct=d["savings_pct"],
+        cost_usd=d["cost_usd"],
+        baseline_cost_usd=d["baseline_cost_usd"],
+        savings_usd=d["savings_usd"],
+        savings_pct=d["savings_pct"],
         month_start=month_start,
-        mtd_cost_usd=m.get("cost_usd"), mtd_baseline_cost_usd=m.get("baseline_cost_usd"),
+        mtd_cost_usd=m.get("cost_usd"),
+        mtd_baseline_cost_usd=m.get("baseline_cost_usd"),
         mtd_savings_usd=m.get("savings_usd"),
         mtd_cost_reduction_pct=reduction.mtd_actual if reduction else None,
         target_min=reduction.target_min if reduction else None,
@@ -354,7 +232,9 @@ def _headline(con: duckdb.DuckDBPyConnection, day: dt.date, month_start: dt.date
 
 
 def _roles(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleRow, ...]:
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         with known as (
             select role, bool_and(is_known_role) as is_known_role
             from mart_daily_call_summary where event_date = ? group by role
@@ -365,36 +245,51 @@ def _roles(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleRow, ...]:
         from daily_cost_by_role r
         left join known on known.role = r.role
         where r.event_date = ?
-        order by r.cost_usd desc nulls last, r.calls desc, r.role""", [day, day])
+        order by r.cost_usd desc nulls last, r.calls desc, r.role""",
+        [day, day],
+    )
     return tuple(RoleRow(**r) for r in rows)
 
 
 def _models(con: duckdb.DuckDBPyConnection, day: dt.date, policy: dict) -> tuple[ModelRow, ...]:
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         select provider, model, calls, input_tokens, output_tokens, cost_usd,
                share_of_calls, share_of_cost
         from daily_cost_by_model where event_date = ?
-        order by calls desc, provider, model""", [day])
+        order by calls desc, provider, model""",
+        [day],
+    )
     default = (policy["default_provider"], policy["default_model"])
-    return tuple(ModelRow(is_default_model=(r["provider"], r["model"]) == default, **r)
-                 for r in rows)
+    return tuple(
+        ModelRow(is_default_model=(r["provider"], r["model"]) == default, **r) for r in rows
+    )
 
 
 def _cost_by_role_model(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[RoleModelCost, ...]:
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         select role, provider, model, cast(sum(calls) as bigint) as calls, sum(cost_usd) as cost_usd
         from mart_daily_call_summary where event_date = ?
-        group by role, provider, model order by role, provider, model""", [day])
+        group by role, provider, model order by role, provider, model""",
+        [day],
+    )
     return tuple(RoleModelCost(**r) for r in rows)
 
 
 def _escalations(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[EscalationRow, ...]:
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         select role, escalation_trigger as trigger, escalated_calls, escalated_tasks,
                unpriced_calls, cost_usd, baseline_cost_usd, tasks_with_verdict,
                false_positives, false_positive_rate
         from mart_escalations_by_trigger where event_date = ?
-        order by cost_usd desc nulls last, role, trigger""", [day])
+        order by cost_usd desc nulls last, role, trigger""",
+        [day],
+    )
     return tuple(EscalationRow(**r) for r in rows)
 
 
@@ -403,22 +298,30 @@ def _roi(month_start: dt.date, reduction: Decimal | None, policy: dict) -> Roi |
 
     if reduction is None:
         return None
-    inputs = RoiInputs(implementation_cost_usd=policy["implementation_cost_usd"],
-                       monthly_spend_before_usd=policy["monthly_spend_before_usd"],
-                       horizon_months=int(policy["horizon_months"]))
-    p = roi_projection(inputs, reduction).at_money_scale()     # as mart_roi stores it
-    return Roi(month=month_start, observed_cost_reduction_pct=reduction,
-               implementation_cost_usd=inputs.implementation_cost_usd,
-               monthly_spend_before_usd=inputs.monthly_spend_before_usd,
-               horizon_months=inputs.horizon_months,
-               monthly_savings_usd=p.monthly_savings_usd,
-               horizon_savings_usd=p.horizon_savings_usd, roi=p.roi,
-               break_even_month=p.break_even_month)
+    inputs = RoiInputs(
+        implementation_cost_usd=policy["implementation_cost_usd"],
+        monthly_spend_before_usd=policy["monthly_spend_before_usd"],
+        horizon_months=int(policy["horizon_months"]),
+    )
+    p = roi_projection(inputs, reduction).at_money_scale()  # as mart_roi stores it
+    return Roi(
+        month=month_start,
+        observed_cost_reduction_pct=reduction,
+        implementation_cost_usd=inputs.implementation_cost_usd,
+        monthly_spend_before_usd=inputs.monthly_spend_before_usd,
+        horizon_months=inputs.horizon_months,
+        monthly_savings_usd=p.monthly_savings_usd,
+        horizon_savings_usd=p.horizon_savings_usd,
+        roi=p.roi,
+        break_even_month=p.break_even_month,
+    )
 
 
 def _trend(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[TrendPoint, ...]:
     start = day - dt.timedelta(days=TREND_DAYS - 1)
-    rows = _rows(con, """
+    rows = _rows(
+        con,
+        """
         with days as (
             select cast(d as date) as date
             from range(cast(? as date), cast(? as date) + interval 1 day, interval 1 day) t(d)
@@ -429,12 +332,15 @@ def _trend(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[TrendPoint, ..
         from days
         left join mart_daily_savings s on s.event_date = days.date
         left join kpi_daily k on k.event_date = days.date and k.kpi = 'default_model_share'
-        order by days.date""", [start, day])
+        order by days.date""",
+        [start, day],
+    )
     return tuple(TrendPoint(**r) for r in rows)
 
 
-def _splitter(con: duckdb.DuckDBPyConnection, sql: str, day: dt.date
-              ) -> Callable[[str], tuple[str, str]]:
+def _splitter(
+    con: duckdb.DuckDBPyConnection, sql: str, day: dt.date
+) -> Callable[[str], tuple[str, str]]:
     """Splits a warning's ``a/b`` subject back into the (a, b) of the day's rows that made
     it (``sql`` selects them), so that a role or provider holding a ``/`` is not cut at the
     wrong place; the first ``/`` when the subject is ambiguous or not among them."""
@@ -456,15 +362,26 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
     unpriced, roles, triggers = [], [], []
     rejected = duplicates = 0
     day_freshness: dt.datetime | None = None
-    model = _splitter(con, "select distinct provider, model from mart_daily_call_summary "
-                           "where event_date = ? and not has_model_price", day)
-    role_trigger = _splitter(con, "select distinct role, escalation_trigger "
-                                  "from mart_daily_call_summary where event_date = ? "
-                                  "and not is_known_trigger and escalation_trigger is not null",
-                             day)
-    for r in _rows(con, """
+    model = _splitter(
+        con,
+        "select distinct provider, model from mart_daily_call_summary "
+        "where event_date = ? and not has_model_price",
+        day,
+    )
+    role_trigger = _splitter(
+        con,
+        "select distinct role, escalation_trigger "
+        "from mart_daily_call_summary where event_date = ? "
+        "and not is_known_trigger and escalation_trigger is not null",
+        day,
+    )
+    for r in _rows(
+        con,
+        """
             select warning, subject, events, last_ingested_at from rpt_data_warnings
-            where event_date = ? order by warning, events desc, subject""", [day]):
+            where event_date = ? order by warning, events desc, subject""",
+        [day],
+    ):
         kind, subject, events = r["warning"], r["subject"], int(r["events"])
         if kind == "unpriced_calls":
             unpriced.append(UnpricedModel(*model(subject), events))
@@ -478,8 +395,19 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
             duplicates += events
         elif kind == "lake_freshness" and r["last_ingested_at"] is not None:
             day_freshness = max(filter(None, (day_freshness, r["last_ingested_at"])))
-    lake = _one(con, "select max(last_ingested_at) as at from rpt_data_warnings "
-                     "where warning = 'lake_freshness'")
+    lake = _one(
+        con,
+        "select max(last_ingested_at) as at from rpt_data_warnings "
+        "where warning = 'lake_freshness'",
+    )
     info = _one(con, "select built_at from mart_build_info")
-    return DataWarnings(tuple(unpriced), tuple(roles), tuple(triggers), rejected, duplicates,
-                        day_freshness, lake.get("at"), info.get("built_at"))
+    return DataWarnings(
+        tuple(unpriced),
+        tuple(roles),
+        tuple(triggers),
+        rejected,
+        duplicates,
+        day_freshness,
+        lake.get("at"),
+        info.get("built_at"),
+    )

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from pipeline.report.data import DailyReport, KpiRow
+from pipeline.report.figures import DailyReport, KpiRow
 from pipeline.safe_text import visible
 
 #: How a format makes a data string safe inside its display strings.
@@ -147,15 +147,26 @@ def break_even_text(report: DailyReport) -> str:
 def warning_lines(report: DailyReport, esc: Escape = visible) -> list[str]:
     """Each data warning of the day as one plain sentence (empty list = nothing to flag)."""
     w = report.warnings
-    lines = [f"{u.calls:,} unpriced call(s) on {esc(u.provider)}/{esc(u.model)}: no price in "
-             "force, excluded from cost (never counted as $0)" for u in w.unpriced]
-    lines += [f"{r.events:,} event(s) with unknown role '{esc(r.role)}' (not in policy "
-              f"{esc(report.policy_version or NA)})" for r in w.unknown_roles]
-    lines += [f"{t.calls:,} escalated call(s) of role '{esc(t.role)}' with unknown trigger "
-              f"'{esc(t.trigger)}'" for t in w.unknown_triggers]
+    lines = [
+        f"{u.calls:,} unpriced call(s) on {esc(u.provider)}/{esc(u.model)}: no price in "
+        "force, excluded from cost (never counted as $0)"
+        for u in w.unpriced
+    ]
+    lines += [
+        f"{r.events:,} event(s) with unknown role '{esc(r.role)}' (not in policy "
+        f"{esc(report.policy_version or NA)})"
+        for r in w.unknown_roles
+    ]
+    lines += [
+        f"{t.calls:,} escalated call(s) of role '{esc(t.role)}' with unknown trigger "
+        f"'{esc(t.trigger)}'"
+        for t in w.unknown_triggers
+    ]
     if w.rejected_events:
-        lines.append(f"{w.rejected_events:,} rejected event(s) received this day "
-                     "(dead-lettered; see the _rejected lake table)")
+        lines.append(
+            f"{w.rejected_events:,} rejected event(s) received this day "
+            "(dead-lettered; see the _rejected lake table)"
+        )
     return lines
 
 
@@ -170,8 +181,10 @@ def _when(at: dt.datetime | None) -> str:
 def freshness_text(report: DailyReport) -> str:
     """Lake freshness: when the day's last event landed, the newest landing, the build time."""
     w = report.warnings
-    return (f"this day's last event landed {_when(w.day_last_ingested_at)}; newest event in the "
-            f"lake landed {_when(w.lake_freshness)}; warehouse built {_when(w.built_at)}")
+    return (
+        f"this day's last event landed {_when(w.day_last_ingested_at)}; newest event in the "
+        f"lake landed {_when(w.lake_freshness)}; warehouse built {_when(w.built_at)}"
+    )
 
 
 def info_lines(report: DailyReport) -> list[str]:
@@ -179,8 +192,10 @@ def info_lines(report: DailyReport) -> list[str]:
     w = report.warnings
     if not w.duplicate_events:
         return []
-    return [f"{w.duplicate_events:,} duplicate event(s) from producer retries landed and were "
-            "counted once"]
+    return [
+        f"{w.duplicate_events:,} duplicate event(s) from producer retries landed and were "
+        "counted once"
+    ]
 
 
 def title(report: DailyReport) -> str:
@@ -206,23 +221,41 @@ class Grid:
     empty_text: str = "none"
 
 
-def _grid(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], *,
-          numeric: Sequence[int] = (), status: Sequence[int] = (), empty: str = "none") -> Grid:
-    return Grid(title, tuple(header), tuple(tuple(r) for r in rows), frozenset(numeric),
-                frozenset(status), empty)
+def _grid(
+    title: str,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    numeric: Sequence[int] = (),
+    status: Sequence[int] = (),
+    empty: str = "none",
+) -> Grid:
+    return Grid(
+        title,
+        tuple(header),
+        tuple(tuple(r) for r in rows),
+        frozenset(numeric),
+        frozenset(status),
+        empty,
+    )
 
 
 def headline_grid(report: DailyReport) -> Grid:
     h = report.headline
-    return _grid("Headline", ["", "day", "month to date"], [
-        ["cost", usd(h.cost_usd), usd(h.mtd_cost_usd)],
-        ["all-Claude baseline", usd(h.baseline_cost_usd), usd(h.mtd_baseline_cost_usd)],
-        ["savings", usd(h.savings_usd), usd(h.mtd_savings_usd)],
-        ["cost reduction", pct(h.savings_pct), pct(h.mtd_cost_reduction_pct)],
-        ["calls", integer(h.calls), ""],
-        ["escalated calls", integer(h.escalated_calls), ""],
-        ["unpriced calls", integer(h.unpriced_calls), ""],
-    ], numeric=(1, 2))
+    return _grid(
+        "Headline",
+        ["", "day", "month to date"],
+        [
+            ["cost", usd(h.cost_usd), usd(h.mtd_cost_usd)],
+            ["all-Claude baseline", usd(h.baseline_cost_usd), usd(h.mtd_baseline_cost_usd)],
+            ["savings", usd(h.savings_usd), usd(h.mtd_savings_usd)],
+            ["cost reduction", pct(h.savings_pct), pct(h.mtd_cost_reduction_pct)],
+            ["calls", integer(h.calls), ""],
+            ["escalated calls", integer(h.escalated_calls), ""],
+            ["unpriced calls", integer(h.unpriced_calls), ""],
+        ],
+        numeric=(1, 2),
+    )
 
 
 def cost_reduction_target(report: DailyReport) -> str:
@@ -230,72 +263,147 @@ def cost_reduction_target(report: DailyReport) -> str:
     return kpi_target(kpi) if kpi else NA
 
 
-def headline_sentence(report: DailyReport,
-                      status: Callable[[str], str] = status_word) -> str:
+def headline_sentence(report: DailyReport, status: Callable[[str], str] = status_word) -> str:
     """The headline in one sentence (figures only); ``status`` dresses the met/missed word
     per format (and makes an unknown status safe for it)."""
     h = report.headline
-    return (f"Cost {usd(h.cost_usd)} against an all-Claude baseline of "
-            f"{usd(h.baseline_cost_usd)}: savings {usd(h.savings_usd)} ({pct(h.savings_pct)}). "
-            f"Month to date ({h.month_start} to {report.date}): cost reduction "
-            f"{pct(h.mtd_cost_reduction_pct)} against the {cost_reduction_target(report)} "
-            f"target: {status(h.mtd_status)}.")
+    return (
+        f"Cost {usd(h.cost_usd)} against an all-Claude baseline of "
+        f"{usd(h.baseline_cost_usd)}: savings {usd(h.savings_usd)} ({pct(h.savings_pct)}). "
+        f"Month to date ({h.month_start} to {report.date}): cost reduction "
+        f"{pct(h.mtd_cost_reduction_pct)} against the {cost_reduction_target(report)} "
+        f"target: {status(h.mtd_status)}."
+    )
 
 
 def role_grid(report: DailyReport, esc: Escape = visible) -> Grid:
-    return _grid("Per role", ["role", "calls", "escalated", "input tokens", "output tokens",
-                              "cost", "baseline", "savings", "savings %"],
-                 [[esc(r.role) + ("" if r.is_known_role else " (unknown role)"), integer(r.calls),
-                   integer(r.escalated_calls), integer(r.input_tokens), integer(r.output_tokens),
-                   usd(r.cost_usd), usd(r.baseline_cost_usd), usd(r.savings_usd),
-                   pct(r.savings_pct)] for r in report.roles], numeric=range(1, 9))
+    return _grid(
+        "Per role",
+        [
+            "role",
+            "calls",
+            "escalated",
+            "input tokens",
+            "output tokens",
+            "cost",
+            "baseline",
+            "savings",
+            "savings %",
+        ],
+        [
+            [
+                esc(r.role) + ("" if r.is_known_role else " (unknown role)"),
+                integer(r.calls),
+                integer(r.escalated_calls),
+                integer(r.input_tokens),
+                integer(r.output_tokens),
+                usd(r.cost_usd),
+                usd(r.baseline_cost_usd),
+                usd(r.savings_usd),
+                pct(r.savings_pct),
+            ]
+            for r in report.roles
+        ],
+        numeric=range(1, 9),
+    )
 
 
 def model_grid(report: DailyReport, esc: Escape = visible) -> Grid:
-    return _grid("Per model", ["provider/model", "calls", "input tokens", "output tokens", "cost",
-                               "share of calls", "share of cost"],
-                 [[f"{esc(m.provider)}/{esc(m.model)}"
-                   + (" (default)" if m.is_default_model else ""),
-                   integer(m.calls), integer(m.input_tokens), integer(m.output_tokens),
-                   usd(m.cost_usd) if m.cost_usd is not None else "unpriced",
-                   pct(m.share_of_calls), pct(m.share_of_cost)] for m in report.models],
-                 numeric=range(1, 7))
+    return _grid(
+        "Per model",
+        [
+            "provider/model",
+            "calls",
+            "input tokens",
+            "output tokens",
+            "cost",
+            "share of calls",
+            "share of cost",
+        ],
+        [
+            [
+                f"{esc(m.provider)}/{esc(m.model)}" + (" (default)" if m.is_default_model else ""),
+                integer(m.calls),
+                integer(m.input_tokens),
+                integer(m.output_tokens),
+                usd(m.cost_usd) if m.cost_usd is not None else "unpriced",
+                pct(m.share_of_calls),
+                pct(m.share_of_cost),
+            ]
+            for m in report.models
+        ],
+        numeric=range(1, 7),
+    )
 
 
 def kpi_grid(report: DailyReport, esc: Escape = visible) -> Grid:
     """Status cells hold the raw status: each format shows it with :func:`status_word`."""
-    return _grid("KPI scorecard", ["KPI", "target", "day", "day status", "month to date",
-                                   "month status"],
-                 [[kpi_title(k.kpi, esc), kpi_target(k), kpi_value(k, k.day_actual), k.day_status,
-                   kpi_value(k, k.mtd_actual), k.mtd_status] for k in report.kpis],
-                 numeric=(1, 2, 4), status=(3, 5))
+    return _grid(
+        "KPI scorecard",
+        ["KPI", "target", "day", "day status", "month to date", "month status"],
+        [
+            [
+                kpi_title(k.kpi, esc),
+                kpi_target(k),
+                kpi_value(k, k.day_actual),
+                k.day_status,
+                kpi_value(k, k.mtd_actual),
+                k.mtd_status,
+            ]
+            for k in report.kpis
+        ],
+        numeric=(1, 2, 4),
+        status=(3, 5),
+    )
 
 
 def escalation_grid(report: DailyReport, esc: Escape = visible) -> Grid:
-    return _grid("Escalations by trigger", ["role", "trigger", "calls", "tasks", "cost",
-                                            "baseline", "reviewed tasks", "false positives",
-                                            "FP rate"],
-                 [[esc(e.role), esc(e.trigger), integer(e.escalated_calls),
-                   integer(e.escalated_tasks),
-                   usd(e.cost_usd) + (f" (+{e.unpriced_calls:,} unpriced)" if e.unpriced_calls
-                                      else ""),
-                   usd(e.baseline_cost_usd), integer(e.tasks_with_verdict),
-                   integer(e.false_positives), pct(e.false_positive_rate)]
-                  for e in report.escalations],
-                 numeric=range(2, 9), empty="no escalated calls this day")
+    return _grid(
+        "Escalations by trigger",
+        [
+            "role",
+            "trigger",
+            "calls",
+            "tasks",
+            "cost",
+            "baseline",
+            "reviewed tasks",
+            "false positives",
+            "FP rate",
+        ],
+        [
+            [
+                esc(e.role),
+                esc(e.trigger),
+                integer(e.escalated_calls),
+                integer(e.escalated_tasks),
+                usd(e.cost_usd)
+                + (f" (+{e.unpriced_calls:,} unpriced)" if e.unpriced_calls else ""),
+                usd(e.baseline_cost_usd),
+                integer(e.tasks_with_verdict),
+                integer(e.false_positives),
+                pct(e.false_positive_rate),
+            ]
+            for e in report.escalations
+        ],
+        numeric=range(2, 9),
+        empty="no escalated calls this day",
+    )
 
 
 def roi_lines(report: DailyReport) -> list[str]:
     roi = report.roi
     if roi is None:
         return [f"{NA}: no priced calls this month so far"]
-    return [f"observed cost reduction ({month_label(roi.month)} to {report.date}): "
-            f"{pct(roi.observed_cost_reduction_pct)}",
-            f"monthly spend before the strategy: {usd(roi.monthly_spend_before_usd)}; "
-            f"implementation cost: {usd(roi.implementation_cost_usd)}",
-            f"projected monthly savings: {usd(roi.monthly_savings_usd)}; over "
-            f"{roi.horizon_months} months: {usd(roi.horizon_savings_usd)}; ROI: {pct(roi.roi)}",
-            f"break-even: {break_even_text(report)}"]
+    return [
+        f"observed cost reduction ({month_label(roi.month)} to {report.date}): "
+        f"{pct(roi.observed_cost_reduction_pct)}",
+        f"monthly spend before the strategy: {usd(roi.monthly_spend_before_usd)}; "
+        f"implementation cost: {usd(roi.implementation_cost_usd)}",
+        f"projected monthly savings: {usd(roi.monthly_savings_usd)}; over "
+        f"{roi.horizon_months} months: {usd(roi.horizon_savings_usd)}; ROI: {pct(roi.roi)}",
+        f"break-even: {break_even_text(report)}",
+    ]
 
 
 NO_WARNINGS = "none: every call priced, every role and trigger known, no rejected events"
@@ -303,6 +411,8 @@ NO_WARNINGS = "none: every call priced, every role and trigger known, no rejecte
 
 def subtitle(report: DailyReport, esc: Escape = visible) -> str:
     policy = esc(report.policy_version) if report.policy_version else NA
-    return (f"policy {policy} · default model {esc(report.default_model)} · "
-            f"baseline {esc(report.baseline_model)} · data {report.first_date} to "
-            f"{report.last_date}")
+    return (
+        f"policy {policy} · default model {esc(report.default_model)} · "
+        f"baseline {esc(report.baseline_model)} · data {report.first_date} to "
+        f"{report.last_date}"
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pipeline.report import formatting as f
 from pipeline.report.charts import CHART_TITLES, all_charts
-from pipeline.report.data import DailyReport
+from pipeline.report.figures import DailyReport
 from pipeline.safe_text import html_text
 
 __all__ = ["render_html"]
@@ -64,15 +64,18 @@ footer { color: var(--muted); font-size: .85rem; margin-top: 32px; }
 
 
 def _status(status: str) -> str:
-    return (f'<span class="status status-{html_text(status)}">'
-            f"{html_text(f.status_word(status))}</span>")
+    return (
+        f'<span class="status status-{html_text(status)}">{html_text(f.status_word(status))}</span>'
+    )
 
 
 def _table(grid: f.Grid, table_id: str) -> str:
     if not grid.rows:
         return f'<p class="note-text" id="{table_id}">{html_text(grid.empty_text)}.</p>'
-    head = "".join(f'<th scope="col"{" class=num" if i in grid.numeric_columns else ""}>'
-                   f"{html_text(h)}</th>" for i, h in enumerate(grid.header))
+    head = "".join(
+        f'<th scope="col"{" class=num" if i in grid.numeric_columns else ""}>{html_text(h)}</th>'
+        for i, h in enumerate(grid.header)
+    )
     body = []
     for row in grid.rows:
         cells = []
@@ -85,28 +88,40 @@ def _table(grid: f.Grid, table_id: str) -> str:
                 cls = ' class="num"' if i in grid.numeric_columns else ""
                 cells.append(f"<td{cls}>{html_text(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return (
+        f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _figure(charts: dict[str, str], chart_id: str, caption: str) -> str:
     # The heading is aria-hidden: the svg's own <title> already names it for screen readers.
-    return (f'<figure><h3 class="chart-title" aria-hidden="true">'
-            f"{html_text(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
-            f"<figcaption>{html_text(caption)}</figcaption></figure>")
+    return (
+        f'<figure><h3 class="chart-title" aria-hidden="true">'
+        f"{html_text(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
+        f"<figcaption>{html_text(caption)}</figcaption></figure>"
+    )
 
 
 def render_html(report: DailyReport) -> str:
     h = report.headline
     charts = all_charts(report)
-    cards = [("Cost", f.usd(h.cost_usd)), ("All-Claude baseline", f.usd(h.baseline_cost_usd)),
-             ("Savings", f"{f.usd(h.savings_usd)} ({f.pct(h.savings_pct)})"),
-             ("Month-to-date cost reduction", f.pct(h.mtd_cost_reduction_pct))]
-    card_html = "".join(f'<div class="card"><div class="k">{html_text(k)}</div>'
-                        f'<div class="v">{html_text(v)}</div></div>' for k, v in cards)
+    cards = [
+        ("Cost", f.usd(h.cost_usd)),
+        ("All-Claude baseline", f.usd(h.baseline_cost_usd)),
+        ("Savings", f"{f.usd(h.savings_usd)} ({f.pct(h.savings_pct)})"),
+        ("Month-to-date cost reduction", f.pct(h.mtd_cost_reduction_pct)),
+    ]
+    card_html = "".join(
+        f'<div class="card"><div class="k">{html_text(k)}</div>'
+        f'<div class="v">{html_text(v)}</div></div>'
+        for k, v in cards
+    )
     warnings = f.warning_lines(report)
-    warning_html = "".join(f'<li><span class="warning">warning:</span> {html_text(w)}</li>'
-                           for w in warnings) or f"<li>{html_text(f.NO_WARNINGS)}</li>"
+    warning_html = (
+        "".join(f'<li><span class="warning">warning:</span> {html_text(w)}</li>' for w in warnings)
+        or f"<li>{html_text(f.NO_WARNINGS)}</li>"
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -114,37 +129,61 @@ def render_html(report: DailyReport) -> str:
         '<meta name="color-scheme" content="light">',
         f"<title>{html_text(f.title(report))}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f'<header><h1>{html_text(f.title(report))}</h1>'
+        f"<header><h1>{html_text(f.title(report))}</h1>"
         f'<p class="subtitle">{html_text(f.subtitle(report))}</p></header><main>',
         '<section id="headline" aria-labelledby="h-headline"><h2 id="h-headline">Headline</h2>',
         f'<div class="cards">{card_html}</div>',
         # escape the sentence around the status's slot, then put the status markup in it
-        "<p>" + _status(h.mtd_status).join(
-            html_text(part)
-            for part in f.headline_sentence(report, lambda _: "\x00").split("\x00")) + "</p>",
-        _table(f.headline_grid(report), "table-headline"), "</section>",
+        "<p>"
+        + _status(h.mtd_status).join(
+            html_text(part) for part in f.headline_sentence(report, lambda _: "\x00").split("\x00")
+        )
+        + "</p>",
+        _table(f.headline_grid(report), "table-headline"),
+        "</section>",
         '<section id="roles" aria-labelledby="h-roles"><h2 id="h-roles">Per role</h2>',
-        _figure(charts, "chart-cost-by-role", "Cost of the day by role, each bar split by model "
-                "(unpriced calls are not drawn; see data warnings)."),
-        _table(f.role_grid(report), "table-roles"), "</section>",
+        _figure(
+            charts,
+            "chart-cost-by-role",
+            "Cost of the day by role, each bar split by model "
+            "(unpriced calls are not drawn; see data warnings).",
+        ),
+        _table(f.role_grid(report), "table-roles"),
+        "</section>",
         '<section id="models" aria-labelledby="h-models"><h2 id="h-models">Per model</h2>',
-        _figure(charts, "chart-model-share", "Share of the day's calls by model; the dashed "
-                "line marks the default-model share target."),
-        _table(f.model_grid(report), "table-models"), "</section>",
+        _figure(
+            charts,
+            "chart-model-share",
+            "Share of the day's calls by model; the dashed "
+            "line marks the default-model share target.",
+        ),
+        _table(f.model_grid(report), "table-models"),
+        "</section>",
         '<section id="kpis" aria-labelledby="h-kpis"><h2 id="h-kpis">KPI scorecard</h2>',
         _table(f.kpi_grid(report), "table-kpis"),
-        _figure(charts, "chart-savings-trend", "Daily cost reduction against the all-Claude "
-                "baseline; the shaded band is the target; the larger dot is the report day."),
+        _figure(
+            charts,
+            "chart-savings-trend",
+            "Daily cost reduction against the all-Claude "
+            "baseline; the shaded band is the target; the larger dot is the report day.",
+        ),
         "</section>",
         '<section id="escalations" aria-labelledby="h-escalations">'
         '<h2 id="h-escalations">Escalations by trigger</h2>',
-        _figure(charts, "chart-escalations", "Cost of the escalated (premium-model) calls per "
-                "trigger, with the calls and the false-positive rate of reviewed tasks."),
-        _table(f.escalation_grid(report), "table-escalations"), "</section>",
+        _figure(
+            charts,
+            "chart-escalations",
+            "Cost of the escalated (premium-model) calls per "
+            "trigger, with the calls and the false-positive rate of reviewed tasks.",
+        ),
+        _table(f.escalation_grid(report), "table-escalations"),
+        "</section>",
         '<section id="roi" aria-labelledby="h-roi"><h2 id="h-roi">ROI projection</h2><ul>',
-        "".join(f"<li>{html_text(line)}</li>" for line in f.roi_lines(report)), "</ul></section>",
+        "".join(f"<li>{html_text(line)}</li>" for line in f.roi_lines(report)),
+        "</ul></section>",
         '<section id="warnings" aria-labelledby="h-warnings">'
-        '<h2 id="h-warnings">Data warnings</h2><ul class="warnings">', warning_html,
+        '<h2 id="h-warnings">Data warnings</h2><ul class="warnings">',
+        warning_html,
         "".join(f"<li>note: {html_text(line)}</li>" for line in f.info_lines(report)),
         f"<li>freshness: {html_text(f.freshness_text(report))}</li></ul></section>",
         "</main>",

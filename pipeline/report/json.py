@@ -16,7 +16,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from pipeline.report.data import DailyReport
+from pipeline.report.figures import DailyReport
 
 __all__ = ["render_json", "to_jsonable"]
 

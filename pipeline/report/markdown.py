@@ -10,7 +10,7 @@ own and stay unescaped.
 from __future__ import annotations
 
 from pipeline.report import formatting as f
-from pipeline.report.data import DailyReport
+from pipeline.report.figures import DailyReport
 from pipeline.safe_text import markdown_text
 
 __all__ = ["render_markdown"]
@@ -27,26 +27,41 @@ def _table(grid: f.Grid) -> list[str]:
     if not grid.rows:
         return out + [grid.empty_text[0].upper() + grid.empty_text[1:] + ".", ""]
     out.append("| " + " | ".join(grid.header) + " |")
-    out.append("|" + "|".join("---:" if i in grid.numeric_columns else "---"
-                              for i in range(len(grid.header))) + "|")
+    out.append(
+        "|"
+        + "|".join("---:" if i in grid.numeric_columns else "---" for i in range(len(grid.header)))
+        + "|"
+    )
     for row in grid.rows:
-        out.append("| " + " | ".join(_status(c) if i in grid.status_columns else c
-                                     for i, c in enumerate(row)) + " |")
+        out.append(
+            "| "
+            + " | ".join(_status(c) if i in grid.status_columns else c for i, c in enumerate(row))
+            + " |"
+        )
     return out + [""]
 
 
 def render_markdown(report: DailyReport) -> str:
     esc = markdown_text
-    out = [f"# {f.title(report)}", "", f.subtitle(report, esc), "",
-           f"**{f.headline_sentence(report, lambda s: f.status_word(s, esc))}**", ""]
+    out = [
+        f"# {f.title(report)}",
+        "",
+        f.subtitle(report, esc),
+        "",
+        f"**{f.headline_sentence(report, lambda s: f.status_word(s, esc))}**",
+        "",
+    ]
     out += _table(f.headline_grid(report))
-    for grid in (f.role_grid(report, esc), f.model_grid(report, esc), f.kpi_grid(report, esc),
-                 f.escalation_grid(report, esc)):
+    for grid in (
+        f.role_grid(report, esc),
+        f.model_grid(report, esc),
+        f.kpi_grid(report, esc),
+        f.escalation_grid(report, esc),
+    ):
         out += _table(grid)
     out += ["## ROI projection", ""] + [f"- {line}" for line in f.roi_lines(report)] + [""]
     out += ["## Data warnings", ""]
-    out += ([f"- warning: {line}" for line in f.warning_lines(report, esc)]
-            or [f"- {f.NO_WARNINGS}"])
+    out += [f"- warning: {line}" for line in f.warning_lines(report, esc)] or [f"- {f.NO_WARNINGS}"]
     out += [f"- note: {line}" for line in f.info_lines(report)]
     out.append(f"- freshness: {f.freshness_text(report)}")
     return "\n".join(out) + "\n"

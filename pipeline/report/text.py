@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.report import formatting as f
-from pipeline.report.data import DailyReport
+from pipeline.report.figures import DailyReport
 
 __all__ = ["render_text"]
 
@@ -40,16 +40,27 @@ def _print_grid(console: Console, grid: f.Grid) -> None:
         console.print(Text(f"  {grid.empty_text}"))
         console.print()
         return
-    table = Table(title=Text(grid.title, style="bold"), title_justify="left",
-                  box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+    table = Table(
+        title=Text(grid.title, style="bold"),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        pad_edge=False,
+        show_edge=False,
+    )
     rows = [[_cell(grid, i, c) for i, c in enumerate(row)] for row in grid.rows]
     for i, name in enumerate(grid.header):
         # A narrow terminal may wrap a header between words ("input tokens") but never cuts
         # a figure: each column is at least as wide as its widest value and header word.
-        widest = max([row[i].cell_len for row in rows]
-                     + [Text(word).cell_len for word in name.split()])
-        table.add_column(Text(name), justify="right" if i in grid.numeric_columns else "left",
-                         min_width=widest, overflow="fold")
+        widest = max(
+            [row[i].cell_len for row in rows] + [Text(word).cell_len for word in name.split()]
+        )
+        table.add_column(
+            Text(name),
+            justify="right" if i in grid.numeric_columns else "left",
+            min_width=widest,
+            overflow="fold",
+        )
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
@@ -60,22 +71,35 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
     """The whole report as text; ANSI colour codes only when ``color`` is true."""
     out = io.StringIO()
     # no_color=None lets rich honour the NO_COLOR convention on a TTY
-    console = Console(file=out, width=width, force_terminal=color,
-                      no_color=None if color else True,
-                      color_system="standard" if color else None, highlight=False,
-                      emoji=False, legacy_windows=False, soft_wrap=True)
+    console = Console(
+        file=out,
+        width=width,
+        force_terminal=color,
+        no_color=None if color else True,
+        color_system="standard" if color else None,
+        highlight=False,
+        emoji=False,
+        legacy_windows=False,
+        soft_wrap=True,
+    )
     h = report.headline
     console.print(Text(f.title(report), style="bold"))
     console.print(Text(f.subtitle(report)))
     console.print()
     _print_grid(console, f.headline_grid(report))
-    line = Text(f"Month-to-date cost reduction {f.pct(h.mtd_cost_reduction_pct)} against the "
-                f"{f.cost_reduction_target(report)} target: ")
+    line = Text(
+        f"Month-to-date cost reduction {f.pct(h.mtd_cost_reduction_pct)} against the "
+        f"{f.cost_reduction_target(report)} target: "
+    )
     line.append_text(_status(h.mtd_status))
     console.print(line)
     console.print()
-    for grid in (f.role_grid(report), f.model_grid(report), f.kpi_grid(report),
-                 f.escalation_grid(report)):
+    for grid in (
+        f.role_grid(report),
+        f.model_grid(report),
+        f.kpi_grid(report),
+        f.escalation_grid(report),
+    ):
         _print_grid(console, grid)
 
     console.print(Text("ROI projection", style="bold"))
