@@ -11,8 +11,12 @@ DATE ?=
 DEMO_EVENTS ?= 200000
 DEMO_DAYS ?= 30
 date_opt = $(if $(DATE),--date $(DATE),)
+# pytest-xdist workers: make test's mostly wait for brokers and consumers (more workers than
+# cores pays; each starts its own broker), make test-unit's compute (one per core)
+TEST_WORKERS ?= 4
+UNIT_TEST_WORKERS ?= 2
 
-.PHONY: help setup kafka-up kafka-down demo daily-report dq test bench chaos lint clean
+.PHONY: help setup kafka-up kafka-down demo daily-report dq test test-unit bench chaos lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,9 +60,12 @@ daily-report: setup ## the daily report (DATE=YYYY-MM-DD, default yesterday); re
 dq: setup ## data-quality checks (DATE=YYYY-MM-DD, default yesterday)
 	@$(MM) dq $(date_opt)
 
-test: setup ## unit and integration tests against a real broker the tests start themselves
+test: setup lint ## lint, then unit and integration tests against real brokers the tests start themselves
 	@$(KAFKA) fetch
-	@$(BIN)/pytest -q
+	@$(BIN)/pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
+
+test-unit: setup ## the broker-free tests only (tests/unit, -m "not kafka"): no Java, no broker
+	@$(BIN)/pytest -q -n $(UNIT_TEST_WORKERS) -m "not kafka" tests/unit
 
 bench: setup ## benchmarks (JSON to stdout and bench/results.json)
 	@$(KAFKA) fetch
@@ -68,8 +75,9 @@ chaos: setup ## fault-injection run: kills, broker restart, rebalances; verifies
 	@$(KAFKA) fetch
 	@$(BIN)/python ops/chaos.py
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff (lint and format check) and mypy
 	@$(BIN)/ruff check pipeline tests bench ops
+	@$(BIN)/ruff format --check pipeline tests bench ops
 	@$(BIN)/mypy pipeline
 
 clean: ## remove local data, reports and caches (keeps .venv and the Kafka jars)

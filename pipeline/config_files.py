@@ -46,8 +46,18 @@ from yaml.events import AliasEvent, CollectionStartEvent, NodeEvent
 
 from pipeline._exceptions import ConfigError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "ErrorFactory", "YamlDocument",
-           "decode_text", "read_bytes", "read_json", "read_text", "read_yaml"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "ErrorFactory",
+    "YamlDocument",
+    "decode_text",
+    "read_bytes",
+    "read_json",
+    "read_text",
+    "read_yaml",
+]
 
 #: Configuration files are small; anything bigger is a mistake (or an attack).
 MAX_BYTES = 1024 * 1024
@@ -68,8 +78,11 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff
 
 def _default_error(path: str | Path) -> ErrorFactory:
     def make(problem: str, line: int | None, field: str | None) -> ConfigError:
-        where = str(path) + (f":{line}" if line is not None else "") + (f": {field}" if field else "")
+        where = (
+            str(path) + (f":{line}" if line is not None else "") + (f": {field}" if field else "")
+        )
         return ConfigError(f"{where}: {problem}")
+
     return make
 
 
@@ -132,11 +145,16 @@ def decode_text(data: bytes, *, what: str, error: ErrorFactory) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise error(f"the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x})", line, None) from None
+        raise error(
+            f"the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x})", line, None
+        ) from None
     bad = _CONTROL.search(text)
     if bad:
-        raise error(f"control character U+{ord(bad.group()):04X} is not allowed",
-                    _line_at(text, bad.start()), None)
+        raise error(
+            f"control character U+{ord(bad.group()):04X} is not allowed",
+            _line_at(text, bad.start()),
+            None,
+        )
     return text
 
 
@@ -193,8 +211,10 @@ class _Loader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep)
         except (ValueError, ArithmeticError) as exc:  # e.g. a timestamp in year 0
-            raise _Refused(f"invalid {node.tag.rsplit(':', 1)[-1]} {_short(node)}: {exc}",
-                           node.start_mark.line + 1) from None
+            raise _Refused(
+                f"invalid {node.tag.rsplit(':', 1)[-1]} {_short(node)}: {exc}",
+                node.start_mark.line + 1,
+            ) from None
 
 
 def _short(node: yaml.Node) -> str:
@@ -220,8 +240,11 @@ def _yaml_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
     if value is None:
         raise _Refused(f"{_short(node)} is not a plain decimal number", line)
     if value and value.adjusted() >= _MAX_FLOAT_INT_DIGITS:
-        raise _Refused(f"{text} is too large (at most {_MAX_FLOAT_INT_DIGITS} digits before the "
-                       "decimal point)", line)
+        raise _Refused(
+            f"{text} is too large (at most {_MAX_FLOAT_INT_DIGITS} digits before the "
+            "decimal point)",
+            line,
+        )
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and (exponent > 0 or exponent < -_MAX_FLOAT_DECIMALS):
         scaled = value.quantize(_FLOAT_QUANTUM)
@@ -234,11 +257,15 @@ def _yaml_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
 def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
     if len(text.replace("_", "").lstrip("+-")) > MAX_INT_DIGITS + 2:  # 0x / 0b / 0o prefixes
-        raise _Refused(f"{_short(node)} is too large (at most {MAX_INT_DIGITS} digits)",
-                       node.start_mark.line + 1)
+        raise _Refused(
+            f"{_short(node)} is too large (at most {MAX_INT_DIGITS} digits)",
+            node.start_mark.line + 1,
+        )
     value = yaml.SafeLoader.construct_yaml_int(loader, node)  # type: ignore[no-untyped-call]
-    if abs(value) >= 10 ** MAX_INT_DIGITS:
-        raise _Refused(f"{text} is too large (at most {MAX_INT_DIGITS} digits)", node.start_mark.line + 1)
+    if abs(value) >= 10**MAX_INT_DIGITS:
+        raise _Refused(
+            f"{text} is too large (at most {MAX_INT_DIGITS} digits)", node.start_mark.line + 1
+        )
     return int(value)
 
 
@@ -246,7 +273,9 @@ _Loader.add_constructor("tag:yaml.org,2002:float", _yaml_float)  # type: ignore[
 _Loader.add_constructor("tag:yaml.org,2002:int", _yaml_int)  # type: ignore[arg-type]
 
 
-def read_yaml(path: str | Path, *, what: str = "file", error: ErrorFactory | None = None) -> YamlDocument:
+def read_yaml(
+    path: str | Path, *, what: str = "file", error: ErrorFactory | None = None
+) -> YamlDocument:
     """Read the YAML mapping at ``path``; anything unsafe or malformed raises ConfigError."""
     fail = error or _default_error(path)
     text = read_text(path, what=what, error=fail)
@@ -330,15 +359,20 @@ class _JsonRefused(Exception):
 
 def _json_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise _JsonRefused(f"{text[:24]}... is too large (at most {MAX_INT_DIGITS} digits)", token=text)
+        raise _JsonRefused(
+            f"{text[:24]}... is too large (at most {MAX_INT_DIGITS} digits)", token=text
+        )
     return int(text)
 
 
 def _json_float(text: str) -> float:
     value = float(text) if len(text) <= 64 else float("inf")
-    if not abs(value) < 10.0 ** _MAX_FLOAT_INT_DIGITS:
-        raise _JsonRefused(f"{text[:24]} is out of range (at most {_MAX_FLOAT_INT_DIGITS} digits "
-                           "before the decimal point)", token=text)
+    if not abs(value) < 10.0**_MAX_FLOAT_INT_DIGITS:
+        raise _JsonRefused(
+            f"{text[:24]} is out of range (at most {_MAX_FLOAT_INT_DIGITS} digits "
+            "before the decimal point)",
+            token=text,
+        )
     return value
 
 
@@ -350,8 +384,9 @@ class _Decoder(json.JSONDecoder):
     """A pure-Python decoder that knows where each object and array starts (for lines)."""
 
     def __init__(self) -> None:
-        super().__init__(parse_int=_json_int, parse_float=_json_float,
-                         parse_constant=_json_constant, strict=True)
+        super().__init__(
+            parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant, strict=True
+        )
         self.depth = 0
         self.parse_object = self._object  # type: ignore[assignment]
         self.parse_array = self._array  # type: ignore[assignment]
@@ -362,13 +397,21 @@ class _Decoder(json.JSONDecoder):
         if self.depth > MAX_DEPTH:
             raise _JsonRefused(f"nested more than {MAX_DEPTH} levels deep", start)
 
-    def _object(self, s_and_end: tuple[str, int], strict: bool, scan_once: Any, object_hook: Any,
-                object_pairs_hook: Any, memo: Any = None) -> tuple[dict[str, Any], int]:
+    def _object(
+        self,
+        s_and_end: tuple[str, int],
+        strict: bool,
+        scan_once: Any,
+        object_hook: Any,
+        object_pairs_hook: Any,
+        memo: Any = None,
+    ) -> tuple[dict[str, Any], int]:
         start = s_and_end[1] - 1
         self._enter(start)
         try:
             pairs, end = json.decoder.JSONObject(  # type: ignore[attr-defined]
-                s_and_end, strict, scan_once, None, lambda p: p, memo)
+                s_and_end, strict, scan_once, None, lambda p: p, memo
+            )
         except _JsonRefused as exc:
             raise exc.located(s_and_end[0], start) from None
         finally:
@@ -391,7 +434,9 @@ class _Decoder(json.JSONDecoder):
             self.depth -= 1
 
 
-def read_json(path: str | Path, *, what: str = "file", error: ErrorFactory | None = None) -> dict[str, Any]:
+def read_json(
+    path: str | Path, *, what: str = "file", error: ErrorFactory | None = None
+) -> dict[str, Any]:
     """Read the JSON object at ``path``; anything unsafe or malformed raises ConfigError."""
     fail = error or _default_error(path)
     text = read_text(path, what=what, error=fail)
@@ -400,7 +445,9 @@ def read_json(path: str | Path, *, what: str = "file", error: ErrorFactory | Non
     try:
         data = _Decoder().decode(text)
     except _JsonRefused as exc:
-        raise fail(exc.problem, None if exc.index is None else _line_at(text, exc.index), None) from None
+        raise fail(
+            exc.problem, None if exc.index is None else _line_at(text, exc.index), None
+        ) from None
     except json.JSONDecodeError as exc:
         raise fail(f"JSON syntax error: {exc.msg}", exc.lineno, None) from None
     except RecursionError:  # unreachable with MAX_DEPTH, kept as a last guard

@@ -44,8 +44,9 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str], *, dir_fd: int | None = None,
-                 temp_name: str | None = None) -> Iterator[BinaryIO]:
+def atomic_write(
+    path: str | os.PathLike[str], *, dir_fd: int | None = None, temp_name: str | None = None
+) -> Iterator[BinaryIO]:
     """A binary file object whose content replaces ``path`` when the block ends without error.
 
     ``dir_fd``: a directory opened by the caller; ``path`` is then a bare name in it.

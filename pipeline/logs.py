@@ -37,7 +37,10 @@ REDACTED = "**********"
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # LogRecord attributes that are not "extra" fields.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message",
+    "asctime",
+    "taskName",
+}
 _HANDLER_NAME = "modelmeter"
 
 
@@ -103,7 +106,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": dt.datetime.fromtimestamp(record.created, dt.UTC)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": visible(record.getMessage()),
@@ -135,8 +139,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
     return it. ``stream`` defaults to standard error."""
     handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json"
-                         else TextFormatter(_TEXT_FORMAT))
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == "json" else TextFormatter(_TEXT_FORMAT)
+    )
     handler.addFilter(RedactFilter(settings.secret_values()))
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:

@@ -58,8 +58,16 @@ from prometheus_client.registry import Collector
 from pipeline._exceptions import ConfigError
 from pipeline.settings import Settings
 
-__all__ = ["ConsumerCollector", "Health", "MetricsServer", "serve_metrics", "FLUSH_BUCKETS",
-           "METRIC_NAMES", "CONNECTION_TIMEOUT", "MAX_CONNECTIONS"]
+__all__ = [
+    "ConsumerCollector",
+    "Health",
+    "MetricsServer",
+    "serve_metrics",
+    "FLUSH_BUCKETS",
+    "METRIC_NAMES",
+    "CONNECTION_TIMEOUT",
+    "MAX_CONNECTIONS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +105,15 @@ class Health:
     reason: str
 
     def as_json(self) -> bytes:
-        return json.dumps({
-            "status": "ok" if self.ok else "unhealthy",
-            "reason": self.reason,
-            "lag": self.lag,
-            "last_commit_age_seconds": round(self.last_commit_age_seconds, 3),
-            "max_commit_age_seconds": self.max_commit_age_seconds,
-        }).encode()
+        return json.dumps(
+            {
+                "status": "ok" if self.ok else "unhealthy",
+                "reason": self.reason,
+                "lag": self.lag,
+                "last_commit_age_seconds": round(self.last_commit_age_seconds, 3),
+                "max_commit_age_seconds": self.max_commit_age_seconds,
+            }
+        ).encode()
 
 
 class ConsumerCollector(Collector):
@@ -115,8 +125,14 @@ class ConsumerCollector(Collector):
     and ``highwater`` / ``committed`` / ``positions`` (partition -> offset).
     """
 
-    def __init__(self, stats: Any, *, topic: str, max_commit_age: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stats: Any,
+        *,
+        topic: str,
+        max_commit_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stats = stats
         self.topic = topic
         self.max_commit_age = max_commit_age
@@ -140,8 +156,9 @@ class ConsumerCollector(Collector):
 
     def last_commit_age(self) -> float:
         s = self.stats
-        since = s.last_commit_monotonic if s.last_commit_monotonic is not None \
-            else s.started_monotonic
+        since = (
+            s.last_commit_monotonic if s.last_commit_monotonic is not None else s.started_monotonic
+        )
         return max(0.0, self.clock() - since)
 
     def health(self) -> Health:
@@ -149,8 +166,7 @@ class ConsumerCollector(Collector):
         lag = sum(lags.values()) if lags else None
         age = self.last_commit_age()
         if lag and age > self.max_commit_age:
-            reason = (f"lag {lag} and no commit for {age:.0f} s"
-                      f" (limit {self.max_commit_age:g} s)")
+            reason = f"lag {lag} and no commit for {age:.0f} s (limit {self.max_commit_age:g} s)"
             return Health(False, lag, age, self.max_commit_age, reason)
         reason = "no lag" if not lag else f"lag {lag}, last commit {age:.0f} s ago"
         return Health(True, lag, age, self.max_commit_age, reason)
@@ -161,7 +177,7 @@ class ConsumerCollector(Collector):
         s = self.stats
         total, recent = s.flushes, list(s.flush_seconds)
         new = min(max(0, total - self._flushes_seen), len(recent))
-        for seconds in recent[len(recent) - new:]:
+        for seconds in recent[len(recent) - new :]:
             self._flush_sum += seconds
             for i, bound in enumerate(FLUSH_BUCKETS):
                 if seconds <= bound:
@@ -175,37 +191,54 @@ class ConsumerCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         s = self.stats
         for name, value, text in (
-                ("consumed", s.consumed, "Messages polled from Kafka."),
-                ("landed", s.landed, "Valid events written to the lake and committed."),
-                ("rejected", s.rejected,
-                 "Invalid messages written to _rejected and dead-lettered, committed."),
-                ("dlq_failed", s.dlq_failed,
-                 "Invalid messages the dead-letter topic refused (kept in _rejected)."),
-                ("commits", s.commits, "Offset commits.")):
+            ("consumed", s.consumed, "Messages polled from Kafka."),
+            ("landed", s.landed, "Valid events written to the lake and committed."),
+            (
+                "rejected",
+                s.rejected,
+                "Invalid messages written to _rejected and dead-lettered, committed.",
+            ),
+            (
+                "dlq_failed",
+                s.dlq_failed,
+                "Invalid messages the dead-letter topic refused (kept in _rejected).",
+            ),
+            ("commits", s.commits, "Offset commits."),
+        ):
             yield CounterMetricFamily(f"modelmeter_consumer_{name}", text, value=value)
-        lag = GaugeMetricFamily("modelmeter_consumer_lag_messages",
-                                "Log end offset minus committed offset, per partition.",
-                                labels=["topic", "partition"])
+        lag = GaugeMetricFamily(
+            "modelmeter_consumer_lag_messages",
+            "Log end offset minus committed offset, per partition.",
+            labels=["topic", "partition"],
+        )
         for partition, value in sorted(self.partition_lag().items()):
             lag.add_metric([self.topic, str(partition)], value)
         yield lag
-        yield GaugeMetricFamily("modelmeter_consumer_last_commit_age_seconds",
-                                "Seconds since the last successful offset commit"
-                                " (since start when none yet).", value=self.last_commit_age())
+        yield GaugeMetricFamily(
+            "modelmeter_consumer_last_commit_age_seconds",
+            "Seconds since the last successful offset commit (since start when none yet).",
+            value=self.last_commit_age(),
+        )
         with self._lock:
             self._ingest_flushes()
             cumulative, running = [], 0
-            for bound, count in zip((*FLUSH_BUCKETS, float("inf")), self._bucket_counts,
-                                    strict=True):
+            for bound, count in zip(
+                (*FLUSH_BUCKETS, float("inf")), self._bucket_counts, strict=True
+            ):
                 running += count
                 cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
             flush_sum = self._flush_sum
-        yield HistogramMetricFamily("modelmeter_consumer_flush_duration_seconds",
-                                    "Duration of lake flushes (Parquet write + fsync + rename).",
-                                    buckets=cumulative, sum_value=flush_sum)
-        yield GaugeMetricFamily("modelmeter_consumer_healthy",
-                                "1 when /healthz reports ok, 0 when it reports unhealthy.",
-                                value=1 if self.health().ok else 0)
+        yield HistogramMetricFamily(
+            "modelmeter_consumer_flush_duration_seconds",
+            "Duration of lake flushes (Parquet write + fsync + rename).",
+            buckets=cumulative,
+            sum_value=flush_sum,
+        )
+        yield GaugeMetricFamily(
+            "modelmeter_consumer_healthy",
+            "1 when /healthz reports ok, 0 when it reports unhealthy.",
+            value=1 if self.health().ok else 0,
+        )
 
 
 _ROUTES = ("/metrics", "/healthz")
@@ -214,9 +247,11 @@ _ALLOW = ", ".join(_METHODS)
 # Sent, without reading the request, to a connection beyond MAX_CONNECTIONS (no thread is
 # started for it, so it cannot be answered through the WSGI app).
 _BUSY_BODY = b"metrics server busy: too many connections\n"
-_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-         b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
-         % (len(_BUSY_BODY), _BUSY_BODY))
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
 # At most one "busy" warning per this many seconds (a flood must not flood the log too).
 _BUSY_LOG_INTERVAL = 60.0
 
@@ -227,8 +262,9 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     request_queue_size = 64  # the accept backlog; refusals beyond the cap are immediate
 
-    def __init__(self, address: tuple[str, int], *, connection_timeout: float,
-                 max_connections: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], *, connection_timeout: float, max_connections: int
+    ) -> None:
         self.connection_timeout = connection_timeout
         self.max_connections = max_connections
         self._lock = threading.Lock()
@@ -280,15 +316,21 @@ class _Server(ThreadingMixIn, WSGIServer):
         now = time.monotonic()
         if self._busy_logged_at is None or now - self._busy_logged_at >= _BUSY_LOG_INTERVAL:
             self._busy_logged_at = now
-            log.warning("metrics: %d connections open (the limit), refused %s with 503 "
-                        "(%d refused so far)", self.max_connections, client_address[0],
-                        self.refused)
+            log.warning(
+                "metrics: %d connections open (the limit), refused %s with 503 (%d refused so far)",
+                self.max_connections,
+                client_address[0],
+                self.refused,
+            )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
         if isinstance(exc, OSError):  # timed out, reset, gone: the client's doing
-            log.debug("metrics: connection from %s closed: %s", client_address[0],
-                      exc if str(exc) else type(exc).__name__)
+            log.debug(
+                "metrics: connection from %s closed: %s",
+                client_address[0],
+                exc if str(exc) else type(exc).__name__,
+            )
         else:
             log.warning("metrics: error serving %s", client_address[0], exc_info=exc)
 
@@ -330,9 +372,15 @@ class MetricsServer:
     see the module docstring.
     """
 
-    def __init__(self, stats: Any, *, topic: str, max_commit_age: float,
-                 connection_timeout: float = CONNECTION_TIMEOUT,
-                 max_connections: int = MAX_CONNECTIONS) -> None:
+    def __init__(
+        self,
+        stats: Any,
+        *,
+        topic: str,
+        max_commit_age: float,
+        connection_timeout: float = CONNECTION_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
         if connection_timeout <= 0 or max_connections < 1:
             raise ValueError("connection_timeout must be > 0 and max_connections >= 1")
         self.collector = ConsumerCollector(stats, topic=topic, max_commit_age=max_commit_age)
@@ -370,8 +418,9 @@ class MetricsServer:
     def _scrape(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         response: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> None:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> None:
             response[:] = [status, list(headers)]
 
         body = b"".join(self._metrics_app({**environ, "REQUEST_METHOD": "GET"}, start_response))
@@ -394,16 +443,21 @@ class MetricsServer:
 
     def start(self, host: str, port: int) -> MetricsServer:
         try:
-            server = _Server((host, port), connection_timeout=self.connection_timeout,
-                             max_connections=self.max_connections)
+            server = _Server(
+                (host, port),
+                connection_timeout=self.connection_timeout,
+                max_connections=self.max_connections,
+            )
         except OSError as exc:
             raise ConfigError(
                 f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
-                " (--metrics-port, MODELMETER_METRICS_PORT)") from None
+                " (--metrics-port, MODELMETER_METRICS_PORT)"
+            ) from None
         server.set_app(self.app)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        name="modelmeter-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="modelmeter-metrics", daemon=True
+        )
         self._thread.start()
         log.info("metrics on http://%s:%s/metrics, health on /healthz", host, self.port)
         return self
@@ -427,8 +481,9 @@ def serve_metrics(settings: Settings, stats: Any) -> Iterator[MetricsServer | No
     if settings.metrics_port is None:
         yield None
         return
-    server = MetricsServer(stats, topic=settings.topic,
-                           max_commit_age=settings.health_max_commit_age)
+    server = MetricsServer(
+        stats, topic=settings.topic, max_commit_age=settings.health_max_commit_age
+    )
     server.start(settings.metrics_host, settings.metrics_port)
     try:
         yield server

@@ -1,4 +1,4 @@
-"""The price book: effective-dated USD prices per million tokens (DESIGN.md section 4).
+"""The price book: effective-dated USD prices per million tokens (docs/finance.md, "Money").
 
 ``schemas/prices.csv`` has exactly the columns of the warehouse table ``dim_prices``::
 
@@ -132,7 +132,9 @@ def load_price_book(path: Path | str) -> PriceBook:
     return parse_price_book(text, path=path, sha256=hashlib.sha256(data).hexdigest())
 
 
-def parse_price_book(text: str, *, path: Path | str = "<prices>", sha256: str | None = None) -> PriceBook:
+def parse_price_book(
+    text: str, *, path: Path | str = "<prices>", sha256: str | None = None
+) -> PriceBook:
     """Validate price book CSV ``text``; ``path`` only names the source in errors."""
     where = str(path)
     rows = csv.reader(io.StringIO(text))
@@ -148,7 +150,8 @@ def parse_price_book(text: str, *, path: Path | str = "<prices>", sha256: str | 
                 continue
             if len(cells) != len(header):
                 raise PriceBookError(
-                    f"{where}:{line_no}: expected {len(header)} fields, found {len(cells)}")
+                    f"{where}:{line_no}: expected {len(header)} fields, found {len(cells)}"
+                )
             prices.append(_parse_row(dict(zip(header, cells, strict=True)), where, line_no))
     except csv.Error as exc:  # a field beyond csv.field_size_limit(), a NUL...
         raise PriceBookError(f"{where}:{rows.line_num}: not valid CSV: {exc}") from None
@@ -165,7 +168,8 @@ def _check_header(cells: list[str], where: str, line_no: int) -> list[str]:
     unknown = [c for c in cells if c not in PRICE_COLUMNS]
     if unknown:
         raise PriceBookError(
-            f"{where}:{line_no}: unknown column {unknown[0]!r} (columns are {', '.join(PRICE_COLUMNS)})")
+            f"{where}:{line_no}: unknown column {unknown[0]!r} (columns are {', '.join(PRICE_COLUMNS)})"
+        )
     duplicated = sorted({c for c in cells if cells.count(c) > 1})
     if duplicated:
         raise PriceBookError(f"{where}:{line_no}: column {duplicated[0]!r} appears twice")
@@ -183,14 +187,23 @@ def _parse_row(row: dict[str, str], where: str, line_no: int) -> Price:
         if not row[name]:
             raise fail(f"{name} is empty")
     effective_from = _timestamp(row["effective_from"], "effective_from", fail)
-    effective_to = (_timestamp(row["effective_to"], "effective_to", fail)
-                    if row["effective_to"] else None)
+    effective_to = (
+        _timestamp(row["effective_to"], "effective_to", fail) if row["effective_to"] else None
+    )
     if effective_to is not None and effective_to <= effective_from:
-        raise fail(f"effective_to {row['effective_to']} is not after effective_from "
-                   f"{row['effective_from']}")
+        raise fail(
+            f"effective_to {row['effective_to']} is not after effective_from "
+            f"{row['effective_from']}"
+        )
     amounts = {name: _price(row[name], name, fail) for name in PRICE_FIELDS}
-    return Price(provider=row["provider"], model=row["model"], effective_from=effective_from,
-                 effective_to=effective_to, line=line_no, **amounts)
+    return Price(
+        provider=row["provider"],
+        model=row["model"],
+        effective_from=effective_from,
+        effective_to=effective_to,
+        line=line_no,
+        **amounts,
+    )
 
 
 _Fail = Callable[[str], PriceBookError]
@@ -200,8 +213,9 @@ def _timestamp(value: str, name: str, fail: _Fail) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"{name} {_shown(value)} is not an RFC 3339 timestamp "
-                   f"(e.g. 2025-01-01T00:00:00Z)") from None
+        raise fail(
+            f"{name} {_shown(value)} is not an RFC 3339 timestamp (e.g. 2025-01-01T00:00:00Z)"
+        ) from None
     if parsed.tzinfo is None:
         raise fail(f"{name} {value!r} has no UTC offset (write it as e.g. {value}Z)")
     try:  # the offset may carry year 9999 past the end of the calendar, or 1 before its start
@@ -226,16 +240,21 @@ def _price(value: str, name: str, fail: _Fail) -> Decimal:
         raise fail(f"{name} {_shown(value, quote=False)} is negative")
     plain = _PLAIN_DECIMAL.fullmatch(value)
     if plain is None:
-        raise fail(f"{name} {_shown(value)} is not a plain decimal number (digits and an "
-                   "optional decimal point, e.g. 0.60: no sign, no exponent)")
+        raise fail(
+            f"{name} {_shown(value)} is not a plain decimal number (digits and an "
+            "optional decimal point, e.g. 0.60: no sign, no exponent)"
+        )
     whole, decimals = plain.group(1).lstrip("0"), (plain.group(2) or "").rstrip("0")
     if len(whole) > MAX_PRICE_INTEGER_DIGITS:
-        raise fail(f"{name} {_shown(value, quote=False)} is implausibly large (at most "
-                   f"{MAX_PRICE_INTEGER_DIGITS} digits before the decimal point: below "
-                   f"{_MAX_PRICE:,} USD per million tokens)")
+        raise fail(
+            f"{name} {_shown(value, quote=False)} is implausibly large (at most "
+            f"{MAX_PRICE_INTEGER_DIGITS} digits before the decimal point: below "
+            f"{_MAX_PRICE:,} USD per million tokens)"
+        )
     if len(decimals) > MAX_PRICE_DECIMALS:
-        raise fail(f"{name} {_shown(value, quote=False)} has more than {MAX_PRICE_DECIMALS} "
-                   "decimal places")
+        raise fail(
+            f"{name} {_shown(value, quote=False)} has more than {MAX_PRICE_DECIMALS} decimal places"
+        )
     # the value, without digits beyond what the text needs (so 0.600000000 is 0.600000)
     return Decimal(f"{whole or '0'}.{(plain.group(2) or '')[:MAX_PRICE_DECIMALS]}")
 
@@ -258,4 +277,5 @@ def _check_overlaps(prices: Iterable[Price], where: str) -> None:
                 raise PriceBookError(
                     f"{where}:{later.line}: price range of {provider}/{model} overlaps the one "
                     f"on line {earlier.line} (effective_to of line {earlier.line} must be <= "
-                    f"{later.effective_from.isoformat().replace('+00:00', 'Z')})")
+                    f"{later.effective_from.isoformat().replace('+00:00', 'Z')})"
+                )

@@ -60,13 +60,16 @@ def _count(obj: Any, name: str, where: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ContractError(f"{where}.{name}: must be an integer, got {type(value).__name__}",
-                            field=f"{where}.{name}")
+        raise ContractError(
+            f"{where}.{name}: must be an integer, got {type(value).__name__}",
+            field=f"{where}.{name}",
+        )
     if value < 0:
         raise ContractError(f"{where}.{name}: must be >= 0, got {value}", field=f"{where}.{name}")
     if value > MAX_TOKENS:
-        raise ContractError(f"{where}.{name}: must be <= {MAX_TOKENS}, got {value}",
-                            field=f"{where}.{name}")
+        raise ContractError(
+            f"{where}.{name}: must be <= {MAX_TOKENS}, got {value}", field=f"{where}.{name}"
+        )
     return value
 
 
@@ -85,14 +88,17 @@ def anthropic_tokens(usage: Any) -> TokenCounts:
         raise ContractError("usage: missing (None)", field="usage")
     split = _get(usage, "cache_creation")
     total_write = _count(usage, "cache_creation_input_tokens", "usage")
-    if split is not None and (_has(split, "ephemeral_5m_input_tokens")
-                              or _has(split, "ephemeral_1h_input_tokens")):
+    if split is not None and (
+        _has(split, "ephemeral_5m_input_tokens") or _has(split, "ephemeral_1h_input_tokens")
+    ):
         write_5m = _count(split, "ephemeral_5m_input_tokens", "usage.cache_creation")
         write_1h = _count(split, "ephemeral_1h_input_tokens", "usage.cache_creation")
         if _has(usage, "cache_creation_input_tokens") and write_5m + write_1h != total_write:
             raise ContractError(
                 f"usage.cache_creation: 5m ({write_5m}) + 1h ({write_1h}) cache writes do not add"
-                f" up to cache_creation_input_tokens ({total_write})", field="usage.cache_creation")
+                f" up to cache_creation_input_tokens ({total_write})",
+                field="usage.cache_creation",
+            )
     else:
         write_5m, write_1h = total_write, 0
     return TokenCounts(
@@ -114,12 +120,15 @@ def openai_tokens(usage: Any) -> TokenCounts:
     if usage is None:
         raise ContractError("usage: missing (None)", field="usage")
     prompt = _count(usage, "prompt_tokens", "usage")
-    cached = _count(_get(usage, "prompt_tokens_details"), "cached_tokens",
-                    "usage.prompt_tokens_details")
+    cached = _count(
+        _get(usage, "prompt_tokens_details"), "cached_tokens", "usage.prompt_tokens_details"
+    )
     if cached > prompt:
         raise ContractError(
             f"usage.prompt_tokens_details.cached_tokens ({cached}) exceeds usage.prompt_tokens"
-            f" ({prompt}), which includes them", field="usage.prompt_tokens_details.cached_tokens")
+            f" ({prompt}), which includes them",
+            field="usage.prompt_tokens_details.cached_tokens",
+        )
     return TokenCounts(
         input_tokens=prompt - cached,
         output_tokens=_count(usage, "completion_tokens", "usage"),
@@ -138,4 +147,5 @@ def usage_tokens(usage: Any) -> TokenCounts:
         return anthropic_tokens(usage)
     raise ContractError(
         "usage: neither Anthropic (input_tokens) nor OpenAI-compatible (prompt_tokens) usage",
-        field="usage")
+        field="usage",
+    )

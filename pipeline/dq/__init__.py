@@ -34,9 +34,16 @@ def default_outputs(settings: Settings, day: dt.date) -> tuple[Path, Path]:
     return base / f"dq-{day.isoformat()}.json", base / "data_docs"
 
 
-def run_dq(settings: Settings, day: dt.date, *, config_path: Path | None = None,
-           output: Path | None = None, docs_dir: Path | None = None, data_docs: bool = True,
-           now: dt.datetime | None = None):
+def run_dq(
+    settings: Settings,
+    day: dt.date,
+    *,
+    config_path: Path | None = None,
+    output: Path | None = None,
+    docs_dir: Path | None = None,
+    data_docs: bool = True,
+    now: dt.datetime | None = None,
+):
     """Run every check of ``day``; writes the JSON result and the data docs, returns the report."""
     from pipeline.dq.checks import DayInputs, run_checks
     from pipeline.dq.config import default_config_path, load_dq_config
@@ -55,18 +62,37 @@ def run_dq(settings: Settings, day: dt.date, *, config_path: Path | None = None,
     prices = load_price_book(settings.prices)
     lake_day = load_lake_day(lake, day)
     if lake_day.files.empty:
-        raise NoDataError(f"no lake partition for {day.isoformat()} in {lake} "
-                          "(llm_call, task_feedback and _rejected have no file that day)")
+        raise NoDataError(
+            f"no lake partition for {day.isoformat()} in {lake} "
+            "(llm_call, task_feedback and _rejected have no file that day)"
+        )
     default_json, default_docs = default_outputs(settings, day)
     docs = (docs_dir or default_docs) if data_docs else None
-    runner = GxRunner(docs_dir=docs, run_name=f"dq-{day.isoformat()}",
-                      max_listed_values=config.max_listed_values)
-    results = run_checks(DayInputs(day=day, now=now, lake_day=lake_day, policy=policy,
-                                   prices=prices, warehouse=Path(settings.warehouse),
-                                   config=config), runner)
+    runner = GxRunner(
+        docs_dir=docs, run_name=f"dq-{day.isoformat()}", max_listed_values=config.max_listed_values
+    )
+    results = run_checks(
+        DayInputs(
+            day=day,
+            now=now,
+            lake_day=lake_day,
+            policy=policy,
+            prices=prices,
+            warehouse=Path(settings.warehouse),
+            config=config,
+        ),
+        runner,
+    )
     json_path = output or default_json
-    report = DqReport(day=day, generated_at=now, lake=lake, warehouse=Path(settings.warehouse),
-                      results=results, json_path=json_path, data_docs=runner.build_docs())
+    report = DqReport(
+        day=day,
+        generated_at=now,
+        lake=lake,
+        warehouse=Path(settings.warehouse),
+        results=results,
+        json_path=json_path,
+        data_docs=runner.build_docs(),
+    )
     write_json(report, json_path)
     return report
 
@@ -78,7 +104,8 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
 
     day = parse_report_date(getattr(args, "date", None))
     report = run_dq(
-        settings, day,
+        settings,
+        day,
         config_path=_path(getattr(args, "dq_config", None)),
         output=_path(getattr(args, "output", None)),
         docs_dir=_path(getattr(args, "data_docs", None)),

@@ -71,11 +71,16 @@ class CheckResult:
     status: Status
     description: str
     failures: list[str] = field(default_factory=list)
-    reason: str | None = None          # why it was skipped
+    reason: str | None = None  # why it was skipped
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "description": self.description,
-                "failures": self.failures, "reason": self.reason}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "description": self.description,
+            "failures": self.failures,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -101,15 +106,21 @@ def _unpriced_models(calls: pd.DataFrame, prices: PriceBook, policy: Policy) -> 
     result = pd.Series([None] * len(calls), index=calls.index, dtype=object)
     if calls.empty:
         return result
-    keyed = pd.DataFrame({"i": range(len(calls)), "provider": calls["provider"].astype(object),
-                          "model": calls["model"].astype(object),
-                          "occurred_at": calls["occurred_at"]})
+    keyed = pd.DataFrame(
+        {
+            "i": range(len(calls)),
+            "provider": calls["provider"].astype(object),
+            "model": calls["model"].astype(object),
+            "occurred_at": calls["occurred_at"],
+        }
+    )
     baseline = policy.baseline_model
     con = duckdb.connect()
     try:
         con.register("calls", keyed)
         con.register("prices", prices.to_arrow())
-        rows = con.execute("""
+        rows = con.execute(
+            """
             with in_force as (
                 select c.i, c.provider, c.model,
                        exists (select 1 from prices p
@@ -128,7 +139,9 @@ def _unpriced_models(calls: pd.DataFrame, prices: PriceBook, policy: Policy) -> 
             select i, case when not has_price then provider || '/' || model
                            else 'baseline ' || $provider || '/' || $model end
             from in_force where not (has_price and has_baseline)
-        """, {"provider": baseline.provider, "model": baseline.model}).fetchall()
+        """,
+            {"provider": baseline.provider, "model": baseline.model},
+        ).fetchall()
     finally:
         con.close()
     for i, name in rows:
@@ -136,8 +149,9 @@ def _unpriced_models(calls: pd.DataFrame, prices: PriceBook, policy: Policy) -> 
     return result
 
 
-def _warehouse_frames(warehouse: Path, day: dt.date, lake_ids: dict[str, pd.Series]
-                      ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series]]:
+def _warehouse_frames(
+    warehouse: Path, day: dt.date, lake_ids: dict[str, pd.Series]
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.Series]]:
     """The day's fact rows and, per lake table, whether each lake event_id is in the facts."""
     from pipeline.warehouse import open_warehouse_readonly
 
@@ -148,19 +162,25 @@ def _warehouse_frames(warehouse: Path, day: dt.date, lake_ids: dict[str, pd.Seri
         for table, fact in (("llm_call", "fct_llm_calls"), ("task_feedback", "fct_task_feedback")):
             try:
                 facts[fact] = con.execute(
-                    f"select event_id from {fact} where event_date = ? order by event_id",
-                    [day]).df()
+                    f"select event_id from {fact} where event_date = ? order by event_id", [day]
+                ).df()
                 ids = pd.DataFrame({"event_id": lake_ids[table].dropna().astype(object).unique()})
                 con.register("lake_ids", ids)
-                known = {r[0] for r in con.execute(
-                    f"select l.event_id from lake_ids l semi join {fact} f on f.event_id = l.event_id"
-                ).fetchall()}
+                known = {
+                    r[0]
+                    for r in con.execute(
+                        f"select l.event_id from lake_ids l semi join {fact} f on f.event_id = l.event_id"
+                    ).fetchall()
+                }
                 con.unregister("lake_ids")
             except duckdb.CatalogException:
-                raise ConfigError(f"the warehouse {warehouse} has no table {fact}: rebuild it with "
-                                  "`modelmeter build`") from None
+                raise ConfigError(
+                    f"the warehouse {warehouse} has no table {fact}: rebuild it with "
+                    "`modelmeter build`"
+                ) from None
             present[table] = lake_ids[table].map(
-                lambda v, known=known: None if v is None or pd.isna(v) else v in known)
+                lambda v, known=known: None if v is None or pd.isna(v) else v in known
+            )
     finally:
         con.close()
     return facts, present
@@ -187,8 +207,10 @@ def _day_metrics(inputs: DayInputs, flushes: pd.DataFrame, skipped: dict[str, st
         history_days = [day - dt.timedelta(days=n) for n in range(1, cfg.volume.trailing_days + 1)]
         history = daily_event_counts(inputs.lake_day.lake, history_days)
         if len(history) < cfg.volume.min_history_days:
-            skipped["volume"] = (f"{len(history)} day(s) with data in the trailing "
-                                 f"{cfg.volume.trailing_days}, need {cfg.volume.min_history_days}")
+            skipped["volume"] = (
+                f"{len(history)} day(s) with data in the trailing "
+                f"{cfg.volume.trailing_days}, need {cfg.volume.min_history_days}"
+            )
         else:
             median = statistics.median(history.values())
             if median == 0:
@@ -203,10 +225,20 @@ def _day_metrics(inputs: DayInputs, flushes: pd.DataFrame, skipped: dict[str, st
         newest = pd.concat([calls["occurred_at"], feedback["occurred_at"]]).dropna()
         if not newest.empty:
             age = (pd.Timestamp(inputs.now).tz_convert("UTC") - newest.max()).total_seconds() / 60
-    return pd.DataFrame([{"date": day.isoformat(), "events": events,
-                          "messages": expected, "rejected_messages": rejected,
-                          "rejected_rate": rejected_rate, "trailing_median_events": median,
-                          "volume_ratio": volume_ratio, "freshness_age_minutes": age}])
+    return pd.DataFrame(
+        [
+            {
+                "date": day.isoformat(),
+                "events": events,
+                "messages": expected,
+                "rejected_messages": rejected,
+                "rejected_rate": rejected_rate,
+                "trailing_median_events": median,
+                "volume_ratio": volume_ratio,
+                "freshness_age_minutes": age,
+            }
+        ]
+    )
 
 
 def _suites(config: DqConfig) -> dict[str, Suite]:
@@ -216,12 +248,15 @@ def _suites(config: DqConfig) -> dict[str, Suite]:
         suites[stem] = load_suite(path)
     unknown = {c for s in suites.values() for c in s.checks} - set(CHECKS)
     if unknown:
-        raise ConfigError(f"{config.expectations_dir}: unknown check name(s) in meta.check: "
-                          f"{', '.join(sorted(unknown))} (known: {', '.join(CHECKS)})")
+        raise ConfigError(
+            f"{config.expectations_dir}: unknown check name(s) in meta.check: "
+            f"{', '.join(sorted(unknown))} (known: {', '.join(CHECKS)})"
+        )
     missing = set(CHECKS) - {c for s in suites.values() for c in s.checks}
     if missing:
-        raise ConfigError(f"{config.expectations_dir}: no expectation for check(s) "
-                          f"{', '.join(sorted(missing))}")
+        raise ConfigError(
+            f"{config.expectations_dir}: no expectation for check(s) {', '.join(sorted(missing))}"
+        )
     return suites
 
 
@@ -234,22 +269,41 @@ def run_checks(inputs: DayInputs, runner: GxRunner) -> list[CheckResult]:
     calls = lake_day.tables["llm_call"].copy()
     feedback = lake_day.tables["task_feedback"].copy()
     rejected = lake_day.tables[REJECTED_TABLE].copy()
-    for frame, table in ((calls, "llm_call"), (feedback, "task_feedback"), (rejected, REJECTED_TABLE)):
+    for frame, table in (
+        (calls, "llm_call"),
+        (feedback, "task_feedback"),
+        (rejected, REJECTED_TABLE),
+    ):
         frame["null_columns"] = null_columns(frame, table)
-    token_columns = ["input_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-                     "cache_write_1h_tokens"]
+    token_columns = [
+        "input_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens",
+        "cache_write_1h_tokens",
+    ]
     calls["prompt_tokens"] = calls[token_columns].astype("Int64").sum(axis=1, min_count=1)
     calls["unpriced_model"] = _unpriced_models(calls, inputs.prices, inputs.policy)
     calls["role_trigger"] = [
         f"{role}:{trigger}" if isinstance(trigger, str) else None
-        for role, trigger in zip(calls["role"], calls["escalation_trigger"], strict=True)]
-    rejected["source"] = [f"{t}:{p}:{o}" for t, p, o in zip(
-        rejected["kafka_topic"], rejected["kafka_partition"], rejected["kafka_offset"], strict=True)]
+        for role, trigger in zip(calls["role"], calls["escalation_trigger"], strict=True)
+    ]
+    rejected["source"] = [
+        f"{t}:{p}:{o}"
+        for t, p, o in zip(
+            rejected["kafka_topic"],
+            rejected["kafka_partition"],
+            rejected["kafka_offset"],
+            strict=True,
+        )
+    ]
 
     facts: dict[str, pd.DataFrame] = {}
     if inputs.warehouse.exists():
         facts, present = _warehouse_frames(
-            inputs.warehouse, day, {"llm_call": calls["event_id"], "task_feedback": feedback["event_id"]})
+            inputs.warehouse,
+            day,
+            {"llm_call": calls["event_id"], "task_feedback": feedback["event_id"]},
+        )
         calls["in_warehouse"] = present["llm_call"]
         feedback["in_warehouse"] = present["task_feedback"]
     else:
@@ -275,23 +329,32 @@ def run_checks(inputs: DayInputs, runner: GxRunner) -> list[CheckResult]:
         "freshness_max_age_minutes": cfg.freshness.max_age_minutes,
     }
     frames: dict[str, pd.DataFrame] = {
-        "lake_files": lake_day.files, "llm_call": calls, "task_feedback": feedback,
-        "rejected": rejected, "flushes": flushes, "day_metrics": metrics, **facts,
+        "lake_files": lake_day.files,
+        "llm_call": calls,
+        "task_feedback": feedback,
+        "rejected": rejected,
+        "flushes": flushes,
+        "day_metrics": metrics,
+        **facts,
     }
     outcomes: list[Outcome] = []
     for stem, index_column in SUITE_FRAMES.items():
         if stem not in frames:
-            continue                                   # warehouse frames without a warehouse
+            continue  # warehouse frames without a warehouse
         suite = suites[stem].without(set(skipped))
-        outcomes += runner.validate(stem, frames[stem], suite, parameters=parameters,
-                                    index_column=index_column)
+        outcomes += runner.validate(
+            stem, frames[stem], suite, parameters=parameters, index_column=index_column
+        )
 
     results = []
     for name, description in CHECKS.items():
         if name in skipped:
             results.append(CheckResult(name, "skip", description, reason=visible(skipped[name])))
             continue
-        failures = [visible(o.message or o.expectation) for o in outcomes
-                    if o.check == name and not o.success]
+        failures = [
+            visible(o.message or o.expectation)
+            for o in outcomes
+            if o.check == name and not o.success
+        ]
         results.append(CheckResult(name, "fail" if failures else "pass", description, failures))
     return results

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline._exceptions import ConfigError
 from pipeline.config_files import read_yaml
+from pipeline.resources import default_data_file
 
-__all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "load_dq_config",
-           "default_config_path"]
+__all__ = ["DqConfig", "VolumeConfig", "FreshnessConfig", "load_dq_config", "default_config_path"]
 
 
 class _Strict(BaseModel):
@@ -59,11 +59,8 @@ class DqConfig(_Strict):
 
 
 def default_config_path() -> Path:
-    """``schemas/dq.yaml`` of the working directory, else the one next to this package."""
-    local = Path("schemas/dq.yaml")
-    if local.exists():
-        return local
-    return Path(__file__).resolve().parents[2] / "schemas" / "dq.yaml"
+    """``schemas/dq.yaml`` of the working directory, else the one shipped with modelmeter."""
+    return default_data_file("dq.yaml")
 
 
 def load_dq_config(path: Path | str) -> DqConfig:

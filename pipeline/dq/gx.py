@@ -74,14 +74,13 @@ class Outcome:
     expectation: str
     column: str | None
     success: bool
-    message: str | None          # one line naming the failing values; None on success
+    message: str | None  # one line naming the failing values; None on success
 
 
 def load_suite(path: Path) -> Suite:
     """Read a suite file; its structure is checked here, its expectations by great-expectations."""
     data = read_json(path, what="expectation suite")  # bounded, no NaN, no duplicate keys
-    if not isinstance(data.get("name"), str) \
-            or not isinstance(data.get("expectations"), list):
+    if not isinstance(data.get("name"), str) or not isinstance(data.get("expectations"), list):
         raise ConfigError(f"{path}: an expectation suite needs a name and a list of expectations")
     for i, expectation in enumerate(data["expectations"]):
         meta = expectation.get("meta") if isinstance(expectation, dict) else None
@@ -129,7 +128,9 @@ def _range(kwargs: dict[str, Any]) -> str:
         return f" (max {_fmt(high)})"
     if high is None:
         return f" (min {_fmt(low)})"
-    return f" (expected {_fmt(low)}..{_fmt(high)}{' exclusive' if kwargs.get('strict_max') else ''})"
+    return (
+        f" (expected {_fmt(low)}..{_fmt(high)}{' exclusive' if kwargs.get('strict_max') else ''})"
+    )
 
 
 def _exact_counts(frame: pd.DataFrame, config: Any) -> list[dict[str, Any]] | None:
@@ -152,12 +153,19 @@ def _exact_counts(frame: pd.DataFrame, config: Any) -> list[dict[str, Any]] | No
     else:
         return None
     counts = bad.astype(object).value_counts()
-    return [{"value": v, "count": int(n)}
-            for v, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))]
+    return [
+        {"value": v, "count": int(n)}
+        for v, n in sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+    ]
 
 
-def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int,
-              original: Callable[[Any], Any] = lambda value: value) -> str:
+def _describe(
+    result: Any,
+    frame: pd.DataFrame,
+    index_column: str | None,
+    limit: int,
+    original: Callable[[Any], Any] = lambda value: value,
+) -> str:
     """``<explain>: <values>`` for a failed expectation, on one printable line.
 
     ``frame`` and ``result`` hold the values great-expectations was given; ``original``
@@ -166,8 +174,13 @@ def _describe(result: Any, frame: pd.DataFrame, index_column: str | None, limit:
     return visible(_message(result, frame, index_column, limit, original))
 
 
-def _message(result: Any, frame: pd.DataFrame, index_column: str | None, limit: int,
-             original: Callable[[Any], Any]) -> str:
+def _message(
+    result: Any,
+    frame: pd.DataFrame,
+    index_column: str | None,
+    limit: int,
+    original: Callable[[Any], Any],
+) -> str:
     def shown_value(value: Any) -> str:
         return _fmt(original(value))
 
@@ -182,31 +195,38 @@ def _message(result: Any, frame: pd.DataFrame, index_column: str | None, limit: 
     column = kwargs.get("column")
     count = res.get("unexpected_count")
     counts = [c for c in res.get("partial_unexpected_counts") or [] if c.get("value") is not None]
-    if count and sum(c["count"] for c in counts) != count:      # a sample: count them all
+    if count and sum(c["count"] for c in counts) != count:  # a sample: count them all
         exact = _exact_counts(frame, config)
         counts = exact if exact is not None and sum(c["count"] for c in exact) == count else []
     by_index = res.get("partial_unexpected_index_list") or []
     show = meta.get("show", "values")
-    if show == "observed":            # a one-row frame of day-level numbers
+    if show == "observed":  # a one-row frame of day-level numbers
         if config.type == "expect_column_values_to_not_be_null":
             return explain
         values = res.get("partial_unexpected_list") or []
         shown = shown_value(values[0]) if values else "none"
-        context = ", ".join(f"{c}={shown_value(frame[c].iloc[0])}"
-                            for c in meta.get("context", [])
-                            if c in frame.columns and len(frame) == 1)
+        context = ", ".join(
+            f"{c}={shown_value(frame[c].iloc[0])}"
+            for c in meta.get("context", [])
+            if c in frame.columns and len(frame) == 1
+        )
         return f"{explain} {shown}{_range(kwargs)}" + (f" [{context}]" if context else "")
     if show == "values" and counts:
-        listed = ", ".join(f"{shown_value(c['value'])} ({c['count']} {unit})"
-                           for c in counts[:limit])
+        listed = ", ".join(
+            f"{shown_value(c['value'])} ({c['count']} {unit})" for c in counts[:limit]
+        )
         more = " ..." if len(counts) > limit else ""
         return f"{explain}: {listed}{more}{_range(kwargs)}"
     if by_index and index_column:
         listed = ", ".join(
             shown_value(row.get(index_column))
-            + (f" ({column}={shown_value(row[column])})"
-               if column in row and column != index_column and row[column] is not None else "")
-            for row in by_index[:limit])
+            + (
+                f" ({column}={shown_value(row[column])})"
+                if column in row and column != index_column and row[column] is not None
+                else ""
+            )
+            for row in by_index[:limit]
+        )
         more = " ..." if (count or 0) > limit else ""
         return f"{explain}: {count} {unit}: {listed}{more}{_range(kwargs)}"
     if count:
@@ -222,7 +242,9 @@ class GxRunner:
 
     SITE = "modelmeter_dq"
 
-    def __init__(self, *, docs_dir: Path | None, run_name: str, max_listed_values: int = 10) -> None:
+    def __init__(
+        self, *, docs_dir: Path | None, run_name: str, max_listed_values: int = 10
+    ) -> None:
         with _quiet():
             import great_expectations as gx
             from great_expectations.data_context.types.base import (
@@ -241,8 +263,10 @@ class GxRunner:
         if docs_dir is not None:
             sites[self.SITE] = {
                 "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                                  "base_directory": str(Path(docs_dir).resolve())},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(Path(docs_dir).resolve()),
+                },
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             }
         config = DataContextConfig(
@@ -261,21 +285,26 @@ class GxRunner:
         from great_expectations.expectations.expectation_configuration import (
             ExpectationConfiguration,
         )
+
         expectations = []
         for i, item in enumerate(suite.data["expectations"]):
             kwargs = item.get("kwargs")
-            if isinstance(kwargs, dict):        # value sets as great-expectations will show them
+            if isinstance(kwargs, dict):  # value sets as great-expectations will show them
                 item = {**item, "kwargs": {k: self._value_set(v) for k, v in kwargs.items()}}
             try:
                 with _quiet():
                     expectations.append(ExpectationConfiguration(**item).to_domain_obj())
             except Exception as exc:  # great-expectations raises many types for a bad expectation
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise ConfigError(f"{suite.path}: invalid expectation suite: expectations[{i}] "
-                                    f"({item.get('type')}): {message}") from None
+                raise ConfigError(
+                    f"{suite.path}: invalid expectation suite: expectations[{i}] "
+                    f"({item.get('type')}): {message}"
+                ) from None
         data = {k: v for k, v in suite.data.items() if k != "expectations"} | {"name": name}
         with _quiet():
-            return self.context.suites.add(self._gx.ExpectationSuite(expectations=expectations, **data))
+            return self.context.suites.add(
+                self._gx.ExpectationSuite(expectations=expectations, **data)
+            )
 
     def _for_docs(self, value: str) -> str:
         shown = _for_docs(value)
@@ -304,52 +333,71 @@ class GxRunner:
                 continue
             try:
                 values = column.dropna().unique()
-            except TypeError:                    # unhashable cells: escape one by one
-                changed[name] = column.map(
-                    lambda v: self._for_docs(v) if isinstance(v, str) else v)
+            except TypeError:  # unhashable cells: escape one by one
+                changed[name] = column.map(lambda v: self._for_docs(v) if isinstance(v, str) else v)
                 continue
             shown = {v: self._for_docs(v) for v in values if isinstance(v, str)}
             shown = {v: s for v, s in shown.items() if s != v}
             if shown:
                 changed[name] = column.map(
-                    lambda v, shown=shown: shown.get(v, v) if isinstance(v, str) else v)
+                    lambda v, shown=shown: shown.get(v, v) if isinstance(v, str) else v
+                )
         return frame.assign(**changed) if changed else frame
 
-    def validate(self, asset: str, frame: pd.DataFrame, suite: Suite, *,
-                 parameters: dict[str, Any], index_column: str | None = None) -> list[Outcome]:
+    def validate(
+        self,
+        asset: str,
+        frame: pd.DataFrame,
+        suite: Suite,
+        *,
+        parameters: dict[str, Any],
+        index_column: str | None = None,
+    ) -> list[Outcome]:
         """Validate ``frame`` (named ``asset`` in the data docs) against ``suite``."""
         if not suite.data["expectations"]:
             return []
         frame = self._frame(frame)
         parameters = {k: self._value_set(v) for k, v in parameters.items()}
-        gx_suite = self._suite(suite, f"{suite.name}.{asset}" if asset != suite.name else suite.name)
-        result_format: dict[str, Any] = {"result_format": "SUMMARY",
-                                         "partial_unexpected_count": max(self.limit, 20)}
+        gx_suite = self._suite(
+            suite, f"{suite.name}.{asset}" if asset != suite.name else suite.name
+        )
+        result_format: dict[str, Any] = {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": max(self.limit, 20),
+        }
         if index_column:
             result_format["unexpected_index_column_names"] = [index_column]
         with _quiet():
             data_asset = self._source.add_dataframe_asset(asset)
             definition = data_asset.add_batch_definition_whole_dataframe("day")
             validation = self.context.validation_definitions.add(
-                self._gx.ValidationDefinition(name=f"{asset}-{self.run_name}", data=definition,
-                                              suite=gx_suite))
+                self._gx.ValidationDefinition(
+                    name=f"{asset}-{self.run_name}", data=definition, suite=gx_suite
+                )
+            )
             run_id = self._gx.RunIdentifier(run_name=self.run_name)
-            result = validation.run(batch_parameters={"dataframe": frame},
-                                    expectation_parameters=parameters,
-                                    result_format=result_format, run_id=run_id)
+            result = validation.run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=parameters,
+                result_format=result_format,
+                run_id=run_id,
+            )
         outcomes = []
         for item in result.results:
             config = item.expectation_config
-            assert config is not None          # always set by ValidationDefinition.run
-            outcomes.append(Outcome(
-                check=config.meta["check"],
-                suite=suite.name,
-                expectation=config.type,
-                column=config.kwargs.get("column"),
-                success=bool(item.success),
-                message=None if item.success else _describe(item, frame, index_column,
-                                                            self.limit, self._original),
-            ))
+            assert config is not None  # always set by ValidationDefinition.run
+            outcomes.append(
+                Outcome(
+                    check=config.meta["check"],
+                    suite=suite.name,
+                    expectation=config.type,
+                    column=config.kwargs.get("column"),
+                    success=bool(item.success),
+                    message=None
+                    if item.success
+                    else _describe(item, frame, index_column, self.limit, self._original),
+                )
+            )
         return outcomes
 
     def build_docs(self) -> Path | None:

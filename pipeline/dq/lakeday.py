@@ -34,8 +34,14 @@ from pipeline.lake import (
     partition_files,
 )
 
-__all__ = ["LakeDay", "load_lake_day", "flush_frame", "daily_event_counts", "schema_problem",
-           "null_columns"]
+__all__ = [
+    "LakeDay",
+    "load_lake_day",
+    "flush_frame",
+    "daily_event_counts",
+    "schema_problem",
+    "null_columns",
+]
 
 _TABLES = (*EVENT_TABLES, REJECTED_TABLE)
 
@@ -46,9 +52,9 @@ class LakeDay:
 
     lake: Path
     day: dt.date
-    files: pd.DataFrame                      # one row per file of the day: file, table, schema_problem
-    tables: dict[str, pd.DataFrame]          # lake table -> the day's rows (schema-valid files only)
-    paths: dict[str, list[Path]] = field(default_factory=dict)   # lake table -> the day's files
+    files: pd.DataFrame  # one row per file of the day: file, table, schema_problem
+    tables: dict[str, pd.DataFrame]  # lake table -> the day's rows (schema-valid files only)
+    paths: dict[str, list[Path]] = field(default_factory=dict)  # lake table -> the day's files
     #: kafka_offset values of each schema-valid file of the day, kept from the one read of it
     #: so that the reconciliation (:func:`flush_frame`) does not read those files again
     offsets: dict[Path, list[int]] = field(default_factory=dict)
@@ -88,8 +94,9 @@ def _day_files(lake: Path, table: str, day: dt.date) -> list[Path]:
     directory = partition_dir(lake, table, day)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.name.startswith((TEMP_PREFIX, ".")))
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and not p.name.startswith((TEMP_PREFIX, "."))
+    )
 
 
 _LOCAL = pafs.LocalFileSystem()
@@ -99,8 +106,9 @@ def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
     """One lake file, its path a literal: absolute and on the local file system, so that
     pyarrow takes no ``s3:``/``file:`` prefix of a relative lake path for a URI, and with no
     partitioning, so that no ``key=value`` directory of the path becomes a column."""
-    return pq.read_table(os.path.abspath(path), columns=columns, filesystem=_LOCAL,
-                         partitioning=None)
+    return pq.read_table(
+        os.path.abspath(path), columns=columns, filesystem=_LOCAL, partitioning=None
+    )
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
@@ -137,9 +145,14 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
                     good.append(data.select(SCHEMAS[table].names).cast(_nullable(SCHEMAS[table])))
                     offsets[path] = _non_null_ints(data.column("kafka_offset"))
             relative = str(path.relative_to(lake))
-            rows.append({"file": relative, "table": table,
-                         "schema_problem": f"{relative}: {problem}" if problem else None})
-        tables[table] = (pa.concat_tables(good).to_pandas() if good else _empty(table))
+            rows.append(
+                {
+                    "file": relative,
+                    "table": table,
+                    "schema_problem": f"{relative}: {problem}" if problem else None,
+                }
+            )
+        tables[table] = pa.concat_tables(good).to_pandas() if good else _empty(table)
     files = pd.DataFrame(rows, columns=["file", "table", "schema_problem"])
     return LakeDay(lake=lake, day=day, files=files, tables=tables, paths=paths, offsets=offsets)
 
@@ -159,13 +172,26 @@ def _non_null_ints(column: pa.ChunkedArray) -> list[int]:
     return [int(v) for v in column.to_pylist() if v is not None]
 
 
-_FLUSH_COLUMNS = ["flush", "kafka_topic", "kafka_partition", "first_offset", "last_offset",
-                  "expected_offsets", "rows", "rejected_rows", "missing_offsets",
-                  "duplicate_offsets", "foreign_offsets", "gap_before", "gap_after"]
+_FLUSH_COLUMNS = [
+    "flush",
+    "kafka_topic",
+    "kafka_partition",
+    "first_offset",
+    "last_offset",
+    "expected_offsets",
+    "rows",
+    "rejected_rows",
+    "missing_offsets",
+    "duplicate_offsets",
+    "foreign_offsets",
+    "gap_before",
+    "gap_after",
+]
 
 
-def flush_frame(lake: Path, flush_names: set[str], *,
-                known_offsets: Mapping[Path, list[int]] | None = None) -> pd.DataFrame:
+def flush_frame(
+    lake: Path, flush_names: set[str], *, known_offsets: Mapping[Path, list[int]] | None = None
+) -> pd.DataFrame:
     """One row per flush of the day with what reconciliation asserts.
 
     ``missing_offsets`` / ``duplicate_offsets`` / ``foreign_offsets`` count offsets of
@@ -180,26 +206,33 @@ def flush_frame(lake: Path, flush_names: set[str], *,
     names = [n for n in (FileName.parse(text) for text in flush_names) if n is not None]
     rows = []
     for topic, partition in sorted({(n.topic, n.partition) for n in names}):
-        files = partition_files(lake, topic, partition)      # every table, every day
+        files = partition_files(lake, topic, partition)  # every table, every day
         siblings = sorted({n for _, n in files}, key=lambda n: (n.first_offset, n.last_offset))
-        for name in sorted((n for n in names if (n.topic, n.partition) == (topic, partition)),
-                           key=lambda n: n.first_offset):
-            rows.append(_flush_row(name, [p for p, n in files if n == name], siblings,
-                                   known_offsets or {}))
+        for name in sorted(
+            (n for n in names if (n.topic, n.partition) == (topic, partition)),
+            key=lambda n: n.first_offset,
+        ):
+            rows.append(
+                _flush_row(name, [p for p, n in files if n == name], siblings, known_offsets or {})
+            )
     frame = pd.DataFrame(rows, columns=_FLUSH_COLUMNS)
     for column in ("gap_before", "gap_after"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
-def _flush_row(name: FileName, paths: list[Path], siblings: list[FileName],
-               known_offsets: Mapping[Path, list[int]]) -> dict[str, object]:
+def _flush_row(
+    name: FileName,
+    paths: list[Path],
+    siblings: list[FileName],
+    known_offsets: Mapping[Path, list[int]],
+) -> dict[str, object]:
     offsets: list[int] = []
     rejected_rows = 0
     for path in paths:
         values = known_offsets[path] if path in known_offsets else _offsets(path)
         if values is None:
-            continue                               # reported by the schema check
+            continue  # reported by the schema check
         offsets.extend(values)
         if path.parent.parent.name == REJECTED_TABLE:
             rejected_rows += len(values)

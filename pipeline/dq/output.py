@@ -65,8 +65,9 @@ class DqReport:
 def render_summary(report: DqReport) -> str:
     """Each check on one line (PASS/FAIL/SKIP and the failing values), then the totals."""
     width = max(len(r.name) for r in report.results)
-    lines = [f"modelmeter dq {report.day.isoformat()}  lake {report.lake}  "
-             f"warehouse {report.warehouse}"]
+    lines = [
+        f"modelmeter dq {report.day.isoformat()}  lake {report.lake}  warehouse {report.warehouse}"
+    ]
     for r in report.results:
         if r.status == "pass":
             detail = r.description
@@ -79,11 +80,15 @@ def render_summary(report: DqReport) -> str:
             for extra in r.failures[1:SCREEN_FAILURES]:
                 lines.append(f"{'':4}  {'':<{width}}  {extra}")
             if len(r.failures) > SCREEN_FAILURES:
-                lines.append(f"{'':4}  {'':<{width}}  ... {len(r.failures) - SCREEN_FAILURES} more "
-                             "in the JSON result")
+                lines.append(
+                    f"{'':4}  {'':<{width}}  ... {len(r.failures) - SCREEN_FAILURES} more "
+                    "in the JSON result"
+                )
     counts = report.counts()
-    lines.append(f"{len(report.results)} checks: {counts['pass']} passed, {counts['fail']} failed, "
-                 f"{counts['skip']} skipped -> {report.status.upper()}")
+    lines.append(
+        f"{len(report.results)} checks: {counts['pass']} passed, {counts['fail']} failed, "
+        f"{counts['skip']} skipped -> {report.status.upper()}"
+    )
     if report.json_path:
         lines.append(f"result: {report.json_path}")
     if report.data_docs:

@@ -1,4 +1,4 @@
-"""The broker is a real Kafka: committed offsets survive a broker restart (issue 2)."""
+"""The broker is a real Kafka: committed offsets survive a broker restart."""
 
 from __future__ import annotations
 
@@ -20,9 +20,14 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 def _consume(bootstrap: str, topic: str, group: str, want: int) -> list[bytes]:
     """Read ``want`` messages as group ``group`` and commit them."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             consumer_timeout_ms=30_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=30_000,
+    )
     got: list[bytes] = []
     try:
         for record in consumer:
@@ -35,7 +40,9 @@ def _consume(bootstrap: str, topic: str, group: str, want: int) -> list[bytes]:
     return got
 
 
-def test_group_resumes_after_its_committed_offset_across_a_broker_restart(kafka_broker, topic_factory):
+def test_group_resumes_after_its_committed_offset_across_a_broker_restart(
+    kafka_broker, topic_factory
+):
     """Produce, consume + commit half, restart the broker on the same data dir, produce more:
     the group resumes exactly after its committed offsets - nothing lost, nothing re-read."""
     topic = topic_factory(partitions=1)
@@ -50,8 +57,9 @@ def test_group_resumes_after_its_committed_offset_across_a_broker_restart(kafka_
     rest = _consume(kafka_broker.bootstrap, topic, "restart-group", want=90)
     assert rest == first[60:] + second
 
-    probe = KafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, group_id="restart-group",
-                          enable_auto_commit=False)
+    probe = KafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap, group_id="restart-group", enable_auto_commit=False
+    )
     try:
         assert probe.committed(TopicPartition(topic, 0)) == 150
     finally:

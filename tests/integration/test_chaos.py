@@ -10,14 +10,15 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.kafka_broker import LocalBroker
+from tests.fixtures.kafka_broker import REPO_ROOT, LocalBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def _chaos_module():
-    spec = importlib.util.spec_from_file_location("modelmeter_ops_chaos", REPO_ROOT / "ops" / "chaos.py")
+    spec = importlib.util.spec_from_file_location(
+        "modelmeter_ops_chaos", REPO_ROOT / "ops" / "chaos.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
@@ -34,8 +35,16 @@ def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker
     if not isinstance(kafka_broker, LocalBroker):
         pytest.skip("the chaos run restarts the broker: needs the tests' own broker")
     chaos = _chaos_module()
-    opts = chaos.Options(events=20_000, bad_fraction=0.01, duplicate_fraction=0.01, kills=2,
-                         broker_restarts=1, seed=8, pause_min=2.0, pause_max=5.0)
+    opts = chaos.Options(
+        events=20_000,
+        bad_fraction=0.01,
+        duplicate_fraction=0.01,
+        kills=2,
+        broker_restarts=1,
+        seed=8,
+        pause_min=2.0,
+        pause_max=5.0,
+    )
     result = chaos.run_chaos(opts, broker=kafka_broker, workdir=tmp_path)
 
     failed = {name: check for name, check in result["checks"].items() if not check["ok"]}

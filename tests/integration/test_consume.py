@@ -3,116 +3,30 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka import Producer
-from kafka import KafkaConsumer, TopicPartition
 
-from pipeline._exceptions import ContractError
 from pipeline.contract import parse_event, to_row
-from tests.conftest import REPO_ROOT
-from tests.unit.test_consumer_validate import enc, feedback, llm_call
+from tests.fixtures.consume import (
+    ENV,
+    Progress,
+    assert_each_offset_once,
+    both_kafka_clients,  # noqa: F401 (the fixture make_settings: both Kafka clients)
+    cli,
+    committed,
+    events,
+    lake_rows,
+    produce_librdkafka,
+    run_cli,
+)
 
 pytestmark = pytest.mark.kafka
-
-
-def events(n: int, *, start: int = 0) -> list[bytes]:
-    now = dt.datetime.now(dt.UTC)
-    out = []
-    for i in range(start, start + n):
-        occurred = (now - dt.timedelta(days=i % 3, seconds=i)).isoformat().replace("+00:00", "Z")
-        if i % 5 == 4:
-            out.append(enc(feedback(i, occurred_at=occurred, satisfaction=1 + i % 5)))
-        else:
-            out.append(enc(llm_call(i, occurred_at=occurred, input_tokens=i * 7 % 100_000,
-                                    escalated=i % 9 == 0,
-                                    escalation_trigger="security_sensitive" if i % 9 == 0 else None)))
-    return out
-
-
-def produce_librdkafka(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    """Produce with confluent-kafka (librdkafka), key = task_id, as an agent in another
-    language would."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "linger.ms": 5})
-    for value in values:
-        try:
-            key = parse_event(value).task_id.encode()
-        except ContractError:
-            key = b"bad"
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(30) == 0
-
-
-KAFKA_CLIENTS = ("kafka-python", "confluent")
-
-
-@pytest.fixture(params=KAFKA_CLIENTS)
-def make_settings(request, make_settings):
-    """Every consumer test runs on both Kafka clients (``--kafka-client``, issue 9): the
-    settings name the client, and :func:`cli` passes it on."""
-
-    def make(**overrides):
-        return make_settings(**{"kafka_client": request.param, **overrides})
-
-    return make
-
-
-def cli(settings, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "consume",
-            "--bootstrap-servers", settings.kafka_bootstrap_servers, "--topic", settings.topic,
-            "--lake", str(settings.lake), "--kafka-client", settings.kafka_client, *extra]
-
-
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-
-
-def run_cli(settings, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(cli(settings, *extra), capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
-
-
-def lake_rows(lake: Path, tables=("llm_call", "task_feedback", "_rejected")) -> list[dict]:
-    rows = []
-    for table in tables:
-        for path in sorted(Path(lake).glob(f"{table}/*/*.parquet")):
-            rows += pq.read_table(path).to_pylist()
-    return rows
-
-
-def committed(settings, group: str) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                             enable_auto_commit=False)
-    try:
-        parts = consumer.partitions_for_topic(settings.topic) or set()
-        out = {}
-        for p in parts:
-            offset = consumer.committed(TopicPartition(settings.topic, p))
-            if offset is not None:
-                out[p] = offset
-        return out
-    finally:
-        consumer.close()
-
-
-def assert_each_offset_once(rows: list[dict]) -> set[tuple[int, int]]:
-    seen = [(r["kafka_partition"], r["kafka_offset"]) for r in rows]
-    assert len(seen) == len(set(seen)), "an offset landed twice"
-    return set(seen)
 
 
 def test_librdkafka_events_and_retries_land_with_exact_values(make_settings):
@@ -122,7 +36,7 @@ def test_librdkafka_events_and_retries_land_with_exact_values(make_settings):
     values = events(600)
     values += values[:25]  # producer retries: same event_id, same bytes
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values)
-    proc = run_cli(settings, "--until-idle", "3", "--flush-seconds", "1")
+    proc = run_cli(settings, "--until-idle", "1", "--flush-seconds", "1")
     assert proc.returncode == 0, proc.stderr
     assert "landed=625 rejected=0" in proc.stderr
     rows = lake_rows(settings.lake)
@@ -149,7 +63,8 @@ def test_librdkafka_events_and_retries_land_with_exact_values(make_settings):
             assert dates == {day}
     assert committed(settings, "modelmeter-lake") == {
         p: max(o for q, o in assert_each_offset_once(rows) if q == p) + 1
-        for p in {r["kafka_partition"] for r in rows}}
+        for p in {r["kafka_partition"] for r in rows}
+    }
 
 
 def test_max_events_lands_and_commits_exactly_n(make_settings):
@@ -159,55 +74,31 @@ def test_max_events_lands_and_commits_exactly_n(make_settings):
     assert proc.returncode == 0, proc.stderr
     assert len(assert_each_offset_once(lake_rows(settings.lake))) == 200
     assert sum(committed(settings, "g-max").values()) == 200
-    proc = run_cli(settings, "--until-idle", "3", "--group", "g-max")
+    proc = run_cli(settings, "--until-idle", "1", "--group", "g-max")
     assert proc.returncode == 0, proc.stderr
     assert len(assert_each_offset_once(lake_rows(settings.lake))) == 500
-
-
-class Progress:
-    """Reads a consumer's stderr in the background and remembers its last progress line."""
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen) -> None:
-        for line in proc.stderr:
-            self.lines.append(line)
-
-    def wait(self, timeout: float) -> int:
-        """Exit code of the process, once its stderr is fully read and closed."""
-        code = self.proc.wait(timeout=timeout)
-        self._thread.join(timeout=10)
-        self.proc.stderr.close()
-        return code
-
-    def count(self, name: str = "consumed") -> int:
-        """The latest ``name=`` figure of the progress lines (consumed, landed, ...)."""
-        for line in reversed(self.lines):
-            if f" {name}=" in line:
-                return int(line.split(f" {name}=")[1].split()[0].replace(",", ""))
-        return 0
-
-    def consumed(self) -> int:
-        return self.count("consumed")
-
-    def wait_consumed(self, at_least: int, timeout: float = 60, *, name: str = "consumed") -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(name) < at_least:
-            assert time.monotonic() < deadline, "".join(self.lines)
-            time.sleep(0.05)
 
 
 def test_sigterm_flushes_commits_and_exits_0_with_nothing_lost(make_settings):
     settings = make_settings()
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, events(3000))
     # buffers are never flushed by size or age here: only SIGTERM makes them durable
-    proc = subprocess.Popen(cli(settings, "--flush-events", "1000000", "--flush-seconds", "3600",
-                                "--progress-seconds", "0.2", "--group", "g-term"),
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        cli(
+            settings,
+            "--flush-events",
+            "1000000",
+            "--flush-seconds",
+            "3600",
+            "--progress-seconds",
+            "0.2",
+            "--group",
+            "g-term",
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     progress = Progress(proc)
     progress.wait_consumed(1)
     assert not lake_rows(settings.lake)
@@ -215,8 +106,9 @@ def test_sigterm_flushes_commits_and_exits_0_with_nothing_lost(make_settings):
     assert progress.wait(timeout=60) == 0, "".join(progress.lines)
     rows = lake_rows(settings.lake)
     assert rows and len(assert_each_offset_once(rows)) == sum(
-        committed(settings, "g-term").values())
-    proc2 = run_cli(settings, "--until-idle", "3", "--group", "g-term")
+        committed(settings, "g-term").values()
+    )
+    proc2 = run_cli(settings, "--until-idle", "1", "--group", "g-term")
     assert proc2.returncode == 0, proc2.stderr
     assert len(assert_each_offset_once(lake_rows(settings.lake))) == 3000
 
@@ -228,12 +120,29 @@ def test_two_consumers_in_one_group_share_partitions_without_loss_or_doubles(mak
     values = events(12000)
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
     # the rest arrives while the consumers run, so that both have work after the rebalance
-    feeder = threading.Thread(target=lambda: [
-        (produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic,
-                            values[i:i + 500]), time.sleep(0.25))
-        for i in range(2000, len(values), 500)])
-    args = ("--until-idle", "4", "--flush-seconds", "1", "--flush-events", "500",
-            "--progress-seconds", "0.2", "--group", "g-two")
+    feeder = threading.Thread(
+        target=lambda: [
+            (
+                produce_librdkafka(
+                    settings.kafka_bootstrap_servers, settings.topic, values[i : i + 500]
+                ),
+                time.sleep(0.25),
+            )
+            for i in range(2000, len(values), 500)
+        ]
+    )
+    args = (
+        "--until-idle",
+        "4",
+        "--flush-seconds",
+        "1",
+        "--flush-events",
+        "500",
+        "--progress-seconds",
+        "0.2",
+        "--group",
+        "g-two",
+    )
     first = subprocess.Popen(cli(settings, *args), stderr=subprocess.PIPE, text=True, env=ENV)
     p1 = Progress(first)
     p1.wait_consumed(1)
@@ -262,6 +171,6 @@ def test_unwritable_lake_exits_non_zero_commits_nothing_then_resumes(make_settin
     assert "Traceback" not in proc.stderr, proc.stderr
     assert committed(settings, "g-ro") == {}
     blocker.unlink()
-    proc = run_cli(settings, "--until-idle", "3", "--group", "g-ro")
+    proc = run_cli(settings, "--until-idle", "1", "--group", "g-ro")
     assert proc.returncode == 0, proc.stderr
     assert len(assert_each_offset_once(lake_rows(settings.lake))) == 300

@@ -1,4 +1,4 @@
-"""Crash safety (issue 8): the consumer SIGKILLed mid-stream, several times, then drained.
+"""Crash safety: the consumer SIGKILLed mid-stream, several times, then drained.
 
 Whatever moment the kill hits (a file half written, files renamed but the offset not yet
 committed, the commit in flight), after the restarts the lake holds every offset exactly
@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 
 from pipeline.lake import TEMP_PREFIX
-from tests.integration.test_consume import (
+from tests.fixtures.consume import (
     ENV,
     Progress,
     assert_each_offset_once,
+    both_kafka_clients,  # noqa: F401 (the fixture make_settings: both Kafka clients)
     cli,
     committed,
     events,
     lake_rows,
-    make_settings,  # noqa: F401 (the fixture: every test on both Kafka clients)
     produce_librdkafka,
 )
 
@@ -42,8 +42,18 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(make_settings):  # 
     # for the killed member's session to expire. A group of its own per run: a static member
     # left in a shared group by another run would be handed that run's assignment back.
     group = f"g-crash-{settings.topic}"
-    args = ("--flush-events", "300", "--flush-seconds", "0.3", "--progress-seconds", "0.1",
-            "--group", group, "--instance-id", "crash-test")
+    args = (
+        "--flush-events",
+        "300",
+        "--flush-seconds",
+        "0.3",
+        "--progress-seconds",
+        "0.1",
+        "--group",
+        group,
+        "--instance-id",
+        "crash-test",
+    )
     mid_stream = 0
     for _ in range(4):
         if sum(committed(settings, group).values()) == total:
@@ -60,8 +70,13 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(make_settings):  # 
         assert progress.wait(timeout=30) == -signal.SIGKILL
         mid_stream += 0 < sum(committed(settings, group).values()) < total
     assert mid_stream >= 2, "at least two kills hit the consumer mid-stream"
-    proc = subprocess.run(cli(settings, "--until-idle", "3", *args[-4:]),
-                          capture_output=True, text=True, env=ENV, timeout=180)
+    proc = subprocess.run(
+        cli(settings, "--until-idle", "1", *args[-4:]),
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = lake_rows(settings.lake)
     offsets = assert_each_offset_once(rows)
@@ -73,5 +88,6 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(make_settings):  # 
         assert sorted(got) == list(range(len(got))), f"partition {p} has a gap"
     assert committed(settings, group) == {p: len(o) for p, o in by_partition.items()}
     assert [r["kafka_offset"] for r in lake_rows(settings.lake, ("_rejected",))] and len(
-        lake_rows(settings.lake, ("_rejected",))) == 1
+        lake_rows(settings.lake, ("_rejected",))
+    ) == 1
     assert not list(Path(settings.lake).glob(f"*/*/{TEMP_PREFIX}*")), "temporary files left"

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.consumer import Consumer
-from tests.integration.test_consume import (
+from tests.fixtures.consume import (
     ENV,
     Progress,
     assert_each_offset_once,
+    both_kafka_clients,  # noqa: F401 (the fixture make_settings: both Kafka clients)
     cli,
     committed,
     events,
     lake_rows,
-    make_settings,  # noqa: F401 (the fixture: every test on both Kafka clients)
     produce_librdkafka,
     run_cli,
 )
@@ -30,8 +30,15 @@ pytestmark = pytest.mark.kafka
 
 
 def _run(settings, group: str) -> Consumer:
-    consumer = Consumer(settings, group=group, until_idle=2, flush_seconds=0.5,
-                        progress_seconds=0, in_process=True, out=io.StringIO())
+    consumer = Consumer(
+        settings,
+        group=group,
+        until_idle=2,
+        flush_seconds=0.5,
+        progress_seconds=0,
+        in_process=True,
+        out=io.StringIO(),
+    )
     consumer.run()
     return consumer
 
@@ -67,8 +74,12 @@ def test_successive_in_process_consumers_join_once_and_land_everything(make_sett
 @contextlib.contextmanager
 def _consuming(settings, *args: str) -> Iterator[Progress]:
     """`modelmeter consume ARGS` in the background; killed if it still runs at the end."""
-    proc = subprocess.Popen(cli(settings, "--progress-seconds", "0.2", *args),
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        cli(settings, "--progress-seconds", "0.2", *args),
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         yield Progress(proc)
     finally:
@@ -87,8 +98,9 @@ def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker
     settings = make_settings()
     values = events(4000)
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
-    with _consuming(settings, "--until-idle", "20", "--flush-seconds", "0.5",
-                    "--group", "g-restart") as progress:
+    with _consuming(
+        settings, "--until-idle", "20", "--flush-seconds", "0.5", "--group", "g-restart"
+    ) as progress:
         progress.wait_consumed(2000, timeout=90)
         kafka_broker.restart()
         produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[2000:])
@@ -98,7 +110,8 @@ def test_broker_restart_mid_stream_consumer_carries_on_exactly_once(kafka_broker
 
 
 def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
-        kafka_broker, make_settings):  # noqa: F811
+    kafka_broker, make_settings
+):  # noqa: F811
     """The buffer is flushed while the broker is stopped: the lake files are written, the
     commit is retried until the broker is back (kafka-python 3.0.12 raised
     KafkaConnectionError out of its own commit retries), nothing is lost or landed twice."""
@@ -106,14 +119,16 @@ def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
     values = events(3000)
     produce_librdkafka(settings.kafka_bootstrap_servers, settings.topic, values[:2000])
     try:
-        with _consuming(settings, "--until-idle", "20", "--flush-seconds", "6",
-                        "--group", "g-outage") as progress:
+        with _consuming(
+            settings, "--until-idle", "20", "--flush-seconds", "6", "--group", "g-outage"
+        ) as progress:
             progress.wait_consumed(2000, timeout=90)
             kafka_broker.stop()  # the flush, due 6 s after the first message, finds no broker
             deadline = time.monotonic() + 30
             while len(lake_rows(settings.lake)) < 2000:  # written; committed once it is back
-                assert time.monotonic() < deadline and progress.proc.poll() is None, \
-                    "".join(progress.lines)
+                assert time.monotonic() < deadline and progress.proc.poll() is None, "".join(
+                    progress.lines
+                )
                 time.sleep(0.2)
             time.sleep(2)  # commit retries meanwhile
             assert progress.proc.poll() is None, "".join(progress.lines)
@@ -127,7 +142,8 @@ def test_a_flush_due_while_the_broker_is_down_is_committed_once_it_is_back(
 
 
 def test_sigterm_while_the_broker_is_down_exits_2_in_seconds_and_a_restart_recovers(
-        kafka_broker, make_settings):  # noqa: F811
+    kafka_broker, make_settings
+):  # noqa: F811
     """The final commit cannot reach the broker: the consumer gives up after the grace period
     (exit 2, one clear line) instead of hanging; the next run lands everything exactly once."""
     settings = make_settings()
@@ -142,8 +158,9 @@ def test_sigterm_while_the_broker_is_down_exits_2_in_seconds_and_a_restart_recov
             assert time.monotonic() - started < 45
     finally:
         kafka_broker.start()
-    assert any("commit failed while stopping: Kafka still unreachable" in line
-               for line in progress.lines), "".join(progress.lines)
-    again = run_cli(settings, "--until-idle", "3", "--group", "g-term")
+    assert any(
+        "commit failed while stopping: Kafka still unreachable" in line for line in progress.lines
+    ), "".join(progress.lines)
+    again = run_cli(settings, "--until-idle", "1", "--group", "g-term")
     assert again.returncode == 0, again.stderr
     _assert_landed_once(settings, "g-term", 2000)

@@ -24,10 +24,14 @@ from pipeline.consumer.batches import RawBatch
 from pipeline.consumer.dead_letter import REDUCED_VALUE_BYTES
 from pipeline.consumer.sink import Sink
 from pipeline.settings import dlq_topic_for
-from tests.conftest import create_topics
-from tests.integration.test_bad_input import consume_cli, lake_rows, read_dlq
-from tests.integration.test_consume import make_settings  # noqa: F401 (both Kafka clients)
-from tests.unit.test_consumer_validate import enc, llm_call
+from tests.fixtures.broker import create_topics
+from tests.fixtures.consume import (
+    both_kafka_clients,  # noqa: F401 (the fixture make_settings: both Kafka clients)
+    consume_cli,
+    read_dlq,
+)
+from tests.fixtures.consume import table_rows as lake_rows
+from tests.fixtures.events import enc, llm_call
 
 pytestmark = pytest.mark.kafka
 
@@ -38,8 +42,12 @@ _RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u20
 
 def _topic(kafka_broker, name: str) -> str:
     """A one-partition topic that takes messages up to 20 MB; its DLQ keeps the defaults."""
-    create_topics(kafka_broker.bootstrap, [name, dlq_topic_for(name)], 1,
-                  {name: {"max.message.bytes": str(20 * 1024 * 1024)}})
+    create_topics(
+        kafka_broker.bootstrap,
+        [name, dlq_topic_for(name)],
+        1,
+        {name: {"max.message.bytes": str(20 * 1024 * 1024)}},
+    )
     return name
 
 
@@ -48,8 +56,13 @@ def _produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, byte
     in list order to partition 0."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "message.max.bytes": 20 * 1024 * 1024})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "message.max.bytes": 20 * 1024 * 1024,
+        }
+    )
     for key, value in messages:
         producer.produce(topic, key=key, value=value, partition=0)
     assert producer.flush(60) == 0
@@ -66,8 +79,12 @@ def _hostile_messages() -> list[tuple[bytes | None, bytes | None]]:
         (b"task-1", valid[1]),
         (b"huge", b'{"x": "' + b"b" * HUGE + b'"}'),
         (b"k" * 5000, enc(llm_call(9, role="arch\u202eitect\x1b[31m"))),
-        (b"dup", enc(llm_call(10)).replace(b'"role":"implementer"',
-                                           b'"role":"implementer","role":"architect"')),
+        (
+            b"dup",
+            enc(llm_call(10)).replace(
+                b'"role":"implementer"', b'"role":"implementer","role":"architect"'
+            ),
+        ),
         (b"task-2", valid[2]),
         (b"esc", enc(llm_call(11))[:-1] + b',"\\u001b]0;pwned\\u0007":1}'),
         (b"task-3", valid[3]),
@@ -75,12 +92,13 @@ def _hostile_messages() -> list[tuple[bytes | None, bytes | None]]:
 
 
 def test_poison_pills_and_oversized_dead_letters_never_stop_the_consumer(
-        make_settings, kafka_broker):  # noqa: F811
+    make_settings, kafka_broker
+):  # noqa: F811
     settings = make_settings(topic=_topic(kafka_broker, f"hostile-{uuid.uuid4().hex[:12]}"))
     messages = _hostile_messages()
     _produce(settings.kafka_bootstrap_servers, settings.topic, messages)
 
-    first = consume_cli(settings, "--until-idle", "3", "--flush-seconds", "1", timeout=180)
+    first = consume_cli(settings, "--until-idle", "1", "--flush-seconds", "1", timeout=180)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "dlq_failed=3" in first.stderr, first.stderr[-3000:]  # null/null, 2 MB, 17 MB
     again = consume_cli(settings, "--until-idle", "2", "--flush-seconds", "1", timeout=120)
@@ -113,7 +131,9 @@ def test_poison_pills_and_oversized_dead_letters_never_stop_the_consumer(
         if offset in (1, 4, 6):  # reduced: the original cannot go as it is
             assert headers["dead_letter"] == "reduced"
             assert headers["dead_letter_reason"]
-            assert headers["original_value_length"] == ("null" if value is None else str(len(value)))
+            assert headers["original_value_length"] == (
+                "null" if value is None else str(len(value))
+            )
             assert headers["original_key_length"] == ("null" if key is None else str(len(key)))
             if value is not None:
                 assert headers["original_value_sha256"] == hashlib.sha256(value).hexdigest()
@@ -121,17 +141,23 @@ def test_poison_pills_and_oversized_dead_letters_never_stop_the_consumer(
         else:  # byte for byte, with the four usual headers
             assert (record.key, record.value) == (key, value)
             assert set(headers) == {"error", "source_topic", "source_partition", "source_offset"}
-    assert "MessageSizeTooLargeError" in dict(letters[6].headers)["dead_letter_reason"].decode()
+    # over the producer's own 16 MB limit: refused before sending, and said so in the
+    # client's words (kafka-python MessageSizeTooLargeError, librdkafka MSG_SIZE_TOO_LARGE)
+    reason = dict(letters[6].headers)["dead_letter_reason"].decode()
+    assert re.search(r"(?i)(message|msg)_?size_?too_?large", reason), reason
 
 
-def test_a_flush_written_but_never_dead_lettered_is_dead_lettered_on_restart(
-        make_settings):  # noqa: F811
+def test_a_flush_written_but_never_dead_lettered_is_dead_lettered_on_restart(make_settings):  # noqa: F811
     """A crash between writing a flush and its dead letters, before any commit: the restart
     keeps the complete flush (no committed offset: the lake says where to resume) and sends
     its rejects to the DLQ, so _rejected and the DLQ agree."""
     settings = make_settings()
-    values = [enc(llm_call(0, occurred_at="2026-11-25T10:00:00Z")), b"not json",
-              enc(llm_call(1, occurred_at="2026-11-25T10:00:00Z")), None]
+    values = [
+        enc(llm_call(0, occurred_at="2026-11-25T10:00:00Z")),
+        b"not json",
+        enc(llm_call(1, occurred_at="2026-11-25T10:00:00Z")),
+        None,
+    ]
     keys = [b"task-0", b"bad-1", b"task-1", b"bad-2"]
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     try:
@@ -142,8 +168,9 @@ def test_a_flush_written_but_never_dead_lettered_is_dead_lettered_on_restart(
     # the crashed consumer's flush: files written, dead letters never sent, nothing committed
     sink = Sink(settings, dead_letter=None)
     try:
-        sink.add(RawBatch([0] * 4, list(range(4)), keys, values, dt.datetime.now(dt.UTC),
-                          [(0, 0, 4)]))
+        sink.add(
+            RawBatch([0] * 4, list(range(4)), keys, values, dt.datetime.now(dt.UTC), [(0, 0, 4)])
+        )
         (flushed,) = sink.flush()
         assert (flushed.landed, flushed.rejected) == (2, 2)
     finally:
@@ -154,32 +181,44 @@ def test_a_flush_written_but_never_dead_lettered_is_dead_lettered_on_restart(
     assert "dead letters of the last flush sent again" in proc.stderr
     dlq = read_dlq(settings.kafka_bootstrap_servers, settings.topic, 2)
     assert sorted((r.key, r.value, int(dict(r.headers)["source_offset"])) for r in dlq) == [
-        (b"bad-1", b"not json", 1), (b"bad-2", None, 3)]
+        (b"bad-1", b"not json", 1),
+        (b"bad-2", None, 3),
+    ]
     rows = lake_rows(settings.lake, "llm_call") + lake_rows(settings.lake, "_rejected")
     assert sorted(r["kafka_offset"] for r in rows) == [0, 1, 2, 3], "nothing read twice"
 
 
 # Raw characters no output may contain (newline and tab are layout, never data: data with
 # them is refused or escaped); and tags no HTML output may contain where data was shown.
-_RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f"
-                  "\ufeff]")
-_MARKUP = ["[/]", "[/bold]", "arch[i]itect", "[bold red]glm-4.5[/]", "<img src=x onerror=alert(1)>",
-           "<script>alert(1)</script>", "![t](https://example.invalid/t.png)", "a|b\\c"]
+_RAW = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+)
+_MARKUP = [
+    "[/]",
+    "[/bold]",
+    "arch[i]itect",
+    "[bold red]glm-4.5[/]",
+    "<img src=x onerror=alert(1)>",
+    "<script>alert(1)</script>",
+    "![t](https://example.invalid/t.png)",
+    "a|b\\c",
+]
 
 
 def _cost(book, row: dict) -> Decimal:
     occurred = dt.datetime.fromisoformat(row["occurred_at"])
     price = book.price_at(row["provider"], row["model"], occurred)
     assert price is not None
-    return (row["input_tokens"] * price.usd_per_mtok_input
-            + row["output_tokens"] * price.usd_per_mtok_output
-            + row["cache_read_tokens"] * price.usd_per_mtok_cache_read
-            + row["cache_write_5m_tokens"] * price.usd_per_mtok_cache_write_5m
-            + row["cache_write_1h_tokens"] * price.usd_per_mtok_cache_write_1h) / 1_000_000
+    return (
+        row["input_tokens"] * price.usd_per_mtok_input
+        + row["output_tokens"] * price.usd_per_mtok_output
+        + row["cache_read_tokens"] * price.usd_per_mtok_cache_read
+        + row["cache_write_5m_tokens"] * price.usd_per_mtok_cache_write_5m
+        + row["cache_write_1h_tokens"] * price.usd_per_mtok_cache_write_1h
+    ) / 1_000_000
 
 
-def test_a_hostile_run_through_consume_build_report_and_dq(
-        make_settings, kafka_broker, tmp_path):  # noqa: F811
+def test_a_hostile_run_through_consume_build_report_and_dq(make_settings, kafka_broker, tmp_path):  # noqa: F811
     """Null key and value, oversized invalid messages on a topic that allows them, markup,
     control characters, bidi overrides and HTML in every string field, duplicate keys, mixed
     with valid events: consume (twice) exits 0, every offset is landed or rejected and in the
@@ -195,16 +234,40 @@ def test_a_hostile_run_through_consume_build_report_and_dq(
     at = f"{day.isoformat()}T12:00:00Z"
     valid: list[dict] = []
     for i, markup in enumerate(_MARKUP):  # valid: markup and HTML are ordinary characters
-        valid.append(llm_call(100 + i, occurred_at=at, role=markup, agent_id=markup,
-                              task_id=markup, policy_version=markup, task_type=markup))
-        valid.append(llm_call(200 + i, occurred_at=at, provider="anthropic",
-                              model="claude-opus-4-1", escalated=True, escalation_trigger=markup))
+        valid.append(
+            llm_call(
+                100 + i,
+                occurred_at=at,
+                role=markup,
+                agent_id=markup,
+                task_id=markup,
+                policy_version=markup,
+                task_type=markup,
+            )
+        )
+        valid.append(
+            llm_call(
+                200 + i,
+                occurred_at=at,
+                provider="anthropic",
+                model="claude-opus-4-1",
+                escalated=True,
+                escalation_trigger=markup,
+            )
+        )
         valid.append(llm_call(300 + i, occurred_at=at, provider=markup, model=markup))
     valid += [llm_call(400 + i, occurred_at=at, role="architect") for i in range(5)]
     messages: list[tuple[bytes | None, bytes | None]] = [(b"v", enc(e)) for e in valid]
     hostile = [m for m in _hostile_messages() if not (m[0] or b"").startswith(b"task-")]
-    for field in ("agent_id", "task_id", "role", "provider", "model", "policy_version",
-                  "task_type"):
+    for field in (
+        "agent_id",
+        "task_id",
+        "role",
+        "provider",
+        "model",
+        "policy_version",
+        "task_type",
+    ):
         for char in ("\x1b[2J", "\x07", "\x00", "\x7f", "\r", "\u202e", "\u200b"):
             hostile.append((b"h", enc(llm_call(500, occurred_at=at, **{field: f"a{char}b"}))))
     messages = [m for pair in zip_longest(messages, hostile) for m in pair if m is not None]
@@ -219,16 +282,39 @@ def test_a_hostile_run_through_consume_build_report_and_dq(
     assert len(landed) == len(valid)
     dlq = read_dlq(settings.kafka_bootstrap_servers, settings.topic, len(rejected))
     assert {int(dict(r.headers)["source_offset"]) for r in dlq} == {
-        r["kafka_offset"] for r in rejected}
+        r["kafka_offset"] for r in rejected
+    }
 
-    common = ["--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
-              "--policy", str(settings.policy), "--prices", str(settings.prices)]
+    common = [
+        "--lake",
+        str(settings.lake),
+        "--warehouse",
+        str(settings.warehouse),
+        "--policy",
+        str(settings.policy),
+        "--prices",
+        str(settings.prices),
+    ]
     assert main(["build", *common]) == 0
     outputs = {}
     for fmt in ("text", "markdown", "json", "html"):
         path = tmp_path / f"report.{fmt}"
-        assert main(["report", "--warehouse", str(settings.warehouse), "--date", day.isoformat(),
-                     "--format", fmt, "--output", str(path)]) == 0
+        assert (
+            main(
+                [
+                    "report",
+                    "--warehouse",
+                    str(settings.warehouse),
+                    "--date",
+                    day.isoformat(),
+                    "--format",
+                    fmt,
+                    "--output",
+                    str(path),
+                ]
+            )
+            == 0
+        )
         outputs[fmt] = path.read_text(encoding="utf-8")
     dq_json = tmp_path / "dq.json"
     code = main(["dq", "--date", day.isoformat(), *common, "--output", str(dq_json)])
@@ -248,8 +334,14 @@ def test_a_hostile_run_through_consume_build_report_and_dq(
     assert not re.search(r"(?<!\\)(<img|<script|!\[t)", outputs["markdown"]), "inert markdown"
 
     book = load_price_book(settings.prices)
-    want = sum((_cost(book, e) for e in valid if book.price_at(
-        e["provider"], e["model"], dt.datetime.fromisoformat(e["occurred_at"]))), Decimal(0))
+    want = sum(
+        (
+            _cost(book, e)
+            for e in valid
+            if book.price_at(e["provider"], e["model"], dt.datetime.fromisoformat(e["occurred_at"]))
+        ),
+        Decimal(0),
+    )
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         got = con.execute("select sum(cost_usd) from fct_llm_calls").fetchone()[0]

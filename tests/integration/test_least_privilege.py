@@ -1,4 +1,4 @@
-"""Least privilege (issue 10, item 5): the read side never opens the warehouse for writing.
+"""Least privilege: the read side never opens the warehouse for writing.
 
 DuckDB locks a database file: a read-only opener takes a shared lock, a read-write opener an
 exclusive one. With another process holding the warehouse open read-only (as finance's
@@ -17,8 +17,8 @@ import duckdb
 import pytest
 
 from pipeline.cli import main
-from tests.golden import write_golden_lake
-from tests.kafka_broker import REPO_ROOT
+from tests.fixtures.golden import write_golden_lake
+from tests.fixtures.kafka_broker import REPO_ROOT
 
 DAY = dt.date(2025, 6, 2)
 
@@ -31,25 +31,46 @@ sys.stdin.read()  # until the test closes our stdin
 
 
 def test_report_and_dq_work_while_finance_holds_the_warehouse_read_only(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A read-only holder in another process blocks writers (checked), yet report and dq
     run: they never ask for write access."""
     lake, warehouse = tmp_path / "lake", tmp_path / "warehouse.duckdb"
     write_golden_lake(lake)
-    settings = ["--lake", str(lake), "--warehouse", str(warehouse),
-                "--policy", str(REPO_ROOT / "schemas" / "routing_policy.yaml"),
-                "--prices", str(REPO_ROOT / "schemas" / "prices.csv")]
+    settings = [
+        "--lake",
+        str(lake),
+        "--warehouse",
+        str(warehouse),
+        "--policy",
+        str(REPO_ROOT / "schemas" / "routing_policy.yaml"),
+        "--prices",
+        str(REPO_ROOT / "schemas" / "prices.csv"),
+    ]
     assert main(["build", *settings]) == 0
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(warehouse)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         with pytest.raises(duckdb.IOException, match="lock"):
             duckdb.connect(str(warehouse))  # a writer is locked out...
         capsys.readouterr()
         assert main(["report", "--date", DAY.isoformat(), "--format", "json", *settings]) == 0
-        code = main(["dq", "--date", DAY.isoformat(), "--no-data-docs",
-                     "--output", str(tmp_path / "dq.json"), *settings])
+        code = main(
+            [
+                "dq",
+                "--date",
+                DAY.isoformat(),
+                "--no-data-docs",
+                "--output",
+                str(tmp_path / "dq.json"),
+                *settings,
+            ]
+        )
         out, err = capsys.readouterr()
         assert code in (0, 1), err  # ...but the readers ran (2 = could not run)
         assert "lock" not in err.lower()

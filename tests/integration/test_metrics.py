@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.metrics import CONNECTION_TIMEOUT, MAX_CONNECTIONS, METRIC_NAMES
 from pipeline.sdk import UsageProducer
-from tests.http_requests import read_all, request
-from tests.kafka_broker import REPO_ROOT, free_port
+from tests.fixtures.http_requests import read_all, request
+from tests.fixtures.kafka_broker import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -48,28 +48,63 @@ def test_consume_serves_documented_metrics_and_health(make_settings) -> None:
     settings = make_settings()
     with UsageProducer(settings) as meter:
         for i in range(EVENTS):
-            meter.llm_call(role="coder", agent_id="agent-1", task_id=f"T-{i}", provider="zai",
-                           model="glm-4.5", input_tokens=100, output_tokens=20)
+            meter.llm_call(
+                role="coder",
+                agent_id="agent-1",
+                task_id=f"T-{i}",
+                provider="zai",
+                model="glm-4.5",
+                input_tokens=100,
+                output_tokens=20,
+            )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODELMETER_"))}
-    env |= {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "MODELMETER_TOPIC": settings.topic, "MODELMETER_LAKE": str(settings.lake),
-            "MODELMETER_UMASK": "027"}
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MODELMETER_TOPIC": settings.topic,
+        "MODELMETER_LAKE": str(settings.lake),
+        "MODELMETER_UMASK": "027",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "consume", "--until-idle", "3",
-         "--flush-seconds", "0.5", "--progress-seconds", "0", "--metrics-port", str(port),
-         "--health-max-commit-age", "120"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "consume",
+            "--until-idle",
+            "3",
+            "--flush-seconds",
+            "0.5",
+            "--progress-seconds",
+            "0",
+            "--metrics-port",
+            str(port),
+            "--health-max-commit-age",
+            "120",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         seen: dict[str, float] = {}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and proc.poll() is None:
             samples = scrape(port)
-            lags = [v for k, v in (samples or {}).items()
-                    if k.startswith("modelmeter_consumer_lag_messages{")]
-            if samples and samples.get("modelmeter_consumer_landed_total") == EVENTS \
-                    and samples.get("modelmeter_consumer_commits_total", 0) >= 1 \
-                    and lags and sum(lags) == 0:  # all landed, committed, caught up
+            lags = [
+                v
+                for k, v in (samples or {}).items()
+                if k.startswith("modelmeter_consumer_lag_messages{")
+            ]
+            if (
+                samples
+                and samples.get("modelmeter_consumer_landed_total") == EVENTS
+                and samples.get("modelmeter_consumer_commits_total", 0) >= 1
+                and lags
+                and sum(lags) == 0
+            ):  # all landed, committed, caught up
                 seen = samples
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
                     health_status, health = r.status, json.loads(r.read())
@@ -108,12 +143,28 @@ def test_consume_endpoint_limits_routes_methods_and_connections(make_settings) -
     settings = make_settings()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODELMETER_"))}
-    env |= {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "MODELMETER_TOPIC": settings.topic, "MODELMETER_LAKE": str(settings.lake)}
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MODELMETER_TOPIC": settings.topic,
+        "MODELMETER_LAKE": str(settings.lake),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "consume", "--progress-seconds", "0",
-         "--metrics-port", str(port)],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "consume",
+            "--progress-seconds",
+            "0",
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     held: list[socket.socket] = []
     try:
         deadline = time.monotonic() + 60
@@ -132,8 +183,10 @@ def test_consume_endpoint_limits_routes_methods_and_connections(make_settings) -
         assert status == 405 and headers["allow"] == "GET, HEAD"
         assert request(port, "DELETE", "/healthz")[0] == 405
 
-        held = [socket.create_connection(("127.0.0.1", port), timeout=15)
-                for _ in range(MAX_CONNECTIONS)]
+        held = [
+            socket.create_connection(("127.0.0.1", port), timeout=15)
+            for _ in range(MAX_CONNECTIONS)
+        ]
         one_more = socket.create_connection(("127.0.0.1", port), timeout=5)
         assert read_all(one_more).startswith(b"HTTP/1.0 503 "), "the cap did not hold"
         one_more.close()

@@ -26,7 +26,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.report.charts import CHART_IDS
 from pipeline.settings import Settings
-from tests.conftest import REPO_ROOT
+from tests.fixtures.kafka_broker import REPO_ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -76,10 +76,21 @@ def browser() -> str:
 
 
 def _run_browser(browser: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-               "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args]
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--hide-scrollbars",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
@@ -89,17 +100,34 @@ def _run_browser(browser: str, profile: Path, *args: str) -> subprocess.Complete
 def report_html(tmp_path_factory) -> Path:
     """The golden warehouse's 2025-06-01 report as an HTML file written by the CLI."""
     from pipeline.warehouse import build_warehouse
-    from tests.golden import write_golden_lake
+    from tests.fixtures.golden import write_golden_lake
 
     root = tmp_path_factory.mktemp("browser")
     write_golden_lake(root / "lake")
-    settings = Settings(lake=root / "lake", warehouse=root / "warehouse.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    settings = Settings(
+        lake=root / "lake",
+        warehouse=root / "warehouse.duckdb",
+        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+        prices=REPO_ROOT / "schemas" / "prices.csv",
+    )
     build_warehouse(settings)
     page = root / "report.html"
-    assert main(["report", "--date", str(dt.date(2025, 6, 1)), "--format", "html", "--output",
-                 str(page), "--warehouse", str(settings.warehouse)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--date",
+                str(dt.date(2025, 6, 1)),
+                "--format",
+                "html",
+                "--output",
+                str(page),
+                "--warehouse",
+                str(settings.warehouse),
+            ]
+        )
+        == 0
+    )
     return page
 
 
@@ -111,19 +139,19 @@ def test_chromium_draws_every_chart_of_the_report(browser: str, report_html: Pat
     assert found and found.group(1), "the measuring script did not run"
     measured = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
 
-    assert measured["resources"] == 0          # nothing fetched: the file is self-contained
+    assert measured["resources"] == 0  # nothing fetched: the file is self-contained
     assert sorted(measured["charts"]) == sorted(CHART_IDS)
     for chart_id, chart in measured["charts"].items():
         assert chart["width"] > 300 and chart["height"] > 40, chart_id
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], chart_id
-        assert chart["hit"] == chart["bars"], chart_id      # every bar is visible where drawn
+        assert chart["hit"] == chart["bars"], chart_id  # every bar is visible where drawn
         assert chart["title"] and chart["labelledby"] == f"{chart_id}-title {chart_id}-desc"
     # 2025-06-01: five roles, each on one priced model (glm-4.5, glm-4.5-air or opus); the
     # unpriced glm-5-preview call is not drawn
     roles = measured["charts"]["chart-cost-by-role"]
     assert roles["all_bars"] == 5 and len(roles["fills"]) == 3
     assert measured["charts"]["chart-escalations"]["all_bars"] == 2
-    share = measured["charts"]["chart-model-share"]        # 4 models share the calls
+    share = measured["charts"]["chart-model-share"]  # 4 models share the calls
     assert share["all_bars"] == share["bars"] == 4 and len(share["fills"]) == 4
     assert measured["charts"]["chart-savings-trend"]["drawn"] >= 2  # target band + the day
 
@@ -139,7 +167,7 @@ def test_chromium_screenshots_the_report(browser: str, report_html: Path, tmp_pa
     _run_browser(browser, tmp_path / "profile", f"--screenshot={shot}", report_html.as_uri())
     data = shot.read_bytes()
     assert _png_size(data) == WINDOW
-    assert len(data) > 50_000            # a drawn page, not a blank one (blank: a few kB)
+    assert len(data) > 50_000  # a drawn page, not a blank one (blank: a few kB)
     keep = os.environ.get("MODELMETER_KEEP_SCREENSHOT")
     if keep:  # to look at it: MODELMETER_KEEP_SCREENSHOT=/tmp/report.png pytest -m browser
         shutil.copyfile(shot, keep)
@@ -164,7 +192,7 @@ def _assert_inert_and_control_runs(browser: str, page: Path, tmp_path: Path) -> 
     html_text = page.read_text(encoding="utf-8")
     assert XSS_SHOWN in html_text and XSS not in html_text
     title, dom = _title_and_dom(browser, tmp_path / "profile", page)
-    assert title != "XSS" and "<img src=\"x\"" not in dom
+    assert title != "XSS" and '<img src="x"' not in dom
     # the DOM serializes text with & < > escaped (quotes as typed): the value is a text node
     assert "&lt;img src=x onerror=document.title='XSS'&gt;" in dom
     control = tmp_path / "unescaped.html"
@@ -173,21 +201,39 @@ def _assert_inert_and_control_runs(browser: str, page: Path, tmp_path: Path) -> 
     return title
 
 
-def test_chromium_shows_a_hostile_role_and_model_of_the_report_as_text(browser: str,
-                                                                      tmp_path: Path):
+def test_chromium_shows_a_hostile_role_and_model_of_the_report_as_text(
+    browser: str, tmp_path: Path
+):
     from pipeline.report import render
     from pipeline.report.data import RoleModelCost, RoleRow
-    from tests.unit.test_report import hostile_report, sample_report
+    from tests.fixtures.reports import hostile_report, sample_report
 
-    base = hostile_report()         # every other hostile value, and the XSS as role and model
+    base = hostile_report()  # every other hostile value, and the XSS as role and model
     money = base.roles[-1]
     report = sample_report(
-        roles=(RoleRow(XSS, False, 3, 0, 10, 1, money.cost_usd, money.baseline_cost_usd,
-                       money.savings_usd, money.savings_pct), *base.roles),
+        roles=(
+            RoleRow(
+                XSS,
+                False,
+                3,
+                0,
+                10,
+                1,
+                money.cost_usd,
+                money.baseline_cost_usd,
+                money.savings_usd,
+                money.savings_pct,
+            ),
+            *base.roles,
+        ),
         models=base.models,
-        cost_by_role_model=(RoleModelCost(XSS, "zai", XSS, 3, money.cost_usd),
-                            *base.cost_by_role_model),
-        escalations=base.escalations, warnings=base.warnings)
+        cost_by_role_model=(
+            RoleModelCost(XSS, "zai", XSS, 3, money.cost_usd),
+            *base.cost_by_role_model,
+        ),
+        escalations=base.escalations,
+        warnings=base.warnings,
+    )
     page = tmp_path / "report.html"
     page.write_text(render(report, "html"), encoding="utf-8")
     title = _assert_inert_and_control_runs(browser, page, tmp_path)
@@ -197,11 +243,14 @@ def test_chromium_shows_a_hostile_role_and_model_of_the_report_as_text(browser: 
 def test_chromium_shows_a_hostile_role_in_the_data_docs_as_text(browser: str, tmp_path: Path):
     from pipeline.dq import run_dq
     from pipeline.warehouse import build_warehouse
-    from tests.unit.test_dq import DAY, NOW, Lake, call
+    from tests.fixtures.dq_lake import DAY, NOW, Lake, call
 
-    settings = Settings(lake=tmp_path / "lake", warehouse=tmp_path / "w.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    settings = Settings(
+        lake=tmp_path / "lake",
+        warehouse=tmp_path / "w.duckdb",
+        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+        prices=REPO_ROOT / "schemas" / "prices.csv",
+    )
     lake = Lake(settings.lake)
     lake.day(DAY)
     lake.flush(2, [("llm_call", call(role=XSS))])

@@ -8,9 +8,7 @@ way the consumer writes them: one flush of one Kafka partition covers offsets
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
-from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -23,101 +21,23 @@ import pytest
 from pipeline.cli import main
 from pipeline.dq import CHECKS, run_dq
 from pipeline.dq.lakeday import flush_frame, load_lake_day, schema_problem
-from pipeline.lake import REJECTED_TABLE, SCHEMAS, FileName, partition_dir, write_table_atomic
+from pipeline.lake import REJECTED_TABLE, SCHEMAS, partition_dir
 from pipeline.warehouse import build_warehouse
-from tests.conftest import REPO_ROOT
-from tests.golden import DAY_A, DAY_B, write_golden_lake
+from tests.fixtures.dq_lake import (
+    DAY,
+    NOW,
+    TOPIC,
+    Lake,
+    call,
+    escalated_call,
+    feedback,
+    rejected,
+)
+from tests.fixtures.dq_lake import at as _at
+from tests.fixtures.golden import DAY_A, DAY_B, write_golden_lake
+from tests.fixtures.kafka_broker import REPO_ROOT
 
-DAY = dt.date(2025, 6, 10)
-TOPIC = "agent-usage"
-NOW = dt.datetime(2025, 6, 12, 3, 0, tzinfo=dt.UTC)      # two days later: a past day
 ALL_PASS_BUT_FRESHNESS = {name: "pass" for name in CHECKS} | {"freshness": "skip"}
-
-_ids = itertools.count()
-
-
-def _at(day: dt.date, minute: int) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) + dt.timedelta(minutes=minute)
-
-
-def call(day: dt.date = DAY, minute: int = 60, **overrides) -> dict:
-    """An llm_call lake row (without the kafka source columns): a default-model call."""
-    row = {
-        "event_id": f"call-{next(_ids)}", "event_type": "llm_call", "schema_version": 1,
-        "occurred_at": _at(day, minute), "agent_id": "implementer-1", "task_id": "task-1",
-        "role": "implementer", "provider": "zai", "model": "glm-4.5",
-        "input_tokens": 4000, "output_tokens": 700, "cache_read_tokens": 2000,
-        "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "latency_ms": 8000,
-        "status": "ok", "escalated": False, "escalation_trigger": None,
-        "policy_version": "2026.11.1", "task_type": "feature",
-    }
-    return row | overrides
-
-
-def escalated_call(day: dt.date = DAY, minute: int = 60, **overrides) -> dict:
-    premium = {"role": "architect", "provider": "anthropic", "model": "claude-opus-4-1",
-               "escalated": True, "escalation_trigger": "three_plus_services",
-               "cache_write_1h_tokens": 3000}
-    return call(day, minute, **(premium | overrides))
-
-
-def feedback(day: dt.date = DAY, minute: int = 90, **overrides) -> dict:
-    row = {
-        "event_id": f"fb-{next(_ids)}", "event_type": "task_feedback", "schema_version": 1,
-        "occurred_at": _at(day, minute), "agent_id": "critic-1", "task_id": "task-1",
-        "role": "critic", "satisfaction": 5, "escalation_needed": None, "review_consistent": True,
-    }
-    return row | overrides
-
-
-def rejected(error: str = "input_tokens: must be an integer, got string") -> dict:
-    return {"raw_key": b"task-1", "raw_value": b'{"input_tokens": "12"}', "error": error}
-
-
-class Lake:
-    """Writes flushes like the consumer: offsets assigned in order, one file name per flush."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.next_offset: dict[int, int] = defaultdict(int)
-
-    def flush(self, partition: int, items: list[tuple[str, dict]], *, received: dt.date = DAY,
-              first: int | None = None, event_day: dt.date | None = None,
-              nullable: bool = False) -> FileName:
-        """Land ``items`` ((table, row) pairs) as one flush of Kafka ``partition``.
-
-        ``first`` overrides the next offset (to make gaps and overlaps), ``event_day`` the
-        partition of event rows (normally the UTC date of occurred_at), ``nullable`` writes
-        the lake's column types with every column nullable (to land nulls).
-        """
-        start = self.next_offset[partition] if first is None else first
-        name = FileName(TOPIC, partition, start, start + len(items) - 1)
-        self.next_offset[partition] = name.last_offset + 1
-        groups: dict[tuple[str, dt.date], list[dict]] = defaultdict(list)
-        for offset, (table, row) in enumerate(items, start=start):
-            source = {"kafka_topic": TOPIC, "kafka_partition": partition, "kafka_offset": offset,
-                      "ingested_at": _at(received, 23 * 60)}
-            day = received if table == REJECTED_TABLE else (event_day or row["occurred_at"].date())
-            groups[(table, day)].append(row | source)
-        for (table, day), rows in groups.items():
-            schema = SCHEMAS[table]
-            if nullable:
-                schema = pa.schema([f.with_nullable(True) for f in schema])
-            write_table_atomic(pa.Table.from_pylist(rows, schema=schema),
-                               partition_dir(self.root, table, day) / str(name))
-        return name
-
-    def day(self, day: dt.date, *, calls: int = 30, rejects: int = 0) -> None:
-        """A plain day over Kafka partitions 0 and 1, two flushes each."""
-        for partition in (0, 1):
-            for half in (0, 1):
-                items = [("llm_call", call(day, 60 + i * 7 + half * 400 + partition))
-                         for i in range(calls // 4)]
-                items.append(("llm_call", escalated_call(day, 700 + half + partition)))
-                items.append(("task_feedback", feedback(day, 800 + half + partition)))
-                if rejects and partition == 0 and half == 0:
-                    items += [(REJECTED_TABLE, rejected())] * rejects
-                self.flush(partition, items, received=day)
 
 
 @pytest.fixture
@@ -157,6 +77,7 @@ def assert_only_fails(report, name: str) -> list[str]:
 
 # --- a clean day ---------------------------------------------------------------------------
 
+
 def test_clean_day_passes_every_check(settings, lake):
     """A clean past day: every check passes, freshness is skipped (not today), exit code 0."""
     report = run(settings)
@@ -168,9 +89,21 @@ def test_clean_day_cli_exits_0_and_writes_json_and_data_docs(settings, lake, tmp
     """``modelmeter dq --date D``: exit 0, the summary on stdout, the JSON result and the
     great-expectations data docs next to the lake by default."""
     build_warehouse(settings)
-    code = main(["dq", "--date", DAY.isoformat(), "--lake", str(settings.lake),
-                 "--warehouse", str(settings.warehouse), "--policy", str(settings.policy),
-                 "--prices", str(settings.prices)])
+    code = main(
+        [
+            "dq",
+            "--date",
+            DAY.isoformat(),
+            "--lake",
+            str(settings.lake),
+            "--warehouse",
+            str(settings.warehouse),
+            "--policy",
+            str(settings.policy),
+            "--prices",
+            str(settings.prices),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "14 checks: 13 passed, 0 failed, 1 skipped -> PASS" in out
@@ -184,14 +117,31 @@ def test_clean_day_cli_exits_0_and_writes_json_and_data_docs(settings, lake, tmp
 
 # --- the acceptance case: an unpriced model --------------------------------------------------
 
+
 def test_unpriced_model_fails_naming_model_and_calls(settings, lake, tmp_path, capsys):
     """A day holding 12 calls to a model without a price exits 1 and names the model."""
-    lake.flush(2, [("llm_call", call(provider="anthropic", model="claude-opus-9")) for _ in range(12)])
+    lake.flush(
+        2, [("llm_call", call(provider="anthropic", model="claude-opus-9")) for _ in range(12)]
+    )
     build_warehouse(settings)
-    code = main(["dq", "--date", DAY.isoformat(), "--lake", str(settings.lake),
-                 "--warehouse", str(settings.warehouse), "--policy", str(settings.policy),
-                 "--prices", str(settings.prices), "--output", str(tmp_path / "r.json"),
-                 "--no-data-docs"])
+    code = main(
+        [
+            "dq",
+            "--date",
+            DAY.isoformat(),
+            "--lake",
+            str(settings.lake),
+            "--warehouse",
+            str(settings.warehouse),
+            "--policy",
+            str(settings.policy),
+            "--prices",
+            str(settings.prices),
+            "--output",
+            str(tmp_path / "r.json"),
+            "--no-data-docs",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert "FAIL  every_call_priced" in out
@@ -211,8 +161,11 @@ def test_unpriced_counts_are_exact_beyond_the_values_great_expectations_samples(
 
 def test_call_before_its_price_takes_effect_is_unpriced(settings, lake, tmp_path):
     """Prices are looked up at occurred_at: a price from noon leaves the morning unpriced."""
-    book = (REPO_ROOT / "schemas" / "prices.csv").read_text().replace(
-        "zai,glm-4.5,2025-01-01T00:00:00Z", f"zai,glm-4.5,{DAY}T12:00:00Z")
+    book = (
+        (REPO_ROOT / "schemas" / "prices.csv")
+        .read_text()
+        .replace("zai,glm-4.5,2025-01-01T00:00:00Z", f"zai,glm-4.5,{DAY}T12:00:00Z")
+    )
     (tmp_path / "prices.csv").write_text(book)
     report = run(settings.with_overrides(prices=tmp_path / "prices.csv"))
     assert statuses(report)["every_call_priced"] == "fail"
@@ -222,24 +175,36 @@ def test_call_before_its_price_takes_effect_is_unpriced(settings, lake, tmp_path
 def test_call_without_a_baseline_price_is_unpriced(settings, lake, tmp_path):
     """No price for the policy's baseline model: no baseline cost, so every call is unpriced
     (the Opus calls for their own model, the GLM calls for the baseline)."""
-    book = "\n".join(line for line in (REPO_ROOT / "schemas" / "prices.csv").read_text().splitlines()
-                     if ",claude-opus-4-1," not in line) + "\n"
+    book = (
+        "\n".join(
+            line
+            for line in (REPO_ROOT / "schemas" / "prices.csv").read_text().splitlines()
+            if ",claude-opus-4-1," not in line
+        )
+        + "\n"
+    )
     (tmp_path / "prices.csv").write_text(book)
     settings = settings.with_overrides(prices=tmp_path / "prices.csv")
     (message,) = assert_only_fails(run(settings), "every_call_priced")
-    assert message == ("unpriced: baseline anthropic/claude-opus-4-1 (28 calls), "
-                       "anthropic/claude-opus-4-1 (4 calls)")
+    assert message == (
+        "unpriced: baseline anthropic/claude-opus-4-1 (28 calls), "
+        "anthropic/claude-opus-4-1 (4 calls)"
+    )
 
 
 # --- every other check, one crafted defect each ---------------------------------------------
+
 
 def test_wrong_column_type_fails_schema(settings, lake):
     """A lake file whose latency_ms is int32 instead of int64 fails `schema`, naming the file."""
     build_warehouse(settings)
     path = sorted(partition_dir(settings.lake, "llm_call", DAY).iterdir())[0]
     table = pq.read_table(path)
-    table = table.set_column(table.schema.get_field_index("latency_ms"), "latency_ms",
-                             table.column("latency_ms").cast(pa.int32()))
+    table = table.set_column(
+        table.schema.get_field_index("latency_ms"),
+        "latency_ms",
+        table.column("latency_ms").cast(pa.int32()),
+    )
     pq.write_table(table, path)
     (message,) = assert_only_fails(run(settings), "schema")
     assert path.name in message and "latency_ms is int32, expected int64" in message
@@ -249,10 +214,13 @@ def test_schema_problem_names_missing_extra_and_mistyped_columns():
     """schema_problem lists missing and unexpected columns and wrong types; None when equal."""
     assert schema_problem(SCHEMAS["llm_call"], "llm_call") is None
     schema = SCHEMAS["task_feedback"].remove(0).append(pa.field("extra", pa.string()))
-    schema = schema.set(schema.get_field_index("satisfaction"), pa.field("satisfaction", pa.string()))
+    schema = schema.set(
+        schema.get_field_index("satisfaction"), pa.field("satisfaction", pa.string())
+    )
     problem = schema_problem(schema, "task_feedback")
-    assert problem == ("missing column event_id; unexpected column extra; "
-                       "satisfaction is string, expected int32")
+    assert problem == (
+        "missing column event_id; unexpected column extra; satisfaction is string, expected int32"
+    )
 
 
 def test_null_key_fails_keys_not_null(settings, lake):
@@ -266,17 +234,24 @@ def test_duplicate_event_id_in_facts_fails_event_id_unique(settings, lake):
     """A warehouse whose fct_llm_calls repeats an event_id of the day fails `event_id_unique`."""
     build_warehouse(settings)
     con = duckdb.connect(str(settings.warehouse))
-    con.execute("insert into fct_llm_calls select * from fct_llm_calls "
-                "where event_date = ? limit 1", [DAY])
+    con.execute(
+        "insert into fct_llm_calls select * from fct_llm_calls where event_date = ? limit 1", [DAY]
+    )
     con.close()
     (message,) = assert_only_fails(run(settings), "event_id_unique")
     assert message.startswith("event_id repeated in fct_llm_calls")
 
 
-@pytest.mark.parametrize(("row", "expected"), [
-    (call(DAY, 300, output_tokens=100_000_001), "output_tokens out of the contract's bounds: 100000001"),
-    (feedback(DAY, 300, satisfaction=0), "satisfaction outside 1..5: 0"),
-])
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            call(DAY, 300, output_tokens=100_000_001),
+            "output_tokens out of the contract's bounds: 100000001",
+        ),
+        (feedback(DAY, 300, satisfaction=0), "satisfaction outside 1..5: 0"),
+    ],
+)
 def test_out_of_bounds_value_fails_value_bounds(settings, lake, row, expected):
     """Token counts above 100,000,000 or a satisfaction of 0 fail `value_bounds`."""
     lake.flush(2, [(row["event_type"], row)])
@@ -284,12 +259,22 @@ def test_out_of_bounds_value_fails_value_bounds(settings, lake, row, expected):
     assert message.startswith(expected)
 
 
-@pytest.mark.parametrize(("row", "expected"), [
-    (escalated_call(escalation_trigger=None), "escalated call without escalation_trigger: 1 calls"),
-    (escalated_call(escalated=False), "escalation_trigger on a call that is not escalated: "
-                                      "three_plus_services (1 calls)"),
-])
-def test_escalated_without_trigger_or_trigger_without_escalation_fails(settings, lake, row, expected):
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            escalated_call(escalation_trigger=None),
+            "escalated call without escalation_trigger: 1 calls",
+        ),
+        (
+            escalated_call(escalated=False),
+            "escalation_trigger on a call that is not escalated: three_plus_services (1 calls)",
+        ),
+    ],
+)
+def test_escalated_without_trigger_or_trigger_without_escalation_fails(
+    settings, lake, row, expected
+):
     """escalated <=> escalation_trigger: either half broken fails `escalation_consistency`."""
     lake.flush(2, [("llm_call", row)])
     (message,) = assert_only_fails(run(settings), "escalation_consistency")
@@ -303,13 +288,21 @@ def test_absurd_cache_tokens_fail_cache_tokens_sane(settings, lake):
     assert message.startswith("input + cache tokens beyond any context window: 3004000 (1 calls)")
 
 
-@pytest.mark.parametrize(("row", "expected"), [
-    (call(role="hacker"), "role unknown to the policy: hacker (1 calls)"),
-    (feedback(role="hacker"), "role unknown to the policy: hacker (1 events)"),
-    (escalated_call(escalation_trigger="gut_feeling"), "escalation_trigger unknown to the policy: gut_feeling"),
-    (escalated_call(escalation_trigger="multi_service_conflict"),
-     "escalation_trigger not a trigger of the call's role (role:trigger): architect:multi_service_conflict"),
-])
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (call(role="hacker"), "role unknown to the policy: hacker (1 calls)"),
+        (feedback(role="hacker"), "role unknown to the policy: hacker (1 events)"),
+        (
+            escalated_call(escalation_trigger="gut_feeling"),
+            "escalation_trigger unknown to the policy: gut_feeling",
+        ),
+        (
+            escalated_call(escalation_trigger="multi_service_conflict"),
+            "escalation_trigger not a trigger of the call's role (role:trigger): architect:multi_service_conflict",
+        ),
+    ],
+)
 def test_unknown_role_or_trigger_fails_known_roles_triggers(settings, lake, row, expected):
     """Roles and triggers outside the policy (or a trigger of another role) fail `known_roles_triggers`."""
     lake.flush(2, [(row["event_type"], row)])
@@ -333,11 +326,13 @@ def test_gap_between_flushes_fails_reconciliation(settings, lake):
     """Offsets 5 past the previous flush's end (lost events) fail `reconciliation`."""
     name = lake.flush(0, _flush_items(3), first=lake.next_offset[0] + 5)
     messages = assert_only_fails(run(settings), "reconciliation")
-    assert messages == [f"gap (>0 lost) or overlap (<0 double) with the previous flush: 1 flushes: "
-                        f"{name} (gap_before=5) (expected 0)",
-                        "gap (>0 lost) or overlap (<0 double) with the next flush: 1 flushes: "
-                        f"{TOPIC}+0+{name.first_offset - 14:020d}+{name.first_offset - 6:020d}.parquet "
-                        "(gap_after=5) (expected 0)"]
+    assert messages == [
+        f"gap (>0 lost) or overlap (<0 double) with the previous flush: 1 flushes: "
+        f"{name} (gap_before=5) (expected 0)",
+        "gap (>0 lost) or overlap (<0 double) with the next flush: 1 flushes: "
+        f"{TOPIC}+0+{name.first_offset - 14:020d}+{name.first_offset - 6:020d}.parquet "
+        "(gap_after=5) (expected 0)",
+    ]
 
 
 def test_overlapping_flushes_fail_reconciliation(settings, lake):
@@ -352,8 +347,10 @@ def test_missing_file_of_a_flush_fails_reconciliation(settings, lake):
     name = lake.flush(2, _flush_items(3) + [("task_feedback", feedback())])
     (partition_dir(settings.lake, "task_feedback", DAY) / str(name)).unlink()
     (message,) = assert_only_fails(run(settings), "reconciliation")
-    assert message == (f"offsets of the flush found in no file (lost events): 1 flushes: {name} "
-                       "(missing_offsets=1) (expected 0)")
+    assert message == (
+        f"offsets of the flush found in no file (lost events): 1 flushes: {name} "
+        "(missing_offsets=1) (expected 0)"
+    )
 
 
 def test_offset_landed_twice_fails_reconciliation(settings, lake):
@@ -369,21 +366,35 @@ def test_offset_landed_twice_fails_reconciliation(settings, lake):
 def test_flush_frame_reads_every_file_of_a_flush_across_days_and_tables(settings):
     """One flush split over two event days and the rejected table reconciles as one."""
     lake = Lake(Path(settings.lake))
-    name = lake.flush(0, [("llm_call", call(DAY)), ("llm_call", call(DAY - dt.timedelta(days=1))),
-                          (REJECTED_TABLE, rejected()), ("task_feedback", feedback())])
+    name = lake.flush(
+        0,
+        [
+            ("llm_call", call(DAY)),
+            ("llm_call", call(DAY - dt.timedelta(days=1))),
+            (REJECTED_TABLE, rejected()),
+            ("task_feedback", feedback()),
+        ],
+    )
     frame = flush_frame(Path(settings.lake), {str(name)})
     row = frame.iloc[0].to_dict()
     assert row["rows"] == 4 and row["rejected_rows"] == 1 and row["expected_offsets"] == 4
     assert row["missing_offsets"] == row["duplicate_offsets"] == row["foreign_offsets"] == 0
-    assert pd.isna(row["gap_before"]) and pd.isna(row["gap_after"])     # no neighbour flush
+    assert pd.isna(row["gap_before"]) and pd.isna(row["gap_after"])  # no neighbour flush
 
 
 def test_flush_frame_from_the_days_loaded_offsets_equals_reading_every_file(settings):
     """The kafka_offset values load_lake_day kept for the day's files (so dq reads each file
     once) reconcile exactly as reading every file of the flush, the other day's included."""
     lake = Lake(Path(settings.lake))
-    name = lake.flush(0, [("llm_call", call(DAY)), ("llm_call", call(DAY - dt.timedelta(days=1))),
-                          (REJECTED_TABLE, rejected()), ("task_feedback", feedback())])
+    name = lake.flush(
+        0,
+        [
+            ("llm_call", call(DAY)),
+            ("llm_call", call(DAY - dt.timedelta(days=1))),
+            (REJECTED_TABLE, rejected()),
+            ("task_feedback", feedback()),
+        ],
+    )
     lake.flush(0, [("llm_call", call(DAY)), ("task_feedback", feedback())])
     day = load_lake_day(Path(settings.lake), DAY)
     assert sorted(day.offsets) == sorted(p for paths in day.paths.values() for p in paths)
@@ -400,15 +411,18 @@ def test_stale_warehouse_fails_warehouse_complete(settings, lake):
     late = call(DAY, 1000)
     lake.flush(2, [("llm_call", late)])
     (message,) = assert_only_fails(run(settings), "warehouse_complete")
-    assert message == f"event_id missing from fct_llm_calls: 1 calls: {late['event_id']} (expected)" \
+    assert (
+        message == f"event_id missing from fct_llm_calls: 1 calls: {late['event_id']} (expected)"
         or message.startswith(f"event_id missing from fct_llm_calls: 1 calls: {late['event_id']}")
+    )
 
 
 def test_rejected_rate_above_threshold_fails(settings, settings_lake_with_rejects):
     """2 dead-lettered messages among 38 (5.3 %) fail `rejected_rate` (threshold 1 %)."""
     (message,) = assert_only_fails(run(settings), "rejected_rate")
-    assert message == ("rejected-event rate 0.05263 (expected 0..0.01) "
-                       "[rejected_messages=2, messages=38]")
+    assert message == (
+        "rejected-event rate 0.05263 (expected 0..0.01) [rejected_messages=2, messages=38]"
+    )
 
 
 @pytest.fixture
@@ -427,8 +441,9 @@ def test_volume_far_below_trailing_median_fails(settings):
         lake.day(DAY - dt.timedelta(days=back))
     lake.day(DAY, calls=0)
     (message,) = assert_only_fails(run(settings), "volume")
-    assert message == ("events / trailing median 0.2222 (expected 0.5..2) "
-                       "[events=8, trailing_median_events=36]")
+    assert message == (
+        "events / trailing median 0.2222 (expected 0.5..2) [events=8, trailing_median_events=36]"
+    )
 
 
 def test_volume_is_skipped_without_history(settings):
@@ -437,14 +452,19 @@ def test_volume_is_skipped_without_history(settings):
     report = run(settings)
     assert statuses(report) == ALL_PASS_BUT_FRESHNESS | {"volume": "skip"}
     assert report.exit_code == 0
-    assert next(r.reason for r in report.results if r.name == "volume") == \
-        "0 day(s) with data in the trailing 7, need 3"
+    assert (
+        next(r.reason for r in report.results if r.name == "volume")
+        == "0 day(s) with data in the trailing 7, need 3"
+    )
 
 
-@pytest.mark.parametrize(("now", "status"), [
-    (_at(DAY, 13 * 60 + 40), "pass"),     # newest event 13:22, checked 18 minutes later
-    (_at(DAY, 23 * 60), "fail"),          # nothing for 9.6 hours
-])
+@pytest.mark.parametrize(
+    ("now", "status"),
+    [
+        (_at(DAY, 13 * 60 + 40), "pass"),  # newest event 13:22, checked 18 minutes later
+        (_at(DAY, 23 * 60), "fail"),  # nothing for 9.6 hours
+    ],
+)
 def test_freshness_of_today(settings, lake, now, status):
     """Checking today: the newest event must be under 60 minutes old; volume is skipped."""
     report = run(settings, now=now)
@@ -456,16 +476,30 @@ def test_freshness_of_today(settings, lake, now, status):
 
 # --- cannot run: exit 2 with one line --------------------------------------------------------
 
+
 def _dq(settings, *extra: str) -> list[str]:
-    return ["dq", "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
-            "--policy", str(settings.policy), "--prices", str(settings.prices), "--no-data-docs",
-            *extra]
+    return [
+        "dq",
+        "--lake",
+        str(settings.lake),
+        "--warehouse",
+        str(settings.warehouse),
+        "--policy",
+        str(settings.policy),
+        "--prices",
+        str(settings.prices),
+        "--no-data-docs",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize(("args", "error"), [
-    (["--date", "2025-13-01"], "modelmeter: error: --date 2025-13-01: not a date (YYYY-MM-DD)"),
-    (["--date", "2025-06-09"], "modelmeter: error: no lake partition for 2025-06-09 in "),
-])
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--date", "2025-13-01"], "modelmeter: error: --date 2025-13-01: not a date (YYYY-MM-DD)"),
+        (["--date", "2025-06-09"], "modelmeter: error: no lake partition for 2025-06-09 in "),
+    ],
+)
 def test_cannot_run_exits_2_with_one_line(settings, args, error, capsys):
     """A bad date or a day without any lake file: exit 2, one line naming the problem."""
     Lake(Path(settings.lake)).day(DAY)
@@ -477,8 +511,10 @@ def test_cannot_run_exits_2_with_one_line(settings, args, error, capsys):
 def test_missing_lake_exits_2(settings, capsys):
     """No lake directory at all: exit 2 naming it."""
     assert main(_dq(settings, "--date", DAY.isoformat())) == 2
-    assert capsys.readouterr().err == f"modelmeter: error: no lake at {settings.lake} " \
-                                      "(set MODELMETER_LAKE or --lake)\n"
+    assert (
+        capsys.readouterr().err == f"modelmeter: error: no lake at {settings.lake} "
+        "(set MODELMETER_LAKE or --lake)\n"
+    )
 
 
 def test_invalid_suite_file_exits_2_naming_it(settings, tmp_path, capsys):
@@ -492,9 +528,14 @@ def test_invalid_suite_file_exits_2_naming_it(settings, tmp_path, capsys):
     broken["expectations"][0]["type"] = "expect_offsets_to_be_nice"
     (suites / "flushes.json").write_text(json.dumps(broken))
     (tmp_path / "dq.yaml").write_text("expectations_dir: expectations\n")
-    assert main(_dq(settings, "--date", DAY.isoformat(), "--dq-config", str(tmp_path / "dq.yaml"))) == 2
+    assert (
+        main(_dq(settings, "--date", DAY.isoformat(), "--dq-config", str(tmp_path / "dq.yaml")))
+        == 2
+    )
     err = capsys.readouterr().err
-    assert err.startswith(f"modelmeter: error: {suites / 'flushes.json'}: invalid expectation suite")
+    assert err.startswith(
+        f"modelmeter: error: {suites / 'flushes.json'}: invalid expectation suite"
+    )
     assert "expect_offsets_to_be_nice" in err
 
 
@@ -502,23 +543,27 @@ def test_invalid_threshold_exits_2_naming_file_and_field(settings, tmp_path, cap
     """Thresholds are data: a rejected-rate threshold above 1 is a one-line exit 2."""
     Lake(Path(settings.lake)).day(DAY)
     config = tmp_path / "dq.yaml"
-    config.write_text(f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\n"
-                      "max_rejected_rate: 2\n")
+    config.write_text(
+        f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\nmax_rejected_rate: 2\n"
+    )
     assert main(_dq(settings, "--date", DAY.isoformat(), "--dq-config", str(config))) == 2
-    assert capsys.readouterr().err == (f"modelmeter: error: {config}: max_rejected_rate: "
-                                       "Input should be less than or equal to 1\n")
+    assert capsys.readouterr().err == (
+        f"modelmeter: error: {config}: max_rejected_rate: Input should be less than or equal to 1\n"
+    )
 
 
 def test_every_check_has_expectations_in_the_suite_files():
     """Each named check is backed by at least one expectation of the repo's suite files."""
     from pipeline.dq.gx import load_suite
+
     checks = set()
     for path in (REPO_ROOT / "schemas" / "expectations").glob("*.json"):
         checks |= load_suite(path).checks
     assert checks == set(CHECKS)
 
 
-# --- the golden lake (tests/golden.py) -------------------------------------------------------
+# --- the golden lake (tests/fixtures/golden.py) -------------------------------------------------------
+
 
 def test_golden_lake_clean_day_passes_and_cost_day_names_its_defects(settings):
     """The hand-made golden lake: its clean "share day" passes; its "cost day" fails exactly
@@ -531,15 +576,20 @@ def test_golden_lake_clean_day_passes_and_cost_day_names_its_defects(settings):
     assert {r.status for r in clean.results} == {"pass", "skip"}
     cost_day = run(settings, DAY_A)
     assert [r.name for r in cost_day.results if r.status == "fail"] == [
-        "every_call_priced", "known_roles_triggers", "rejected_rate"]
+        "every_call_priced",
+        "known_roles_triggers",
+        "rejected_rate",
+    ]
     assert failures(cost_day, "every_call_priced") == ["unpriced: zai/glm-5-preview (1 calls)"]
     assert sorted(failures(cost_day, "known_roles_triggers")) == [
         "escalation_trigger not a trigger of the call's role (role:trigger): architect:gut_feeling (1 calls)",
         "escalation_trigger unknown to the policy: gut_feeling (1 calls)",
-        "role unknown to the policy: tester (1 calls)"]
+        "role unknown to the policy: tester (1 calls)",
+    ]
 
 
 # --- untrusted strings: values of the data in the summary, the JSON result, the data docs -----
+
 
 class _Page(HTMLParser):
     """Tags with their attributes, script bodies and text (entities decoded) of a page."""
@@ -564,46 +614,78 @@ class _Page(HTMLParser):
 
 
 def test_hostile_values_are_data_in_the_summary_the_json_result_and_the_data_docs(
-        settings, lake, tmp_path, capsys):
+    settings, lake, tmp_path, capsys
+):
     """Every HOSTILE value as a role, model, provider and trigger: the summary and the JSON
     result name each one visibly (no raw control, bidi or zero-width character, distinct
     values distinct); great-expectations' data docs show each as text, no tag made of it."""
     from pipeline.safe_text import visible
-    from tests.unit.test_safe_text import HOSTILE, RAW, only_printable
+    from tests.fixtures.hostile_text import HOSTILE, RAW, only_printable
 
     items = []
     for v in HOSTILE:
-        items += [("llm_call", call(role=v)), ("llm_call", call(model=v)),
-                  ("llm_call", call(provider=v)), ("llm_call", escalated_call(escalation_trigger=v)),
-                  ("task_feedback", feedback(role=v))]
-    items.append(("llm_call", escalated_call(event_id="id-<img src=x onerror=alert(2)>\x1b[2J",
-                                             escalation_trigger=None)))
+        items += [
+            ("llm_call", call(role=v)),
+            ("llm_call", call(model=v)),
+            ("llm_call", call(provider=v)),
+            ("llm_call", escalated_call(escalation_trigger=v)),
+            ("task_feedback", feedback(role=v)),
+        ]
+    items.append(
+        (
+            "llm_call",
+            escalated_call(
+                event_id="id-<img src=x onerror=alert(2)>\x1b[2J", escalation_trigger=None
+            ),
+        )
+    )
     lake.flush(2, items)
     build_warehouse(settings)
     config = tmp_path / "dq.yaml"
-    config.write_text(f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\n"
-                      "max_listed_values: 100\n")
+    config.write_text(
+        f"expectations_dir: {REPO_ROOT / 'schemas' / 'expectations'}\nmax_listed_values: 100\n"
+    )
     docs = tmp_path / "docs"
-    code = main(["dq", "--lake", str(settings.lake), "--warehouse", str(settings.warehouse),
-                 "--policy", str(settings.policy), "--prices", str(settings.prices),
-                 "--date", DAY.isoformat(), "--dq-config", str(config),
-                 "--output", str(tmp_path / "r.json"), "--data-docs", str(docs)])
+    code = main(
+        [
+            "dq",
+            "--lake",
+            str(settings.lake),
+            "--warehouse",
+            str(settings.warehouse),
+            "--policy",
+            str(settings.policy),
+            "--prices",
+            str(settings.prices),
+            "--date",
+            DAY.isoformat(),
+            "--dq-config",
+            str(config),
+            "--output",
+            str(tmp_path / "r.json"),
+            "--data-docs",
+            str(docs),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert only_printable(out) and not RAW.search(out)
     roles = next(line for line in out.splitlines() if "role unknown to the policy" in line)
     for v in HOSTILE:
-        assert f" {visible(v)} (1 calls)" in roles, v               # each once, distinct
+        assert f" {visible(v)} (1 calls)" in roles, v  # each once, distinct
         assert f"zai/{visible(v)} (1 calls)" in out and f"{visible(v)}/glm-4.5 (1 calls)" in out
     assert roles.count(" (1 calls)") == len(HOSTILE)
-    assert "id-<img src=x onerror=alert(2)>\\x1b[2J" in out         # listed by its event_id
+    assert "id-<img src=x onerror=alert(2)>\\x1b[2J" in out  # listed by its event_id
 
     result_text = (tmp_path / "r.json").read_text()
     assert result_text.isascii() and only_printable(result_text)
     result = json.loads(result_text)
     failures_of = {c["name"]: c["failures"] for c in result["checks"]}
-    triggers = next(m for m in failures_of["known_roles_triggers"]
-                    if m.startswith("escalation_trigger unknown to the policy"))
+    triggers = next(
+        m
+        for m in failures_of["known_roles_triggers"]
+        if m.startswith("escalation_trigger unknown to the policy")
+    )
     assert all(f" {visible(v)} (1 calls)" in triggers for v in HOSTILE)
 
     pages = list(docs.rglob("*.html"))
@@ -612,13 +694,13 @@ def test_hostile_values_are_data_in_the_summary_the_json_result_and_the_data_doc
     for path in pages:
         page = _Page(path.read_text(encoding="utf-8"))
         assert not RAW.search(path.read_text(encoding="utf-8")), path
-        for tag, attrs in page.tags:      # no tag and no handler made of a value
+        for tag, attrs in page.tags:  # no tag and no handler made of a value
             assert "onerror" not in attrs and attrs.get("src") != "x", (path, tag, attrs)
             assert tag not in ("img", "script") or "alert" not in str(attrs), (path, tag)
         assert not any("alert(" in s for s in page.scripts), path
         shown.append("\n".join(page.text))
     text = "\n".join(shown)
-    for v in HOSTILE:                     # shown as text, escapes visible
+    for v in HOSTILE:  # shown as text, escapes visible
         assert visible(v) in text, v
 
 
@@ -628,32 +710,45 @@ def test_values_handed_to_great_expectations_keep_membership_uniqueness_and_coun
     ``<b>``; the summary names the original values, made visible."""
     from pipeline.dq.gx import GxRunner, Suite
     from pipeline.safe_text import visible
-    from tests.unit.test_safe_text import HOSTILE
+    from tests.fixtures.hostile_text import HOSTILE
 
-    literal = visible(HOSTILE[0])                    # "\\x1b[31mred..." typed out
-    frame = pd.DataFrame({
-        "key": [*HOSTILE, literal, "&lt;b&gt;"],
-        "role": [*HOSTILE, literal, HOSTILE[1]],
-        "provider": ["<b>", "a|b", *(["a|b"] * (len(HOSTILE) - 1)), "&lt;b&gt;"],
-    })
+    literal = visible(HOSTILE[0])  # "\\x1b[31mred..." typed out
+    frame = pd.DataFrame(
+        {
+            "key": [*HOSTILE, literal, "&lt;b&gt;"],
+            "role": [*HOSTILE, literal, HOSTILE[1]],
+            "provider": ["<b>", "a|b", *(["a|b"] * (len(HOSTILE) - 1)), "&lt;b&gt;"],
+        }
+    )
     expectations = [
-        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "key"},
-         "meta": {"check": "event_id_unique", "explain": "repeated"}},
-        {"type": "expect_column_values_to_be_in_set",
-         "kwargs": {"column": "role", "value_set": {"$PARAMETER": "known"}},
-         "meta": {"check": "known_roles_triggers", "explain": "unknown role"}},
-        {"type": "expect_column_values_to_be_in_set",
-         "kwargs": {"column": "provider", "value_set": ["<b>", "a|b"]},
-         "meta": {"check": "known_roles_triggers", "explain": "unknown provider"}},
+        {
+            "type": "expect_column_values_to_be_unique",
+            "kwargs": {"column": "key"},
+            "meta": {"check": "event_id_unique", "explain": "repeated"},
+        },
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "role", "value_set": {"$PARAMETER": "known"}},
+            "meta": {"check": "known_roles_triggers", "explain": "unknown role"},
+        },
+        {
+            "type": "expect_column_values_to_be_in_set",
+            "kwargs": {"column": "provider", "value_set": ["<b>", "a|b"]},
+            "meta": {"check": "known_roles_triggers", "explain": "unknown provider"},
+        },
     ]
-    suite = Suite(Path("hostile.json"), "hostile", {"name": "hostile", "expectations": expectations})
+    suite = Suite(
+        Path("hostile.json"), "hostile", {"name": "hostile", "expectations": expectations}
+    )
     runner = GxRunner(docs_dir=None, run_name="hostile")
-    outcomes = runner.validate("hostile", frame, suite, parameters={"known": list(HOSTILE)},
-                               index_column="key")
+    outcomes = runner.validate(
+        "hostile", frame, suite, parameters={"known": list(HOSTILE)}, index_column="key"
+    )
     assert [(o.expectation, o.success) for o in outcomes] == [
         ("expect_column_values_to_be_unique", True),
         ("expect_column_values_to_be_in_set", False),
-        ("expect_column_values_to_be_in_set", False)]
+        ("expect_column_values_to_be_in_set", False),
+    ]
     assert outcomes[1].message == f"unknown role: {literal} (1 rows)"
     assert outcomes[2].message == "unknown provider: &lt;b&gt; (1 rows)"
 
@@ -661,7 +756,7 @@ def test_values_handed_to_great_expectations_keep_membership_uniqueness_and_coun
 def test_skip_reasons_naming_a_path_are_one_printable_line(settings, lake, tmp_path):
     """A reason quoting a path (no warehouse at ...) is visible too, in summary and JSON."""
     from pipeline.dq.output import render_summary
-    from tests.unit.test_safe_text import RAW
+    from tests.fixtures.hostile_text import RAW
 
     odd = settings.with_overrides(warehouse=tmp_path / "w\x1b[31m\u202e.duckdb")
     report = run_dq(odd, DAY, now=NOW, data_docs=False, output=tmp_path / "r.json")

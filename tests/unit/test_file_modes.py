@@ -22,7 +22,7 @@ from pipeline.lake import FileName, partition_dir, write_table_atomic
 from pipeline.report import write_atomic
 from pipeline.settings import Settings
 from pipeline.warehouse import build_warehouse
-from tests.golden import write_golden_lake
+from tests.fixtures.golden import write_golden_lake
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = dt.date(2026, 1, 1)
@@ -63,8 +63,13 @@ def test_report_output_follows_the_umask_new_or_replaced(tmp_path: Path, mask: i
 
 @pytest.mark.parametrize(("mask", "expected"), MODES)
 def test_dq_result_file_follows_the_umask(tmp_path: Path, mask: int, expected: int):
-    report = DqReport(day=DAY, generated_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
-                      lake=tmp_path / "lake", warehouse=tmp_path / "w.duckdb", results=[])
+    report = DqReport(
+        day=DAY,
+        generated_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+        lake=tmp_path / "lake",
+        warehouse=tmp_path / "w.duckdb",
+        results=[],
+    )
     path = tmp_path / "dq" / f"dq-{DAY}.json"
     with umask(mask):
         write_json(report, path)
@@ -89,9 +94,12 @@ def test_warehouse_follows_the_umask_in_full_and_incremental_builds(tmp_path: Pa
     """The first build is full (DuckDB creates the file), the second incremental (a copy of
     the old warehouse): each gets the umask in force, not the old file's mode."""
     write_golden_lake(tmp_path / "lake")
-    settings = Settings(lake=tmp_path / "lake", warehouse=tmp_path / "warehouse.duckdb",
-                        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
-                        prices=REPO_ROOT / "schemas" / "prices.csv")
+    settings = Settings(
+        lake=tmp_path / "lake",
+        warehouse=tmp_path / "warehouse.duckdb",
+        policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
+        prices=REPO_ROOT / "schemas" / "prices.csv",
+    )
     with umask(0o077):
         assert build_warehouse(settings).mode == "full"
     assert mode(settings.warehouse) == 0o600
@@ -107,9 +115,22 @@ def test_build_command_applies_modelmeter_umask(tmp_path: Path):
     env["MODELMETER_UMASK"] = "077"
     with umask(0o022):  # the child inherits 022; the setting must win
         proc = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "build", "--lake", str(tmp_path / "lake"),
-             "--warehouse", str(tmp_path / "warehouse.duckdb")],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "build",
+                "--lake",
+                str(tmp_path / "lake"),
+                "--warehouse",
+                str(tmp_path / "warehouse.duckdb"),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     assert mode(tmp_path / "warehouse.duckdb") == 0o600
 

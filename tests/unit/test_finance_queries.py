@@ -10,11 +10,13 @@ import duckdb
 import pytest
 
 from pipeline.warehouse import open_warehouse_readonly
-from tests.golden import golden_warehouse
+from tests.fixtures.golden import golden_warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINANCE_MD = REPO_ROOT / "docs" / "finance.md"
-BLOCKS = re.findall(r"^```sql\n(.*?)^```", FINANCE_MD.read_text(encoding="utf-8"), flags=re.S | re.M)
+BLOCKS = re.findall(
+    r"^```sql\n(.*?)^```", FINANCE_MD.read_text(encoding="utf-8"), flags=re.S | re.M
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,10 @@ def test_what_if_query_reprices_with_the_proposed_prices(warehouse):
     """Query 6 prices June's glm-4.5 calls at the proposed 0.50/2.00/0.10 per million tokens."""
     block = next(b for b in BLOCKS if "proposed(provider" in b)
     con = open_warehouse_readonly(warehouse)
-    rows = {(p, m): (calls, actual, proposed) for p, m, calls, actual, proposed in
-            con.execute(block).fetchall()}
+    rows = {
+        (p, m): (calls, actual, proposed)
+        for p, m, calls, actual, proposed in con.execute(block).fetchall()
+    }
     con.close()
     calls, actual, proposed = rows[("zai", "glm-4.5")]
     # glm-4.5 calls: a-01 (1000 in, 200 out, 5000 cache read), a-03 (3000, 500), a-04 (3000, 500,
@@ -71,5 +75,6 @@ def test_what_if_query_reprices_with_the_proposed_prices(warehouse):
     # = 17095 / 1e6
     assert calls == 24
     assert proposed == Decimal("0.017095")
-    assert actual == Decimal("0.00159") + Decimal("0.0029") + Decimal("0.00312") + \
-        Decimal("0.00052") + Decimal("0.000082") + 19 * Decimal("0.00063")
+    assert actual == Decimal("0.00159") + Decimal("0.0029") + Decimal("0.00312") + Decimal(
+        "0.00052"
+    ) + Decimal("0.000082") + 19 * Decimal("0.00063")

@@ -26,8 +26,13 @@ def restore_root():
 
 
 def settings(**kw) -> Settings:
-    return Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
-                    kafka_sasl_username="bob", kafka_sasl_password=SECRET, **kw)
+    return Settings(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="bob",
+        kafka_sasl_password=SECRET,
+        **kw,
+    )
 
 
 def test_json_format_one_object_per_line_with_extra_fields(restore_root) -> None:
@@ -89,7 +94,7 @@ def test_messages_quoting_data_are_one_printable_line_in_text_and_json(restore_r
     line: every control, bidi or zero-width character shown as its escape; JSON is ASCII.
     A traceback keeps its line breaks, each of its lines made visible."""
     from pipeline.safe_text import visible
-    from tests.unit.test_safe_text import HOSTILE, RAW, only_printable
+    from tests.fixtures.hostile_text import HOSTILE, RAW, only_printable
 
     for fmt in ("text", "json"):
         out = io.StringIO()
@@ -108,8 +113,9 @@ def test_messages_quoting_data_are_one_printable_line_in_text_and_json(restore_r
         if fmt == "json":
             assert text.isascii()
             records = [json.loads(line) for line in lines]
-            assert [r["message"] for r in records[:len(HOSTILE)]] == [
-                f"unknown role {visible(v)}" for v in HOSTILE]
+            assert [r["message"] for r in records[: len(HOSTILE)]] == [
+                f"unknown role {visible(v)}" for v in HOSTILE
+            ]
             assert "ValueError: bad role \\x1b[2J\\u202e" in records[-1]["exception"]
         else:
             for line, value in zip(lines, HOSTILE, strict=False):

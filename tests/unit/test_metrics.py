@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.consumer import ConsumerStats
 from pipeline.metrics import METRIC_NAMES, ConsumerCollector, MetricsServer, serve_metrics
 from pipeline.settings import Settings
-from tests.http_requests import read_all, request
+from tests.fixtures.http_requests import read_all, request
 
 
 class Clock:
@@ -37,8 +37,11 @@ def scrape(collector: ConsumerCollector) -> dict[str, list]:
 
 
 def value(samples: list, name: str, **labels: str) -> float:
-    hits = [s.value for s in samples if s.name == name and all(s.labels.get(k) == v
-                                                               for k, v in labels.items())]
+    hits = [
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
     assert len(hits) == 1, (name, labels, samples)
     return hits[0]
 
@@ -53,13 +56,20 @@ def test_counters_follow_the_stats() -> None:
     """consumed/landed/rejected/dlq_failed/commits are served as *_total counters."""
     s = stats_at(0.0)
     s.consumed, s.landed, s.rejected, s.dlq_failed, s.commits = 120, 100, 15, 1, 4
-    families = scrape(ConsumerCollector(s, topic="agent-usage", max_commit_age=60,
-                                        clock=Clock(10.0)))
-    assert value(families["modelmeter_consumer_consumed"], "modelmeter_consumer_consumed_total") == 120
+    families = scrape(
+        ConsumerCollector(s, topic="agent-usage", max_commit_age=60, clock=Clock(10.0))
+    )
+    assert (
+        value(families["modelmeter_consumer_consumed"], "modelmeter_consumer_consumed_total") == 120
+    )
     assert value(families["modelmeter_consumer_landed"], "modelmeter_consumer_landed_total") == 100
-    assert value(families["modelmeter_consumer_rejected"], "modelmeter_consumer_rejected_total") == 15
-    assert value(families["modelmeter_consumer_dlq_failed"],
-                 "modelmeter_consumer_dlq_failed_total") == 1
+    assert (
+        value(families["modelmeter_consumer_rejected"], "modelmeter_consumer_rejected_total") == 15
+    )
+    assert (
+        value(families["modelmeter_consumer_dlq_failed"], "modelmeter_consumer_dlq_failed_total")
+        == 1
+    )
     assert value(families["modelmeter_consumer_commits"], "modelmeter_consumer_commits_total") == 4
 
 
@@ -73,7 +83,9 @@ def test_lag_per_partition_is_end_offset_minus_committed() -> None:
     collector = ConsumerCollector(s, topic="agent-usage", max_commit_age=60, clock=Clock(1.0))
     assert collector.partition_lag() == {0: 60, 1: 5}
     samples = scrape(collector)["modelmeter_consumer_lag_messages"]
-    assert value(samples, "modelmeter_consumer_lag_messages", partition="0", topic="agent-usage") == 60
+    assert (
+        value(samples, "modelmeter_consumer_lag_messages", partition="0", topic="agent-usage") == 60
+    )
     assert value(samples, "modelmeter_consumer_lag_messages", partition="1") == 5
 
 
@@ -86,8 +98,10 @@ def test_last_commit_age_counts_from_start_then_from_the_commit() -> None:
     s.last_commit_monotonic = 125.0
     assert collector.last_commit_age() == pytest.approx(5.0)
     families = scrape(collector)
-    assert value(families["modelmeter_consumer_last_commit_age_seconds"],
-                 "modelmeter_consumer_last_commit_age_seconds") == pytest.approx(5.0)
+    assert value(
+        families["modelmeter_consumer_last_commit_age_seconds"],
+        "modelmeter_consumer_last_commit_age_seconds",
+    ) == pytest.approx(5.0)
 
 
 def test_flush_histogram_counts_each_flush_once_across_scrapes() -> None:
@@ -235,8 +249,9 @@ def test_other_methods_are_405_with_an_allow_header(served, path: str, method: s
     assert b"use GET, HEAD" in body
 
 
-@pytest.mark.parametrize("sent", [b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n"],
-                         ids=["silent", "half-a-request"])
+@pytest.mark.parametrize(
+    "sent", [b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n"], ids=["silent", "half-a-request"]
+)
 def test_an_idle_connection_is_closed_after_the_timeout(sent: bytes) -> None:
     """A client that connects and sends nothing (or stops mid-request) is closed after the
     connection timeout and its thread ends (before: one thread per idle connection, forever)."""

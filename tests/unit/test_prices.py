@@ -21,7 +21,7 @@ def book(*rows: str, header: str = HEADER):
 
 
 def test_shipped_price_book_has_todays_list_prices():
-    """schemas/prices.csv loads and carries the list prices of issue 5, open-ended from 2025-01-01."""
+    """schemas/prices.csv loads and carries the providers' list prices, open-ended from 2025-01-01."""
     prices = load_price_book(REPO_ROOT / "schemas" / "prices.csv")
     at = dt.datetime(2026, 1, 1, tzinfo=UTC)
     expected = {
@@ -37,8 +37,13 @@ def test_shipped_price_book_has_todays_list_prices():
         assert price is not None
         assert price.effective_from == dt.datetime(2025, 1, 1, tzinfo=UTC)
         assert price.effective_to is None
-        got = (price.usd_per_mtok_input, price.usd_per_mtok_output, price.usd_per_mtok_cache_read,
-               price.usd_per_mtok_cache_write_5m, price.usd_per_mtok_cache_write_1h)
+        got = (
+            price.usd_per_mtok_input,
+            price.usd_per_mtok_output,
+            price.usd_per_mtok_cache_read,
+            price.usd_per_mtok_cache_write_5m,
+            price.usd_per_mtok_cache_write_1h,
+        )
         assert got == tuple(Decimal(v) for v in values)
         assert all(isinstance(v, Decimal) for v in got)
     assert len(prices.sha256) == 64
@@ -46,9 +51,13 @@ def test_shipped_price_book_has_todays_list_prices():
 
 def test_price_in_force_uses_inclusive_from_and_exclusive_to():
     """A row closing at 12:00 prices 11:59:59.999999; the next row prices 12:00:00 exactly."""
-    prices = book("zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T12:00:00Z,1,2,0,0,0",
-                  "zai,glm-4.5,2025-06-01T12:00:00Z,,3,4,0,0,0")
-    before = prices.price_at("zai", "glm-4.5", dt.datetime(2025, 6, 1, 11, 59, 59, 999999, tzinfo=UTC))
+    prices = book(
+        "zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T12:00:00Z,1,2,0,0,0",
+        "zai,glm-4.5,2025-06-01T12:00:00Z,,3,4,0,0,0",
+    )
+    before = prices.price_at(
+        "zai", "glm-4.5", dt.datetime(2025, 6, 1, 11, 59, 59, 999999, tzinfo=UTC)
+    )
     at = prices.price_at("zai", "glm-4.5", dt.datetime(2025, 6, 1, 12, tzinfo=UTC))
     assert before is not None and before.usd_per_mtok_input == 1
     assert at is not None and at.usd_per_mtok_input == 3
@@ -82,31 +91,85 @@ def test_to_arrow_has_dim_prices_columns_as_decimals():
 @pytest.mark.parametrize(
     ("rows", "header", "message"),
     [
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,0,0,9"], HEADER, "p.csv:2: expected 9 fields, found 10"),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,0,0,9"],
+            HEADER,
+            "p.csv:2: expected 9 fields, found 10",
+        ),
         (["zai,glm-4.5,2025-01-01T00:00:00Z,,1"], HEADER, "p.csv:2: expected 9 fields, found 5"),
         ([], HEADER + ",currency", "p.csv:1: unknown column 'currency'"),
-        ([], HEADER.replace(",usd_per_mtok_cache_write_1h", ""), "p.csv:1: missing column 'usd_per_mtok_cache_write_1h'"),
+        (
+            [],
+            HEADER.replace(",usd_per_mtok_cache_write_1h", ""),
+            "p.csv:1: missing column 'usd_per_mtok_cache_write_1h'",
+        ),
         ([], HEADER.replace("provider", "model"), "p.csv:1: column 'model' appears twice"),
         ([], HEADER, "p.csv: the price book has a header but no prices"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,-0.01,2,0,0,0"], HEADER, "p.csv:2: usd_per_mtok_input -0.01 is negative"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,,0"], HEADER, "p.csv:2: usd_per_mtok_cache_write_5m is empty"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,1,two,0,0,0"], HEADER, "p.csv:2: usd_per_mtok_output 'two' is not a number"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,NaN,2,0,0,0"], HEADER, "p.csv:2: usd_per_mtok_input 'NaN' is not a finite number"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,0.0000001,2,0,0,0"], HEADER, "more than 6 decimal places"),
-        (["zai,glm-4.5,2025-01-01,,1,2,0,0,0"], HEADER, "p.csv:2: effective_from '2025-01-01' has no UTC offset"),
-        (["zai,glm-4.5,yesterday,,1,2,0,0,0"], HEADER, "p.csv:2: effective_from 'yesterday' is not an RFC 3339 timestamp"),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,-0.01,2,0,0,0"],
+            HEADER,
+            "p.csv:2: usd_per_mtok_input -0.01 is negative",
+        ),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,,0"],
+            HEADER,
+            "p.csv:2: usd_per_mtok_cache_write_5m is empty",
+        ),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,1,two,0,0,0"],
+            HEADER,
+            "p.csv:2: usd_per_mtok_output 'two' is not a number",
+        ),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,NaN,2,0,0,0"],
+            HEADER,
+            "p.csv:2: usd_per_mtok_input 'NaN' is not a finite number",
+        ),
+        (
+            ["zai,glm-4.5,2025-01-01T00:00:00Z,,0.0000001,2,0,0,0"],
+            HEADER,
+            "more than 6 decimal places",
+        ),
+        (
+            ["zai,glm-4.5,2025-01-01,,1,2,0,0,0"],
+            HEADER,
+            "p.csv:2: effective_from '2025-01-01' has no UTC offset",
+        ),
+        (
+            ["zai,glm-4.5,yesterday,,1,2,0,0,0"],
+            HEADER,
+            "p.csv:2: effective_from 'yesterday' is not an RFC 3339 timestamp",
+        ),
         ([",glm-4.5,2025-01-01T00:00:00Z,,1,2,0,0,0"], HEADER, "p.csv:2: provider is empty"),
-        (["zai,glm-4.5,2025-02-01T00:00:00Z,2025-02-01T00:00:00Z,1,2,0,0,0"], HEADER,
-         "p.csv:2: effective_to 2025-02-01T00:00:00Z is not after effective_from"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,0,0",
-          "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0"], HEADER,
-         "p.csv:3: price range of zai/glm-4.5 overlaps the one on line 2"),
-        (["zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T00:00:01Z,1,2,0,0,0",
-          "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0"], HEADER,
-         "p.csv:3: price range of zai/glm-4.5 overlaps the one on line 2"),
-        (["zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
-          "zai,glm-4.5,2025-01-01T00:00:00Z,2025-07-01T00:00:00Z,1,2,0,0,0"], HEADER,
-         "p.csv:2: price range of zai/glm-4.5 overlaps the one on line 3"),
+        (
+            ["zai,glm-4.5,2025-02-01T00:00:00Z,2025-02-01T00:00:00Z,1,2,0,0,0"],
+            HEADER,
+            "p.csv:2: effective_to 2025-02-01T00:00:00Z is not after effective_from",
+        ),
+        (
+            [
+                "zai,glm-4.5,2025-01-01T00:00:00Z,,1,2,0,0,0",
+                "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
+            ],
+            HEADER,
+            "p.csv:3: price range of zai/glm-4.5 overlaps the one on line 2",
+        ),
+        (
+            [
+                "zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T00:00:01Z,1,2,0,0,0",
+                "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
+            ],
+            HEADER,
+            "p.csv:3: price range of zai/glm-4.5 overlaps the one on line 2",
+        ),
+        (
+            [
+                "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
+                "zai,glm-4.5,2025-01-01T00:00:00Z,2025-07-01T00:00:00Z,1,2,0,0,0",
+            ],
+            HEADER,
+            "p.csv:2: price range of zai/glm-4.5 overlaps the one on line 3",
+        ),
     ],
 )
 def test_invalid_price_books_are_rejected_with_file_line_and_problem(rows, header, message):
@@ -119,9 +182,11 @@ def test_invalid_price_books_are_rejected_with_file_line_and_problem(rows, heade
 
 def test_abutting_ranges_and_other_models_do_not_overlap():
     """A range ending exactly where the next starts is fine; the same dates on another model too."""
-    prices = book("zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z,1,2,0,0,0",
-                  "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
-                  "zai,glm-4.5-air,2025-01-01T00:00:00Z,,1,2,0,0,0")
+    prices = book(
+        "zai,glm-4.5,2025-01-01T00:00:00Z,2025-06-01T00:00:00Z,1,2,0,0,0",
+        "zai,glm-4.5,2025-06-01T00:00:00Z,,3,4,0,0,0",
+        "zai,glm-4.5-air,2025-01-01T00:00:00Z,,1,2,0,0,0",
+    )
     assert len(prices.prices) == 3
 
 
