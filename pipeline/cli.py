@@ -33,6 +33,7 @@ HANDLERS = {
     "dq": "pipeline.dq:run_cli",
     "policy check": "pipeline.cli_policy:run_check_cli",
     "policy route": "pipeline.cli_policy:run_route_cli",
+    "collect claude-code": "pipeline.collect.cli:run_claude_code_cli",
 }
 
 # CLI option -> Settings field; every verb takes these. No option for the SASL password (a
@@ -250,6 +251,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a task signal, e.g. services_affected=3 or security_sensitive=true",
     )
+
+    p = verbs.add_parser("collect", help="collect usage that other tools record, to Kafka")
+    collect_verbs = p.add_subparsers(dest="collect_verb", metavar="SOURCE", required=True)
+    q = collect_verbs.add_parser(
+        "claude-code",
+        parents=[common],
+        help="Claude Code session transcripts, each API call once",
+    )
+    q.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="transcript directory, repeatable (default ~/.claude/projects)",
+    )
+    q.add_argument("--follow", action="store_true", help="after the backfill, send new calls")
+    q.add_argument(
+        "--sources", metavar="PATH", help="source mapping file (default schemas/sources.yaml)"
+    )
+    q.add_argument(
+        "--state",
+        metavar="PATH",
+        help="checkpoint file (default ~/.local/state/modelmeter/claude-code-checkpoints.json)",
+    )
+    q.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=5.0,
+        help="a file's last call is sent once the file was idle this long (default 5)",
+    )
+    q.add_argument("--no-progress", action="store_true", help="no progress line")
     return parser
 
 
@@ -263,7 +294,11 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _handler(args: argparse.Namespace):
-    key = args.verb if args.verb != "policy" else f"policy {args.policy_verb}"
+    key = args.verb
+    if args.verb == "policy":
+        key = f"policy {args.policy_verb}"
+    elif args.verb == "collect":
+        key = f"collect {args.collect_verb}"
     module_name, func = HANDLERS[key].split(":")
     return getattr(importlib.import_module(module_name), func)
 

@@ -315,13 +315,21 @@ def run_checks(inputs: DayInputs, runner: GxRunner) -> list[CheckResult]:
     metrics = _day_metrics(inputs, flushes, skipped)
 
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    triggers = inputs.policy.triggers()
+    policy = inputs.policy
+    triggers = policy.triggers()
+    # the unresolved trigger (an escalation whose source records no trigger) is known for every
+    # role that can escalate; the unresolved role is not a role: its calls fail the check
+    unattributed = [
+        f"{role.name}:{policy.unresolved_trigger}"
+        for role in policy.roles.values()
+        if role.premium is not None
+    ]
     parameters: dict[str, Any] = {
         "day_start": start.isoformat(),
         "day_end": (start + dt.timedelta(days=1)).isoformat(),
-        "known_roles": sorted(inputs.policy.roles),
-        "known_triggers": sorted({t.id for _, t in triggers}),
-        "known_role_triggers": sorted(f"{role}:{t.id}" for role, t in triggers),
+        "known_roles": sorted(policy.roles),
+        "known_triggers": sorted({t.id for _, t in triggers} | {policy.unresolved_trigger}),
+        "known_role_triggers": sorted([f"{role}:{t.id}" for role, t in triggers] + unattributed),
         "max_prompt_tokens": cfg.max_prompt_tokens,
         "max_rejected_rate": cfg.max_rejected_rate,
         "volume_min_ratio": cfg.volume.min_ratio,

@@ -18,6 +18,8 @@ verbs are in :mod:`pipeline.cli_policy`.
 from pipeline.policy.load import PolicySource, build_policy, load_policy
 from pipeline.policy.model import (
     KPI_IDS,
+    UNRESOLVED_ROLE,
+    UNRESOLVED_TRIGGER,
     Decision,
     KpiTarget,
     ModelRef,
@@ -44,6 +46,8 @@ __all__ = [
     "Rule",
     "Signal",
     "Trigger",
+    "UNRESOLVED_ROLE",
+    "UNRESOLVED_TRIGGER",
     "build_policy",
     "load_policy",
     "parse_signals",

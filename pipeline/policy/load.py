@@ -23,6 +23,8 @@ from pipeline._exceptions import PolicyError
 from pipeline.config_files import read_yaml
 from pipeline.policy.model import (
     KPI_IDS,
+    UNRESOLVED_ROLE,
+    UNRESOLVED_TRIGGER,
     KpiTarget,
     ModelRef,
     Policy,
@@ -96,6 +98,11 @@ class _RoiSpec(Strict):
     horizon_months: Annotated[StrictInt, Field(ge=1, le=1200)] = 60
 
 
+class _UnresolvedSpec(Strict):
+    role: _ID = UNRESOLVED_ROLE
+    trigger: _ID = UNRESOLVED_TRIGGER
+
+
 class _PolicySpec(Strict):
     version: Annotated[str, Field(min_length=1, max_length=64)]
     models: dict[str, _ModelSpec] = Field(min_length=1)
@@ -106,6 +113,7 @@ class _PolicySpec(Strict):
     roles: dict[str, _RoleSpec] = Field(min_length=1)
     kpi_targets: dict[str, _KpiSpec]
     roi: _RoiSpec
+    unresolved: _UnresolvedSpec = _UnresolvedSpec()
     # the simulator's traffic profile: read by pipeline.simulate.profile, not here
     simulation: dict[str, Any] | None = None
 
@@ -275,6 +283,18 @@ def build_policy(src: PolicySource) -> Policy:
         kpis[kid] = KpiTarget(
             kid, k.min, k.max, k.unit, k.min_inclusive, k.max_inclusive, k.description
         )
+    unresolved = spec.unresolved
+    if unresolved.role in roles:
+        raise src.error(
+            f"{unresolved.role!r} is a role of this policy; the unresolved role must not be one",
+            ("unresolved", "role"),
+        )
+    if unresolved.trigger in seen_triggers:
+        raise src.error(
+            f"{unresolved.trigger!r} is a trigger of role {seen_triggers[unresolved.trigger]};"
+            " the unresolved trigger must not be one",
+            ("unresolved", "trigger"),
+        )
     missing = [kid for kid in KPI_IDS if kid not in kpis]
     if missing:
         raise src.error(f"missing KPI targets: {', '.join(missing)}", ("kpi_targets",))
@@ -293,6 +313,8 @@ def build_policy(src: PolicySource) -> Policy:
             spec.roi.monthly_spend_before_usd,
             spec.roi.horizon_months,
         ),
+        unresolved_role=unresolved.role,
+        unresolved_trigger=unresolved.trigger,
         path=src.path,
     )
 

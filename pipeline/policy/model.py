@@ -31,9 +31,15 @@ __all__ = [
     "Rule",
     "Signal",
     "Trigger",
+    "UNRESOLVED_ROLE",
+    "UNRESOLVED_TRIGGER",
     "parse_signals",
     "route",
 ]
+
+#: the ``unresolved`` ids of a policy file that does not set them (schemas/routing_policy.yaml)
+UNRESOLVED_ROLE = "unassigned"
+UNRESOLVED_TRIGGER = "unattributed"
 
 KPI_IDS = (
     "cost_reduction_pct",
@@ -189,6 +195,10 @@ class Policy:
     roles: dict[str, Role]
     kpi_targets: dict[str, KpiTarget]
     roi: RoiInputs
+    #: what a collector records when its source does not tell (docs/sources.md): the role of a
+    #: call no mapping resolves, the trigger of an escalation whose source does not record it
+    unresolved_role: str = UNRESOLVED_ROLE
+    unresolved_trigger: str = UNRESOLVED_TRIGGER
     path: str | None = None
 
     def triggers(self) -> list[tuple[str, Trigger]]:

@@ -359,7 +359,8 @@ def _splitter(
 
 
 def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
-    unpriced, roles, triggers = [], [], []
+    unpriced, roles, triggers, unattributed = [], [], [], []
+    unassigned: UnknownRole | None = None
     rejected = duplicates = 0
     day_freshness: dt.datetime | None = None
     model = _splitter(
@@ -387,8 +388,12 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
             unpriced.append(UnpricedModel(*model(subject), events))
         elif kind == "unknown_role":
             roles.append(UnknownRole(subject, events))
+        elif kind == "unassigned_role":
+            unassigned = UnknownRole(subject, events)
         elif kind == "unknown_trigger":
             triggers.append(UnknownTrigger(*role_trigger(subject), events))
+        elif kind == "unattributed_trigger":
+            unattributed.append(UnknownTrigger(*role_trigger(subject), events))
         elif kind == "rejected_events":
             rejected += events
         elif kind == "duplicate_events":
@@ -410,4 +415,6 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
         day_freshness,
         lake.get("at"),
         info.get("built_at"),
+        unassigned,
+        tuple(unattributed),
     )

@@ -176,6 +176,11 @@ class DataWarnings:
     day_last_ingested_at: dt.datetime | None  # when the day's newest event landed (UTC)
     lake_freshness: dt.datetime | None  # newest ingested_at in the whole lake (UTC)
     built_at: dt.datetime | None  # when the warehouse was built (UTC)
+    # events of the policy's unresolved role: a collector found no role for them (a warning)
+    unassigned: UnknownRole | None = None
+    # escalated calls of the policy's unresolved trigger, per role: their source records no
+    # trigger (Claude Code transcripts); shown apart from the unknown triggers
+    unattributed: tuple[UnknownTrigger, ...] = ()
 
     @property
     def count(self) -> int:
@@ -184,6 +189,8 @@ class DataWarnings:
             len(self.unpriced)
             + len(self.unknown_roles)
             + len(self.unknown_triggers)
+            + (1 if self.unassigned else 0)
+            + len(self.unattributed)
             + (1 if self.rejected_events else 0)
         )
 

@@ -157,10 +157,20 @@ def warning_lines(report: DailyReport, esc: Escape = visible) -> list[str]:
         f"{esc(report.policy_version or NA)})"
         for r in w.unknown_roles
     ]
+    if w.unassigned:
+        lines.append(
+            f"{w.unassigned.events:,} event(s) with role '{esc(w.unassigned.role)}': a collector "
+            "found no role for them (map them in schemas/sources.yaml)"
+        )
     lines += [
         f"{t.calls:,} escalated call(s) of role '{esc(t.role)}' with unknown trigger "
         f"'{esc(t.trigger)}'"
         for t in w.unknown_triggers
+    ]
+    lines += [
+        f"{t.calls:,} escalated call(s) of role '{esc(t.role)}' whose source records no "
+        f"trigger (counted as '{esc(t.trigger)}')"
+        for t in w.unattributed
     ]
     if w.rejected_events:
         lines.append(

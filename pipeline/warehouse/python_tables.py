@@ -75,7 +75,8 @@ def dim_prices(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def dim_policy(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """One row: the policy's version, default/premium/baseline models and ROI inputs."""
+    """One row: the policy's version, default/premium/baseline models, ROI inputs and the ids
+    collectors record when a source cannot tell (``unresolved``)."""
     policy = inputs.policy
     default, premium, baseline = (
         _ref(policy.default_model),
@@ -94,6 +95,8 @@ def dim_policy(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
             "implementation_cost_usd": pa.array([policy.roi.implementation_cost_usd], _MONEY),
             "monthly_spend_before_usd": pa.array([policy.roi.monthly_spend_before_usd], _MONEY),
             "horizon_months": pa.array([policy.roi.horizon_months], pa.int32()),
+            "unresolved_role": [policy.unresolved_role],
+            "unresolved_trigger": [policy.unresolved_trigger],
         }
     )
 

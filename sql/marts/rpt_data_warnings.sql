@@ -4,7 +4,11 @@
 -- unpriced_calls     provider/model           calls with no price in force for their model (or
 --                                             '<baseline provider/model> (baseline)' when only the baseline lacks one)
 -- unknown_role       role                     llm_call and task_feedback events of a role not in the policy
+-- unassigned_role    role                     events of the policy's unresolved role (a collector
+--                                             found no role for them in schemas/sources.yaml)
 -- unknown_trigger    role/escalation_trigger  escalated calls whose trigger is not one of the role's
+-- unattributed_trigger role/escalation_trigger escalated calls of the policy's unresolved trigger
+--                                             (their source does not record why; shown apart)
 -- duplicate_events   event type               extra copies landed by producer retries (counted once)
 -- rejected_events    kafka topic              messages dead-lettered (event_date = received_date)
 -- lake_freshness     event type               events landed for the day; last_ingested_at = max ingested_at
@@ -42,18 +46,31 @@ warnings as (
     group by all
 
     union all
-    select event_date, 'unknown_role', role, sum(events), max(last_ingested_at)
+    select
+        event_date,
+        case when role = policy.unresolved_role then 'unassigned_role' else 'unknown_role' end,
+        role,
+        sum(events),
+        max(last_ingested_at)
     from (
         select event_date, role, calls as events, last_ingested_at from calls where not is_known_role
         union all
         select event_date, role, 1, ingested_at from feedback where not is_known_role
-    )
+    ) cross join policy
     group by all
 
     union all
-    select event_date, 'unknown_trigger', role || '/' || escalation_trigger, sum(calls),
-           max(last_ingested_at)
-    from calls where not is_known_trigger
+    select
+        event_date,
+        case
+            when escalation_trigger = policy.unresolved_trigger then 'unattributed_trigger'
+            else 'unknown_trigger'
+        end,
+        role || '/' || escalation_trigger,
+        sum(calls),
+        max(last_ingested_at)
+    from calls cross join policy
+    where not is_known_trigger
     group by all
 
     union all
