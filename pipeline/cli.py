@@ -76,6 +76,7 @@ SETTING_OPTIONS = {
         "routing policy YAML (MODELMETER_POLICY, default schemas/routing_policy.yaml)",
     ),
     "--prices": ("prices", "price book CSV (MODELMETER_PRICES, default schemas/prices.csv)"),
+    "--models": ("models", "model catalogue (MODELMETER_MODELS, default schemas/models.yaml)"),
     "--bootstrap-timeout": (
         "kafka_bootstrap_timeout",
         "seconds to reach Kafka at start before exit 2 (MODELMETER_BOOTSTRAP_TIMEOUT, default 30)",

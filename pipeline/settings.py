@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         default_factory=lambda: default_data_file("prices.csv"),
         validation_alias=_env("MODELMETER_PRICES", "prices"),
     )
+    models: Path = Field(
+        default_factory=lambda: default_data_file("models.yaml"),
+        validation_alias=_env("MODELMETER_MODELS", "models"),
+        description="the model catalogue: lifecycle dates and successors",
+    )
 
     # -- operations -------------------------------------------------------------------------
     kafka_bootstrap_timeout: float = Field(

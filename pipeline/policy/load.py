@@ -131,11 +131,11 @@ class PolicySource:
     <= 12 after (mart_roi and the dims hold them as DECIMAL(38,12)).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, what: str = "routing policy") -> None:
         def error(problem: str, line: int | None, field: str | None) -> PolicyError:
             return PolicyError(problem, path=path, line=line, field=field)
 
-        doc = read_yaml(path, what="routing policy", error=error)
+        doc = read_yaml(path, what=what, error=error)
         self.path = path
         self.lines: dict[_Path, int] = doc.lines
         self.data: dict[Any, Any] = doc.data

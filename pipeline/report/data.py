@@ -34,6 +34,7 @@ from pipeline.report.figures import (
     Headline,
     KpiRow,
     ModelRow,
+    RetiredModelCalls,
     Roi,
     RoleModelCost,
     RoleRow,
@@ -361,6 +362,11 @@ def _splitter(
 def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
     unpriced, roles, triggers, unattributed = [], [], [], []
     unassigned: UnknownRole | None = None
+    retired: list[RetiredModelCalls] = []
+    lifecycle = {
+        f"{r['provider']}/{r['model']}": r
+        for r in _rows(con, "select * from dim_models where retired_on is not null")
+    }
     rejected = duplicates = 0
     day_freshness: dt.datetime | None = None
     model = _splitter(
@@ -394,6 +400,13 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
             triggers.append(UnknownTrigger(*role_trigger(subject), events))
         elif kind == "unattributed_trigger":
             unattributed.append(UnknownTrigger(*role_trigger(subject), events))
+        elif kind == "retired_model":
+            life = lifecycle[subject]
+            retired.append(
+                RetiredModelCalls(
+                    life["provider"], life["model"], life["retired_on"], life["successor"], events
+                )
+            )
         elif kind == "rejected_events":
             rejected += events
         elif kind == "duplicate_events":
@@ -417,4 +430,5 @@ def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:
         info.get("built_at"),
         unassigned,
         tuple(unattributed),
+        tuple(retired),
     )

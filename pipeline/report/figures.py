@@ -24,6 +24,7 @@ __all__ = [
     "UnknownRole",
     "UnknownTrigger",
     "DataWarnings",
+    "RetiredModelCalls",
     "find_kpi",
 ]
 
@@ -167,6 +168,15 @@ class UnknownTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class RetiredModelCalls:
+    provider: str
+    model: str
+    retired_on: dt.date
+    successor: str | None
+    calls: int  # calls of the day, made on or after the retirement date
+
+
+@dataclass(frozen=True, slots=True)
 class DataWarnings:
     unpriced: tuple[UnpricedModel, ...]
     unknown_roles: tuple[UnknownRole, ...]
@@ -181,6 +191,8 @@ class DataWarnings:
     # escalated calls of the policy's unresolved trigger, per role: their source records no
     # trigger (Claude Code transcripts); shown apart from the unknown triggers
     unattributed: tuple[UnknownTrigger, ...] = ()
+    # calls to a model on or after its retirement date (schemas/models.yaml)
+    retired_models: tuple[RetiredModelCalls, ...] = ()
 
     @property
     def count(self) -> int:
@@ -191,6 +203,7 @@ class DataWarnings:
             + len(self.unknown_triggers)
             + (1 if self.unassigned else 0)
             + len(self.unattributed)
+            + len(self.retired_models)
             + (1 if self.rejected_events else 0)
         )
 

@@ -172,6 +172,11 @@ def warning_lines(report: DailyReport, esc: Escape = visible) -> list[str]:
         f"trigger (counted as '{esc(t.trigger)}')"
         for t in w.unattributed
     ]
+    lines += [
+        f"{r.calls:,} call(s) to {esc(r.provider)}/{esc(r.model)}, retired on {r.retired_on}: "
+        "requests to it fail" + (f" (successor: {esc(r.successor)})" if r.successor else "")
+        for r in w.retired_models
+    ]
     if w.rejected_events:
         lines.append(
             f"{w.rejected_events:,} rejected event(s) received this day "

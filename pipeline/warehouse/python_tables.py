@@ -1,6 +1,6 @@
 """The warehouse tables built in Python rather than by a model of ``sql/``.
 
-Five come from the input files and exist before any SQL model runs (the models depend on
+Six come from the input files and exist before any SQL model runs (the models depend on
 them); three are made after the models: the ROI projection (Decimal arithmetic shared with
 the report), the lake manifest (a file listing) and the build's own record.
 :data:`PYTHON_TABLES` lists them, each with the function that makes it; ``sql/README.md``
@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.lake import REJECTED_TABLE
+from pipeline.model_catalog import ModelCatalogue
 from pipeline.policy import ModelRef, Policy, roi_projection
 from pipeline.prices import PriceBook
 from pipeline.warehouse.duckdb_helpers import create_from_arrow
@@ -47,6 +48,7 @@ class BuildInputs:
     book: PriceBook
     policy: Policy
     policy_sha256: str
+    catalogue: ModelCatalogue
     files: dict[str, list[LakeFile]]
     result: BuildResult
     started: float  # time.monotonic() when the build started
@@ -97,6 +99,20 @@ def dim_policy(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
             "horizon_months": pa.array([policy.roi.horizon_months], pa.int32()),
             "unresolved_role": [policy.unresolved_role],
             "unresolved_trigger": [policy.unresolved_trigger],
+        }
+    )
+
+
+def dim_models(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row per model of the model catalogue: its lifecycle dates and successor."""
+    models = sorted(inputs.catalogue.models.values(), key=lambda m: (m.provider, m.model))
+    return pa.table(
+        {
+            "provider": pa.array([m.provider for m in models], pa.string()),
+            "model": pa.array([m.model for m in models], pa.string()),
+            "deprecated_on": pa.array([m.deprecated_on for m in models], pa.date32()),
+            "retired_on": pa.array([m.retired_on for m in models], pa.date32()),
+            "successor": pa.array([m.successor for m in models], pa.string()),
         }
     )
 
@@ -267,6 +283,7 @@ def mart_build_info(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.T
 PYTHON_TABLES: tuple[PythonTable, ...] = (
     PythonTable("dim_prices", "before models", (), dim_prices),
     PythonTable("dim_policy", "before models", (), dim_policy),
+    PythonTable("dim_models", "before models", (), dim_models),
     PythonTable("dim_roles", "before models", (), dim_roles),
     PythonTable("dim_triggers", "before models", (), dim_triggers),
     PythonTable("dim_kpi_targets", "before models", (), dim_kpi_targets),

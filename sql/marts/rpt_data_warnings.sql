@@ -9,10 +9,12 @@
 -- unknown_trigger    role/escalation_trigger  escalated calls whose trigger is not one of the role's
 -- unattributed_trigger role/escalation_trigger escalated calls of the policy's unresolved trigger
 --                                             (their source does not record why; shown apart)
+-- retired_model      provider/model           calls made on or after the model's retirement date
+--                                             (dim_models; requests to it fail)
 -- duplicate_events   event type               extra copies landed by producer retries (counted once)
 -- rejected_events    kafka topic              messages dead-lettered (event_date = received_date)
 -- lake_freshness     event type               events landed for the day; last_ingested_at = max ingested_at
--- depends on: mart_daily_call_summary, fct_task_feedback, stg_rejected, dim_policy
+-- depends on: mart_daily_call_summary, fct_task_feedback, stg_rejected, dim_policy, dim_models
 with
 
 calls as (
@@ -29,6 +31,10 @@ rejected as (
 
 policy as (
     select * from dim_policy
+),
+
+models as (
+    select * from dim_models
 ),
 
 warnings as (
@@ -71,6 +77,16 @@ warnings as (
         max(last_ingested_at)
     from calls cross join policy
     where not is_known_trigger
+    group by all
+
+    union all
+    select calls.event_date, 'retired_model', calls.provider || '/' || calls.model,
+           sum(calls.calls), max(calls.last_ingested_at)
+    from calls
+    join models
+        on models.provider = calls.provider
+        and models.model = calls.model
+        and calls.event_date >= models.retired_on
     group by all
 
     union all
