@@ -29,6 +29,7 @@ HANDLERS = {
     "simulate": "pipeline.simulate.cli:run_cli",
     "consume": "pipeline.consumer:run_cli",
     "build": "pipeline.warehouse.cli:run_cli",
+    "compact": "pipeline.compaction:run_cli",
     "report": "pipeline.report:run_cli",
     "dq": "pipeline.dq:run_cli",
     "policy check": "pipeline.cli_policy:run_check_cli",
@@ -209,6 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rebuild everything from the lake (default: only changed event_date "
         "partitions when the price book, policy and models are unchanged)",
+    )
+
+    p = verbs.add_parser(
+        "compact", parents=[common], help="rewrite the lake's closed days into few files"
+    )
+    p.add_argument("--before", metavar="DATE", help="only days before DATE (YYYY-MM-DD)")
+    p.add_argument(
+        "--settle-hours",
+        type=float,
+        default=2.0,
+        help="a day is closed this long after its end, a file this long after it was written"
+        " (default 2)",
+    )
+    p.add_argument(
+        "--target-mb", type=float, default=128, help="input size a compacted file stops at"
     )
 
     p = verbs.add_parser("report", parents=[common], help="the daily report")

@@ -5,6 +5,8 @@ Layout::
     <lake>/llm_call/event_date=YYYY-MM-DD/<file>.parquet
     <lake>/task_feedback/event_date=YYYY-MM-DD/<file>.parquet
     <lake>/_rejected/received_date=YYYY-MM-DD/<file>.parquet
+    <lake>/_index/partitions/<topic>+<partition>+index.json   (where recovery looks)
+    <lake>/_index/compaction/                                (journals of pipeline.compaction)
 
 ``<file>`` is ``<topic>+<partition>+<first offset>+<last offset>`` (offsets zero-padded to 20
 digits): the name is derived from the Kafka offsets the file covers, never from event
@@ -38,6 +40,7 @@ import os
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,6 +76,7 @@ __all__ = [
     "partition_dir",
     "open_lake_dir",
     "write_table_atomic",
+    "write_parquet",
     "clean_temp_files",
     "fsync_path",
     "partition_files",
@@ -195,6 +199,17 @@ _DICTIONARY_COLUMNS = (
 _STATISTICS_COLUMNS = ("event_id", "occurred_at", "kafka_partition", "kafka_offset", "ingested_at")
 
 
+def write_parquet(table: pa.Table, sink: Any, *, compression: str = DEFAULT_COMPRESSION) -> None:
+    """Write ``table`` to the open file ``sink`` with the lake's encoding and statistics."""
+    pq.write_table(
+        table,
+        sink,
+        compression=compression,
+        use_dictionary=list(_DICTIONARY_COLUMNS),
+        write_statistics=list(_STATISTICS_COLUMNS),
+    )
+
+
 def write_table_atomic(
     table: pa.Table, path: Path, *, lake: Path | None = None, compression: str = DEFAULT_COMPRESSION
 ) -> None:
@@ -215,13 +230,7 @@ def write_table_atomic(
     dir_fd = open_lake_dir(root, parts, create=True)
     try:
         with atomic_write(name, dir_fd=dir_fd, temp_name=tmp) as fh:
-            pq.write_table(
-                table,
-                fh,
-                compression=compression,
-                use_dictionary=list(_DICTIONARY_COLUMNS),
-                write_statistics=list(_STATISTICS_COLUMNS),
-            )
+            write_parquet(table, fh, compression=compression)
     except FileExistsError:  # the temporary name is taken: a planted link, never followed
         raise LakeWriteError(
             "cannot write the lake: the temporary file name already exists (never followed)",

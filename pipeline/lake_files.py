@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import json
 import os
 import re
 import stat
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline._exceptions import LakeWriteError
-from pipeline.files import fsync_path
+from pipeline.files import atomic_write, fsync_path
 
 __all__ = [
     "EVENT_TABLES",
@@ -37,6 +39,9 @@ __all__ = [
     "open_lake_dir",
     "clean_temp_files",
     "partition_files",
+    "INDEX_DIR",
+    "read_partition_index",
+    "update_partition_index",
 ]
 
 EVENT_TABLES = ("llm_call", "task_feedback")
@@ -171,6 +176,25 @@ def _walk_partitions(lake: Path) -> Iterator[tuple[Path, int]]:
         os.close(root_fd)
 
 
+def _listed_partitions(lake: Path, dirs: Sequence[str]) -> Iterator[tuple[Path, int]]:
+    """Like :func:`_walk_partitions`, for the ``<table>/<partition>`` directories ``dirs``
+    only (missing ones skipped; a link inside the lake is never followed)."""
+    for relative in sorted(set(dirs)):
+        parts = relative.split("/")
+        try:
+            fd = open_lake_dir(lake, parts)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        try:
+            yield Path(lake).joinpath(*parts), fd
+        finally:
+            os.close(fd)
+
+
+def _partitions(lake: Path, dirs: Sequence[str] | None) -> Iterator[tuple[Path, int]]:
+    return _walk_partitions(lake) if dirs is None else _listed_partitions(lake, dirs)
+
+
 def _subdirs(dir_fd: int) -> list[str]:
     """Names of the real (not linked) directories in ``dir_fd``."""
     with os.scandir(dir_fd) as entries:
@@ -182,18 +206,25 @@ def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
         return list(entries)
 
 
-def clean_temp_files(lake: Path, *, topic: str | None = None, partition: int | None = None) -> int:
+def clean_temp_files(
+    lake: Path,
+    *,
+    topic: str | None = None,
+    partition: int | None = None,
+    dirs: Sequence[str] | None = None,
+) -> int:
     """Remove temporary files left by a process that died mid-write; returns how many.
 
     With ``topic`` and ``partition``, only the temporary files of that Kafka partition (so a
     consumer never removes a file another consumer of the group is writing right now).
-    Linked directories are not entered; a link named like a temporary file is removed (the
-    link, not what it points to).
+    ``dirs``: only these ``<table>/<partition>`` directories (relative to the lake), not
+    the whole lake. Linked directories are not entered; a link named like a temporary file
+    is removed (the link, not what it points to).
     """
     removed = 0
     # a writer's temporary name: .tmp-<32 hex>-<topic>+<partition>+<first>+<last>.parquet.partial
     owner = f"{topic}+{partition}+" if topic is not None and partition is not None else None
-    for _, part_fd in _walk_partitions(lake):
+    for _, part_fd in _partitions(lake, dirs):
         for entry in _entries(part_fd):
             if not entry.name.startswith(TEMP_PREFIX) or entry.is_dir(follow_symlinks=False):
                 continue
@@ -212,15 +243,18 @@ def _temp_target(name: str) -> str:
     return name[len(TEMP_PREFIX) :].partition("-")[2]
 
 
-def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, FileName]]:
-    """Every lake file (all tables, all days) written from one Kafka partition of ``topic``.
+def partition_files(
+    lake: Path, topic: str, partition: int, *, dirs: Sequence[str] | None = None
+) -> list[tuple[Path, FileName]]:
+    """Every lake file (all tables, all days) written from one Kafka partition of ``topic``;
+    with ``dirs``, those in these ``<table>/<partition>`` directories only.
 
     Regular files in real directories only: a symbolic link (to a directory or a file) is
     never followed, so nothing outside the lake is listed (and then read or deleted).
     """
     prefix = f"{topic}+{partition}+"
     out = []
-    for directory, part_fd in _walk_partitions(lake):
+    for directory, part_fd in _partitions(lake, dirs):
         for entry in _entries(part_fd):
             if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
                 continue
@@ -228,3 +262,89 @@ def partition_files(lake: Path, topic: str, partition: int) -> list[tuple[Path, 
             if name is not None and name.topic == topic and name.partition == partition:
                 out.append((directory / entry.name, name))
     return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))
+
+
+# -- the per-partition index ----------------------------------------------------------------
+#: Where the partition indexes live, relative to the lake (never a table the readers scan).
+INDEX_DIR = ("_index", "partitions")
+
+
+def _index_name(topic: str, partition: int) -> str:
+    # named like the partition's files (``<topic>+<partition>+``), so that the temporary
+    # file of a write cut short is the partition's to clean (:func:`clean_temp_files`)
+    return f"{topic}+{partition}+index.json"
+
+
+def read_partition_index(lake: Path, topic: str, partition: int) -> dict[str, int] | None:
+    """The index of one Kafka partition: ``<table>/<partition dir>`` (relative to the lake)
+    -> an upper bound of the last offsets of the partition's files in that directory.
+
+    Written ahead of every flush's files (:func:`update_partition_index`), so that every
+    file of the partition with ``last_offset >= C`` lies in a directory whose bound is
+    ``>= C``. None when there is no index (a lake written before indexes, or a partition
+    never flushed) or it is unreadable: then only a listing of the whole lake is complete.
+    """
+    try:
+        dir_fd = open_lake_dir(lake, INDEX_DIR)
+    except (OSError, LakeWriteError):
+        return None
+    try:
+        fd = os.open(
+            _index_name(topic, partition), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    try:
+        doc = json.loads(data)
+        bounds = doc["dirs"]
+        if doc.get("version") != 1 or not isinstance(bounds, dict):
+            return None
+        return {str(d): int(b) for d, b in bounds.items() if _is_index_dir(d)}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _is_index_dir(relative: object) -> bool:
+    if not isinstance(relative, str):
+        return False
+    table, _, part = relative.partition("/")
+    return table in (*EVENT_TABLES, REJECTED_TABLE) and "=" in part and "/" not in part
+
+
+def update_partition_index(
+    lake: Path, topic: str, partition: int, bounds: dict[str, int]
+) -> dict[str, int]:
+    """Raise the bounds of ``bounds``' directories in the partition's index (never lower one)
+    and write it atomically and durably; returns the index written.
+
+    Only the partition's owner writes its index (the consumer that flushes it, or its
+    recovery on assignment), so the read-merge-write needs no lock.
+    """
+    bad = [d for d in bounds if not _is_index_dir(d)]
+    if bad:
+        raise ValueError(f"not lake partition directories: {bad}")
+    merged = read_partition_index(lake, topic, partition) or {}
+    for relative, bound in bounds.items():
+        merged[relative] = max(bound, merged.get(relative, -1))
+    name = _index_name(topic, partition)
+    body = json.dumps(
+        {
+            "version": 1,
+            "topic": topic,
+            "partition": partition,
+            "dirs": dict(sorted(merged.items())),
+        },
+        indent=0,
+    ).encode()
+    dir_fd = open_lake_dir(lake, INDEX_DIR, create=True)
+    try:
+        temp = f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}.partial"
+        with atomic_write(name, dir_fd=dir_fd, temp_name=temp) as fh:
+            fh.write(body)
+    finally:
+        os.close(dir_fd)
+    return merged

@@ -19,6 +19,14 @@ without its dead letters reaching the DLQ (a crash between the two): its ``_reje
 are listed in :attr:`Recovery.redeliver` and the consumer dead-letters them again before
 reading on, so ``_rejected`` and the DLQ agree (an earlier flush of the partition finished
 its dead letters before the next one was written).
+
+What is listed: with a committed offset ``C`` and the partition's index
+(:func:`~pipeline.lake_files.read_partition_index`, written ahead of every flush's files),
+only the directories whose bound is ``>= C`` (today's, and those a recent flush wrote late
+events into): every file the rule above deletes or keeps straddling has
+``last_offset >= C``, so it is there. An assignment then costs the same on a year-old lake
+as on a day-old one. Without a committed offset or an index (a lake written before
+indexes), the whole lake is listed, and the index is written from what was found.
 """
 
 from __future__ import annotations
@@ -28,7 +36,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.lake_files import REJECTED_TABLE, FileName, clean_temp_files, partition_files
+from pipeline.lake_files import (
+    INDEX_DIR,
+    REJECTED_TABLE,
+    FileName,
+    clean_temp_files,
+    partition_files,
+    read_partition_index,
+    update_partition_index,
+)
 
 __all__ = ["Recovery", "recover_partition"]
 
@@ -47,6 +63,8 @@ class Recovery:
     straddling: list[FileName] = field(default_factory=list)
     # _rejected files of a kept flush that was never committed: to dead-letter again
     redeliver: list[Path] = field(default_factory=list)
+    # directories listed through the partition's index; None: the whole lake was listed
+    indexed_dirs: list[str] | None = None
 
 
 def _rows(path: Path) -> int:
@@ -63,8 +81,17 @@ def _rows(path: Path) -> int:
 def recover_partition(lake: Path, topic: str, partition: int, committed: int | None) -> Recovery:
     """Make the lake files of (``topic``, ``partition``) agree with ``committed``."""
     result = Recovery(partition, committed, None)
-    result.temp_removed = clean_temp_files(lake, topic=topic, partition=partition)
-    files = partition_files(lake, topic, partition)
+    index = read_partition_index(lake, topic, partition) if committed is not None else None
+    if index is not None and committed is not None:
+        dirs = sorted(d for d, bound in index.items() if bound >= committed)
+        result.indexed_dirs = dirs
+        result.temp_removed = clean_temp_files(
+            lake, topic=topic, partition=partition, dirs=[*dirs, "/".join(INDEX_DIR)]
+        )
+        files = partition_files(lake, topic, partition, dirs=dirs)
+    else:
+        result.temp_removed = clean_temp_files(lake, topic=topic, partition=partition)
+        files = partition_files(lake, topic, partition)
     if committed is None:
         by_name: dict[FileName, list[Path]] = defaultdict(list)
         for path, name in files:
@@ -98,4 +125,11 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
             resume,
         )
         result.position = resume
+    if index is None:  # listed in full: index what is kept, so that the next one need not
+        kept: dict[str, int] = {}
+        for path, name in files:
+            if name.first_offset < committed:
+                relative = f"{path.parent.parent.name}/{path.parent.name}"
+                kept[relative] = max(name.last_offset, kept.get(relative, -1))
+        update_partition_index(lake, topic, partition, kept)
     return result

@@ -2,6 +2,10 @@
 
 One flush of partition ``p`` covering offsets ``[first, last]``:
 
+0. makes sure the partition's index (:func:`pipeline.lake_files.update_partition_index`)
+   bounds every directory it is about to write with at least ``last`` (rewritten ahead of
+   the files when it does not, with headroom so that this happens about once in
+   :data:`INDEX_HEADROOM_FLUSHES` flushes), so that recovery lists only those directories;
 1. writes one Parquet file per (table, day) touched, all named
    ``<topic>+<p>+<first>+<last>.parquet`` (:func:`pipeline.lake.write_table_atomic`:
    temporary name, fsync, rename, directory fsync);
@@ -39,6 +43,7 @@ from pipeline.lake import (
     partition_dir,
     write_table_atomic,
 )
+from pipeline.lake_files import update_partition_index
 from pipeline.settings import Settings
 
 __all__ = ["RawBatch", "Flushed", "Sink", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
@@ -46,6 +51,8 @@ __all__ = ["RawBatch", "Flushed", "Sink", "DeadLetter", "DLQ_MAX_REQUEST_BYTES"]
 log = logging.getLogger(__name__)
 
 _TS = pa.timestamp("us", tz="UTC")
+#: An index bound is raised to ``last`` plus this many flushes of the current size.
+INDEX_HEADROOM_FLUSHES = 64
 
 
 @dataclass(slots=True)
@@ -90,6 +97,8 @@ class Sink:
         self.max_buffer_bytes = max_buffer_bytes
         self._dead_letter = dead_letter
         self._buffers: dict[int, _Buffer] = {}
+        # partition -> its index as last written or read here (bounds only ever grow)
+        self._index: dict[int, dict[str, int]] = {}
         self._pool = ThreadPoolExecutor(write_threads, thread_name_prefix="lake-write")
 
     # -- intake -----------------------------------------------------------------------------
@@ -154,6 +163,7 @@ class Sink:
         """Drop buffered messages (their offsets were not committed; they will be re-read)."""
         for p in partitions:
             self._buffers.pop(p, None)
+            self._index.pop(p, None)  # the next owner may write it: read it again
 
     def redeliver(self, paths: Iterable[Path]) -> int:
         """Dead-letter again the rejects of ``_rejected`` files whose flush was never
@@ -189,8 +199,29 @@ class Sink:
         then each one's dead letters; a partition is reported only after both."""
         started = time.monotonic()
         planned = [(p, *self._plan(p)) for p in partitions]
+        for p, jobs, _ in planned:
+            self._index_ahead(p, [path for _, path in jobs])
         self._write_all([job for _, jobs, _ in planned for job in jobs])
         return [self._finish(p, len(jobs), landed, started) for p, jobs, landed in planned]
+
+    def _index_ahead(self, partition: int, paths: list[Path]) -> None:
+        """Bound the directories of ``paths`` in the partition's index before they are written."""
+        buf = self._buffers[partition]
+        known = self._index.get(partition, {})
+        dirs = {f"{p.parent.parent.name}/{p.parent.name}" for p in paths}
+        short = [d for d in dirs if known.get(d, -1) < buf.last]
+        if not short:
+            return
+        bound = buf.last + (buf.last - buf.first + 1) * INDEX_HEADROOM_FLUSHES
+        try:
+            self._index[partition] = update_partition_index(
+                self.lake, self.topic, partition, {d: bound for d in short}
+            )
+        except OSError as exc:
+            raise LakeWriteError(
+                f"cannot write the lake's index: {exc.strerror or exc}",
+                path=getattr(exc, "filename", None),
+            ) from None
 
     def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, Path]], int]:
         """The files one flush of ``partition`` writes, and how many valid rows they hold."""

@@ -4,6 +4,10 @@ The staging models read the lake through these temporary views, registered by th
 the lake's finished files (a writer's temporary files are skipped), or as empty tables of the
 lake schema when a table has no files yet. An incremental build registers only the changed
 partitions' files of the event tables.
+
+A file whose offset range lies inside another's of the same Kafka partition in the same
+directory is covered by it and not read: during a compaction (:mod:`pipeline.compaction`)
+the new file is renamed in before its inputs are removed.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX
+from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, FileName
 from pipeline.warehouse.duckdb_helpers import create_from_arrow, parquet_literal, sql_str
 
 __all__ = ["LAKE_VIEWS", "SOURCES", "LakeFile", "lake_files", "lake_views_sql", "register_lake"]
@@ -58,8 +62,27 @@ def lake_files(lake: Path) -> dict[str, list[LakeFile]]:
                     table, path.parent.name.split("=", 1)[1], path, stat.st_size, stat.st_mtime_ns
                 )
             )
-        found[table] = files
+        found[table] = _uncovered(files)
     return found
+
+
+def _uncovered(files: list[LakeFile]) -> list[LakeFile]:
+    """``files`` less those whose offsets another file of their directory and Kafka partition
+    covers (a compacted file and its inputs, until they are removed)."""
+    named = [(f, FileName.parse(f.path.name)) for f in files]
+    groups: dict[tuple[str, str, int], list[tuple[int, int, LakeFile]]] = defaultdict(list)
+    for f, name in named:
+        if name is not None:
+            key = (f.partition, name.topic, name.partition)
+            groups[key].append((name.first_offset, name.last_offset, f))
+    covered: set[Path] = set()
+    for ranges in groups.values():
+        reach = -1
+        for _first, last, f in sorted(ranges, key=lambda r: (r[0], -r[1])):
+            if last <= reach:
+                covered.add(f.path)
+            reach = max(reach, last)
+    return [f for f in files if f.path not in covered] if covered else files
 
 
 def lake_views_sql(
