@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                 # the full sizes (1M events, 10M-event lake)
     .venv/bin/python bench/run.py --quick         # a fast smoke pass with small sizes
     .venv/bin/python bench/run.py --only ingest,producer --events 200000
+    .venv/bin/python bench/run.py --only collect --collect-lines 200000
 
 Prints ONE JSON document on stdout and writes it to bench/results.json (``--output``);
 progress goes to stderr. Each figure has its value(s), its goal, ``met`` and the exact command
@@ -26,8 +27,13 @@ if __package__ in (None, ""):
 
 from bench.common import REPO_ROOT, log, machine, private_broker, settings_for  # noqa: E402
 
-FIGURES = ("producer", "ingest", "scale_out", "build")
-QUICK = {"events": 50_000, "producer_events": 20_000, "lake_events": 300_000}
+FIGURES = ("producer", "ingest", "scale_out", "build", "collect")
+QUICK = {
+    "events": 50_000,
+    "producer_events": 20_000,
+    "lake_events": 300_000,
+    "collect_lines": 20_000,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         help="events of the generated 30-day lake for build (default 10M)",
     )
     parser.add_argument(
+        "--collect-lines",
+        type=int,
+        default=200_000,
+        help="transcript lines of the generated Claude Code tree for collect (default 200k)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"small sizes for a smoke run ({QUICK})"
     )
     parser.add_argument(
@@ -72,10 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.events, args.producer_events, args.lake_events = (
+        args.events, args.producer_events, args.lake_events, args.collect_lines = (
             QUICK["events"],
             QUICK["producer_events"],
             QUICK["lake_events"],
+            QUICK["collect_lines"],
         )
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]
@@ -91,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--events {args.events}",
             f"--producer-events {args.producer_events}",
             f"--lake-events {args.lake_events}",
+            f"--collect-lines {args.collect_lines}",
         ]
     )
     doc: dict = {
@@ -107,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             "events": args.events,
             "producer_events": args.producer_events,
             "lake_events": args.lake_events,
+            "collect_lines": args.collect_lines,
         },
         "figures": {},
     }
     figures = doc["figures"]
     started = time.perf_counter()
     try:
-        if any(f in only for f in ("producer", "ingest", "scale_out")):
+        if any(f in only for f in ("producer", "ingest", "scale_out", "collect")):
             with private_broker(workdir) as broker:
                 if "producer" in only:
                     from bench.producer import run_producer
@@ -140,6 +155,15 @@ def main(argv: list[str] | None = None) -> int:
                         figures["ingest"], figures["memory"] = ingest, memory
                     if "scale_out" in only:
                         figures["scale_out"] = run_scale_out(settings, workdir, args.events)
+                if "collect" in only:
+                    from bench.collect import run_collect
+
+                    figures["collect"] = run_collect(
+                        settings_for(broker, "bench-collect", workdir),
+                        workdir,
+                        args.collect_lines,
+                        rounds=args.rounds,
+                    )
         if "build" in only:
             from bench.build import run_build
 

@@ -158,7 +158,7 @@ class _Progress:
 
 def _identifier(text: str) -> str:
     """A contract identifier from transcript text: printable, at most 128 characters."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
+    clean = text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
     return clean[:128] or "?"
 
 
