@@ -35,6 +35,7 @@ HANDLERS = {
     "policy check": "pipeline.cli_policy:run_check_cli",
     "policy route": "pipeline.cli_policy:run_route_cli",
     "collect claude-code": "pipeline.collect.cli:run_claude_code_cli",
+    "collect http": "pipeline.collect.http_server:run_http_cli",
 }
 
 # CLI option -> Settings field; every verb takes these. No option for the SASL password (a
@@ -298,6 +299,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file's last call is sent once the file was idle this long (default 5)",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress line")
+
+    q = collect_verbs.add_parser(
+        "http",
+        parents=[common],
+        help="an HTTP endpoint for OpenTelemetry (OTLP/HTTP), LiteLLM and contract events",
+    )
+    q.add_argument(
+        "--listen",
+        default="127.0.0.1:4318",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:4318, the OTLP/HTTP port; port 0: any)",
+    )
+    q.add_argument(
+        "--sources", metavar="PATH", help="source mapping file (default schemas/sources.yaml)"
+    )
+    q.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=16.0,
+        help="largest request body, after gzip (default 16 MB; larger: 413)",
+    )
+    q.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for the broker's acknowledgement before answering 503 (default 10)",
+    )
+    q.add_argument("--port-file", metavar="PATH", help="write the bound port to PATH")
     return parser
 
 

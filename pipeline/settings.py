@@ -136,6 +136,16 @@ class Settings(BaseSettings):
         description="seconds a dead letter is retried on transient errors before a reduced "
         "dead letter is sent instead (the whole message stays in _rejected)",
     )
+    collect_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("MODELMETER_COLLECT_TOKEN", "collect_token"),
+        description="bearer token `collect http` requires of senders; unset = none required",
+    )
+    collect_token_file: Path | None = Field(
+        None,
+        validation_alias=_env("MODELMETER_COLLECT_TOKEN_FILE", "collect_token_file"),
+        description="a file holding that token (instead of MODELMETER_COLLECT_TOKEN)",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", validation_alias=_env("MODELMETER_LOG_FORMAT", "log_format")
     )

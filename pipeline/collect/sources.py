@@ -6,10 +6,12 @@ Claude Code transcripts the known record types and the role hints (docs/sources.
     mapping = load_sources("schemas/sources.yaml")     # ConfigError names file:line: field
     mapping.provider_of("glm-4.5")                     # 'zai'
     mapping.claude_code.agent_types["Plan"]            # 'architect'
+    mapping.otel.role_attributes                       # ('modelmeter.role', ...)
 
 Read with :func:`pipeline.config_files.read_yaml` (no aliases, no duplicate keys, bounded
-size). Sections other than ``providers`` and ``claude_code`` belong to other collectors and
-are not read here.
+size). ``providers`` and ``claude_code`` are required; ``otel`` and ``litellm`` (the
+sections of ``collect http``) are optional here and required by that collector
+(:meth:`SourceMapping.require`). Other sections are not read here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ from typing import Any
 from pipeline._exceptions import ConfigError
 from pipeline.config_files import YamlDocument, read_yaml
 
-__all__ = ["UNKNOWN_PROVIDER", "ClaudeCodeMapping", "SourceMapping", "load_sources"]
+__all__ = [
+    "UNKNOWN_PROVIDER",
+    "ClaudeCodeMapping",
+    "OtelMapping",
+    "LiteLLMMapping",
+    "SourceMapping",
+    "load_sources",
+    "OTEL_FIELDS",
+]
 
 #: The provider of a model no prefix matches (reported unpriced, never dropped).
 UNKNOWN_PROVIDER = "unknown"
@@ -45,6 +55,40 @@ class ClaudeCodeMapping:
         return None
 
 
+#: The fields of a GenAI span or event whose attribute names ``otel.attributes`` lists.
+OTEL_FIELDS = (
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OtelMapping:
+    """The ``otel`` section (OpenTelemetry logs and spans of ``collect http``)."""
+
+    role_attributes: tuple[str, ...]
+    roles: dict[str, str]
+    claude_code_events: frozenset[str]
+    call_operations: frozenset[str]
+    attributes: dict[str, tuple[str, ...]]  # a field of OTEL_FIELDS -> attribute names
+    provider_names: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LiteLLMMapping:
+    """The ``litellm`` section (LiteLLM proxy's generic API logger, ``collect http``)."""
+
+    role_tag_prefix: str
+    task_tag_prefix: str
+    teams: dict[str, str]
+    key_aliases: dict[str, str]
+    provider_names: dict[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class SourceMapping:
     """A validated source mapping file."""
@@ -52,6 +96,14 @@ class SourceMapping:
     path: str
     providers: tuple[tuple[str, str], ...]
     claude_code: ClaudeCodeMapping
+    otel: OtelMapping | None = None
+    litellm: LiteLLMMapping | None = None
+
+    def require(self, *sections: str) -> None:
+        """ConfigError naming the file when one of the optional ``sections`` is missing."""
+        for section in sections:
+            if getattr(self, section) is None:
+                raise ConfigError(f"{self.path}: {section}: required section missing")
 
     def provider_of(self, model: str) -> str:
         """The provider of the first prefix ``model`` starts with, else ``unknown``."""
@@ -153,4 +205,66 @@ def load_sources(path: str | Path) -> SourceMapping:
         projects=tuple(projects),
         models=r.names(roles.get("models"), (*roles_at, "models")),
     )
-    return SourceMapping(path=str(path), providers=tuple(providers), claude_code=mapping)
+    return SourceMapping(
+        path=str(path),
+        providers=tuple(providers),
+        claude_code=mapping,
+        otel=_otel(r, doc.data["otel"]) if "otel" in doc.data else None,
+        litellm=_litellm(r, doc.data["litellm"]) if "litellm" in doc.data else None,
+    )
+
+
+def _text_list(r: _Reader, value: Any, at: tuple[str | int, ...]) -> tuple[str, ...]:
+    return tuple(r.text(v, (*at, i)) for i, v in enumerate(r.items(value, at)))
+
+
+def _otel(r: _Reader, value: Any) -> OtelMapping:
+    at: tuple[str | int, ...] = ("otel",)
+    keys = {
+        "role_attributes",
+        "roles",
+        "claude_code_events",
+        "call_operations",
+        "attributes",
+        "provider_names",
+    }
+    section = r.mapping(value, at, keys)
+    for key in ("role_attributes", "claude_code_events", "attributes"):
+        if not section.get(key):
+            raise r.fail((*at, key), "required and not empty")
+    attributes_at = (*at, "attributes")
+    raw = r.mapping(section["attributes"], attributes_at, set(OTEL_FIELDS))
+    attributes = {}
+    for name in OTEL_FIELDS:
+        names = _text_list(r, raw.get(name), (*attributes_at, name))
+        if not names:
+            raise r.fail((*attributes_at, name), "a non-empty list of attribute names is required")
+        attributes[name] = names
+    return OtelMapping(
+        role_attributes=_text_list(r, section["role_attributes"], (*at, "role_attributes")),
+        roles=r.names(section.get("roles"), (*at, "roles")),
+        claude_code_events=frozenset(
+            _text_list(r, section["claude_code_events"], (*at, "claude_code_events"))
+        ),
+        call_operations=frozenset(
+            _text_list(r, section.get("call_operations"), (*at, "call_operations"))
+        ),
+        attributes=attributes,
+        provider_names=r.names(section.get("provider_names"), (*at, "provider_names")),
+    )
+
+
+def _litellm(r: _Reader, value: Any) -> LiteLLMMapping:
+    at: tuple[str | int, ...] = ("litellm",)
+    keys = {"role_tag_prefix", "task_tag_prefix", "teams", "key_aliases", "provider_names"}
+    section = r.mapping(value, at, keys)
+    for key in ("role_tag_prefix", "task_tag_prefix"):
+        if key not in section:
+            raise r.fail((*at, key), "required")
+    return LiteLLMMapping(
+        role_tag_prefix=r.text(section["role_tag_prefix"], (*at, "role_tag_prefix")),
+        task_tag_prefix=r.text(section["task_tag_prefix"], (*at, "task_tag_prefix")),
+        teams=r.names(section.get("teams"), (*at, "teams")),
+        key_aliases=r.names(section.get("key_aliases"), (*at, "key_aliases")),
+        provider_names=r.names(section.get("provider_names"), (*at, "provider_names")),
+    )
