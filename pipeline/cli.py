@@ -30,10 +30,12 @@ HANDLERS = {
     "consume": "pipeline.consumer:run_cli",
     "build": "pipeline.warehouse.cli:run_cli",
     "compact": "pipeline.compaction:run_cli",
+    "alerts": "pipeline.alerts:run_cli",
     "report": "pipeline.report:run_cli",
     "dq": "pipeline.dq:run_cli",
     "policy check": "pipeline.cli_policy:run_check_cli",
     "policy route": "pipeline.cli_policy:run_route_cli",
+    "policy diff": "pipeline.cli_policy:run_diff_cli",
     "collect claude-code": "pipeline.collect.cli:run_claude_code_cli",
     "collect http": "pipeline.collect.http_server:run_http_cli",
 }
@@ -79,6 +81,7 @@ SETTING_OPTIONS = {
     ),
     "--prices": ("prices", "price book CSV (MODELMETER_PRICES, default schemas/prices.csv)"),
     "--models": ("models", "model catalogue (MODELMETER_MODELS, default schemas/models.yaml)"),
+    "--budgets": ("budgets", "monthly budgets (MODELMETER_BUDGETS, default schemas/budgets.yaml)"),
     "--bootstrap-timeout": (
         "kafka_bootstrap_timeout",
         "seconds to reach Kafka at start before exit 2 (MODELMETER_BOOTSTRAP_TIMEOUT, default 30)",
@@ -228,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--target-mb", type=float, default=128, help="input size a compacted file stops at"
     )
 
+    p = verbs.add_parser(
+        "alerts",
+        parents=[common],
+        help="budgets, KPIs and data warnings that need attention (exit 1 when any)",
+    )
+    p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--only", metavar="KINDS", help="comma-separated among budget, kpi, data (default all)"
+    )
+
     p = verbs.add_parser("report", parents=[common], help="the daily report")
     p.add_argument("--date", help="YYYY-MM-DD (default yesterday UTC)")
     p.add_argument("--format", choices=["text", "markdown", "html", "json"], default="text")
@@ -269,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a task signal, e.g. services_affected=3 or security_sensitive=true",
     )
+    q.add_argument("--task-id", help="the task: a canary assigns its version by task id")
+    q.add_argument("--date", help="the task's UTC day, YYYY-MM-DD (default today)")
+    q = policy_verbs.add_parser(
+        "diff", parents=[common], help="print what changed between two policy files"
+    )
+    q.add_argument("path_a", metavar="A", help="the old policy file")
+    q.add_argument("path_b", metavar="B", help="the new policy file")
 
     p = verbs.add_parser("collect", help="collect usage that other tools record, to Kafka")
     collect_verbs = p.add_subparsers(dest="collect_verb", metavar="SOURCE", required=True)
@@ -299,7 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file's last call is sent once the file was idle this long (default 5)",
     )
     q.add_argument("--no-progress", action="store_true", help="no progress line")
-
     q = collect_verbs.add_parser(
         "http",
         parents=[common],

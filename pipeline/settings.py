@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         validation_alias=_env("MODELMETER_MODELS", "models"),
         description="the model catalogue: lifecycle dates and successors",
     )
+    budgets: Path = Field(
+        default_factory=lambda: default_data_file("budgets.yaml"),
+        validation_alias=_env("MODELMETER_BUDGETS", "budgets"),
+        description="monthly budgets: total, per role, per model",
+    )
 
     # -- operations -------------------------------------------------------------------------
     kafka_bootstrap_timeout: float = Field(

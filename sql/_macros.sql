@@ -41,14 +41,18 @@ create or replace macro token_cost(
     )
 );
 
--- 'met', 'missed' or 'no_data' for a KPI value against its target (bounds may be NULL = none).
+-- The status of a KPI value against its target (bounds may be NULL = none): 'met' inside the
+-- band; outside a range target (both bounds set) 'below_range' or 'above_range'; outside a
+-- one-sided target 'missed'; 'no_data' for no value. pipeline.policy.KpiTarget.status agrees.
 create or replace macro kpi_status(actual, target_min, target_max, min_inclusive, max_inclusive) as (
     case
         when actual is null then 'no_data'
         when target_min is not null
-            and (actual < target_min or (actual = target_min and not min_inclusive)) then 'missed'
+            and (actual < target_min or (actual = target_min and not min_inclusive))
+            then case when target_max is not null then 'below_range' else 'missed' end
         when target_max is not null
-            and (actual > target_max or (actual = target_max and not max_inclusive)) then 'missed'
+            and (actual > target_max or (actual = target_max and not max_inclusive))
+            then case when target_min is not null then 'above_range' else 'missed' end
         else 'met'
     end
 );

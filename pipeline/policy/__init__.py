@@ -18,6 +18,7 @@ verbs are in :mod:`pipeline.cli_policy`.
 from pipeline.policy.load import PolicySource, build_policy, load_policy
 from pipeline.policy.model import (
     KPI_IDS,
+    MISSED_STATUSES,
     UNRESOLVED_ROLE,
     UNRESOLVED_TRIGGER,
     Decision,
@@ -35,6 +36,7 @@ from pipeline.policy.roi import RoiInputs, RoiProjection, roi_projection
 
 __all__ = [
     "KPI_IDS",
+    "MISSED_STATUSES",
     "Decision",
     "KpiTarget",
     "ModelRef",

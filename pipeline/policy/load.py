@@ -11,6 +11,7 @@ the same :class:`PolicySource`); here it only has to be a mapping.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valida
 
 from pipeline._exceptions import PolicyError
 from pipeline.config_files import read_yaml
+from pipeline.policy.canary import build_canary
 from pipeline.policy.model import (
     KPI_IDS,
     UNRESOLVED_ROLE,
@@ -116,6 +118,8 @@ class _PolicySpec(Strict):
     unresolved: _UnresolvedSpec = _UnresolvedSpec()
     # the simulator's traffic profile: read by pipeline.simulate.profile, not here
     simulation: dict[str, Any] | None = None
+    # a candidate version on a share of tasks: checked by pipeline.policy.canary
+    canary: dict[str, Any] | None = None
 
 
 _Path = tuple[str | int, ...]
@@ -299,7 +303,7 @@ def build_policy(src: PolicySource) -> Policy:
     if missing:
         raise src.error(f"missing KPI targets: {', '.join(missing)}", ("kpi_targets",))
 
-    return Policy(
+    policy = Policy(
         version=spec.version,
         models={n: ModelRef(m.provider, n) for n, m in spec.models.items()},
         default_model=default,
@@ -317,6 +321,8 @@ def build_policy(src: PolicySource) -> Policy:
         unresolved_trigger=unresolved.trigger,
         path=src.path,
     )
+    canary = build_canary(src, policy)
+    return policy if canary is None else dataclasses.replace(policy, canary=canary)
 
 
 def _data_path(data: object, loc: Sequence[str | int]) -> _Path:

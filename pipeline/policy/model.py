@@ -12,6 +12,7 @@ file; everything here is pure.
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from pipeline.policy.roi import RoiInputs
 
 __all__ = [
     "KPI_IDS",
+    "KpiStatus",
+    "MISSED_STATUSES",
     "Decision",
     "KpiTarget",
     "ModelRef",
@@ -36,6 +39,10 @@ __all__ = [
     "parse_signals",
     "route",
 ]
+
+#: a KPI's status against its target: every value but ``met`` and ``no_data`` is a miss
+KpiStatus = Literal["met", "missed", "below_range", "above_range", "no_data"]
+MISSED_STATUSES = frozenset({"missed", "below_range", "above_range"})
 
 #: the ``unresolved`` ids of a policy file that does not set them (schemas/routing_policy.yaml)
 UNRESOLVED_ROLE = "unassigned"
@@ -159,18 +166,21 @@ class KpiTarget:
     max_inclusive: bool = True
     description: str = ""
 
-    def status(self, actual: Decimal | int | None) -> Literal["met", "missed", "no_data"]:
-        """``met`` when ``actual`` is inside the band, ``missed`` outside, ``no_data`` for None."""
+    def status(self, actual: Decimal | int | None) -> KpiStatus:
+        """``met`` when ``actual`` is inside the band; outside a range target (both bounds)
+        ``below_range`` or ``above_range``; outside a one-sided target ``missed``; ``no_data``
+        for None. The SQL macro ``kpi_status`` (sql/_macros.sql) says the same."""
         if actual is None:
             return "no_data"
+        ranged = self.min is not None and self.max is not None
         if self.min is not None and (
             actual < self.min or (actual == self.min and not self.min_inclusive)
         ):
-            return "missed"
+            return "below_range" if ranged else "missed"
         if self.max is not None and (
             actual > self.max or (actual == self.max and not self.max_inclusive)
         ):
-            return "missed"
+            return "above_range" if ranged else "missed"
         return "met"
 
     def __str__(self) -> str:
@@ -180,6 +190,21 @@ class KpiTarget:
         if self.max is not None:
             parts.append(f"{'<=' if self.max_inclusive else '<'} {self.max}")
         return " and ".join(parts) or "any"
+
+
+@dataclass(frozen=True, slots=True)
+class Canary:
+    """A candidate policy version routing a share of tasks (docs/policy.md, "Canary").
+
+    ``rules`` are the candidate's differences: trigger id -> the rule it uses instead.
+    Which tasks it routes: :func:`pipeline.policy.canary.assign_version`.
+    """
+
+    version: str
+    share: Decimal  # ratio in (0, 1]
+    start: dt.date | None = None  # first UTC day it routes tasks; None = from the start
+    rules: dict[str, Rule] = field(default_factory=dict)
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +225,8 @@ class Policy:
     unresolved_role: str = UNRESOLVED_ROLE
     unresolved_trigger: str = UNRESOLVED_TRIGGER
     path: str | None = None
+    #: a candidate version on a share of tasks (``canary:`` section); None = no canary
+    canary: Canary | None = None
 
     def triggers(self) -> list[tuple[str, Trigger]]:
         """Every (role name, trigger), in policy order."""

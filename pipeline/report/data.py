@@ -28,12 +28,14 @@ from pipeline._exceptions import NoDataError, WarehouseError
 from pipeline.report.figures import (
     SCHEMA_VERSION,
     TREND_DAYS,
+    BudgetRow,
     DailyReport,
     DataWarnings,
     EscalationRow,
     Headline,
     KpiRow,
     ModelRow,
+    PolicyVersions,
     RetiredModelCalls,
     Roi,
     RoleModelCost,
@@ -147,7 +149,15 @@ def _load(con: duckdb.DuckDBPyConnection, path: Path, day: dt.date) -> DailyRepo
         roi=_roi(month_start, headline.mtd_cost_reduction_pct, policy),
         trend=_trend(con, day),
         warnings=_warnings(con, day),
+        policy_versions=_policy_versions(con, day),
+        budgets=_budgets(con, day),
     )
+
+
+def _policy_versions(con: duckdb.DuckDBPyConnection, day: dt.date) -> PolicyVersions | None:
+    from pipeline.report.policy_versions import load_policy_versions
+
+    return load_policy_versions(con, day)
 
 
 def _kpis(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[KpiRow, ...]:
@@ -357,6 +367,19 @@ def _splitter(
         return left, right
 
     return split
+
+
+def _budgets(con: duckdb.DuckDBPyConnection, day: dt.date) -> tuple[BudgetRow, ...]:
+    rows = _rows(
+        con,
+        """
+            select budget, monthly_budget_usd, mtd_spend_usd, projected_usd, days_left, status
+            from mart_budget_status where event_date = ?
+            order by case status when 'over' then 0 when 'projected_over' then 1 else 2 end,
+                     budget""",
+        [day],
+    )
+    return tuple(BudgetRow(**r) for r in rows)
 
 
 def _warnings(con: duckdb.DuckDBPyConnection, day: dt.date) -> DataWarnings:

@@ -25,6 +25,11 @@ __all__ = [
     "UnknownTrigger",
     "DataWarnings",
     "RetiredModelCalls",
+    "BudgetRow",
+    "VersionRow",
+    "VersionDifference",
+    "VersionComparison",
+    "PolicyVersions",
     "find_kpi",
 ]
 
@@ -168,6 +173,18 @@ class UnknownTrigger:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRow:
+    """One monthly budget on the report day (mart_budget_status)."""
+
+    budget: str  # total, role:<role>, model:<provider>/<model>
+    monthly_budget_usd: Decimal
+    mtd_spend_usd: Decimal
+    projected_usd: Decimal
+    days_left: int
+    status: str  # ok | projected_over | over
+
+
+@dataclass(frozen=True, slots=True)
 class RetiredModelCalls:
     provider: str
     model: str
@@ -209,6 +226,65 @@ class DataWarnings:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionRow:
+    """One policy version's figures over the comparison window (mart_policy_versions)."""
+
+    policy_version: str
+    is_baseline: bool
+    tasks: int
+    calls: int
+    unpriced_calls: int
+    priced_tasks: int  # tasks whose every call is priced: the cost per task is over these
+    cost_usd: Decimal | None
+    cost_per_task_usd: Decimal | None
+    escalated_tasks: int
+    escalation_rate: Decimal | None
+    escalated_tasks_with_verdict: int
+    false_positives: int
+    false_positive_rate: Decimal | None
+    satisfaction_responses: int
+    satisfaction_avg: Decimal | None
+    reviews: int
+    review_consistency: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionDifference:
+    """candidate - baseline, with its 95 % confidence interval (None: not computable)."""
+
+    estimate: Decimal | None
+    low: Decimal | None
+    high: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionComparison:
+    candidate: str
+    baseline: str
+    cost_per_task_usd: VersionDifference  # USD
+    cost_per_task_change: VersionDifference  # ratio: candidate / baseline - 1
+    escalation_rate: VersionDifference
+    false_positive_rate: VersionDifference
+    satisfaction: VersionDifference
+    review_consistency: VersionDifference
+    verdict: str  # the plain sentence
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersions:
+    """The report month's policy versions side by side (docs/report.md)."""
+
+    month: dt.date
+    window_start: dt.date
+    window_end: dt.date
+    concurrent: bool  # the versions ran on the same days (a canary), not one after the other
+    baseline_version: str
+    versions: tuple[VersionRow, ...]
+    comparisons: tuple[VersionComparison, ...]
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
 class DailyReport:
     date: dt.date
     policy_version: str | None
@@ -226,6 +302,10 @@ class DailyReport:
     trend: tuple[TrendPoint, ...]  # TREND_DAYS days ending at `date`, one point per day
     warnings: DataWarnings
     schema_version: int = field(default=SCHEMA_VERSION)
+    # the month's policy versions compared; None when the month has one version
+    policy_versions: PolicyVersions | None = None
+    # the monthly budgets on the report day (schemas/budgets.yaml); () when none are set
+    budgets: tuple[BudgetRow, ...] = ()
 
     def kpi(self, name: str) -> KpiRow | None:
         """The row of KPI ``name``; None when the policy sets no target for it."""

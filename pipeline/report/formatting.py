@@ -48,6 +48,7 @@ __all__ = [
     "model_grid",
     "kpi_grid",
     "escalation_grid",
+    "budget_grid",
     "roi_lines",
     "headline_sentence",
     "cost_reduction_target",
@@ -59,7 +60,17 @@ NA = "n/a"
 CENT = Decimal("0.01")
 TENTH = Decimal("0.1")
 
-STATUS_WORDS = {"met": "met", "missed": "missed", "no_data": "no data"}
+STATUS_WORDS = {
+    "met": "met",
+    "missed": "missed",
+    "below_range": "below range",
+    "above_range": "above range",
+    "no_data": "no data",
+    # budgets
+    "ok": "ok",
+    "projected_over": "projected over",
+    "over": "over budget",
+}
 
 KPI_TITLES = {
     "cost_reduction_pct": "Cost reduction vs all-Claude",
@@ -369,6 +380,28 @@ def kpi_grid(report: DailyReport, esc: Escape = visible) -> Grid:
         ],
         numeric=(1, 2, 4),
         status=(3, 5),
+    )
+
+
+def budget_grid(report: DailyReport, esc: Escape = visible) -> Grid:
+    """The monthly budgets on the report day: spent, projected to month end, status."""
+    return _grid(
+        "Budgets (month to date, projected to month end)",
+        ["budget", "monthly budget", "spent", "projected", "days left", "status"],
+        [
+            [
+                esc(b.budget),
+                usd(b.monthly_budget_usd),
+                usd(b.mtd_spend_usd),
+                usd(b.projected_usd),
+                integer(b.days_left),
+                b.status,
+            ]
+            for b in report.budgets
+        ],
+        numeric=(1, 2, 3, 4),
+        status=(5,),
+        empty="no budgets set (schemas/budgets.yaml)",
     )
 
 

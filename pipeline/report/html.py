@@ -19,7 +19,7 @@ __all__ = ["render_html"]
 
 _CSS = """
 :root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --bg: #ffffff; --card: #f6f8fa;
-        --met: #1a7f37; --missed: #cf222e; --nodata: #9a6700; }
+        --met: #1a7f37; --missed: #cf222e; --above: #8250df; --nodata: #9a6700; }
 * { box-sizing: border-box; }
 body { margin: 0 auto; max-width: 1040px; padding: 24px; color: var(--fg); background: var(--bg);
        font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
@@ -42,7 +42,16 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .status-met::before { content: "\\2714\\FE0E  "; }
 .status-missed { color: var(--missed); }
 .status-missed::before { content: "\\2716\\FE0E  "; }
+.status-below_range { color: var(--missed); }
+.status-below_range::before { content: "\\25BC\\FE0E  "; }
+.status-above_range { color: var(--above); }
+.status-above_range::before { content: "\\25B2\\FE0E  "; }
 .status-no_data { color: var(--nodata); }
+.status-ok { color: var(--met); }
+.status-projected_over { color: var(--nodata); }
+.status-projected_over::before { content: "\\25B2\\FE0E  "; }
+.status-over { color: var(--missed); }
+.status-over::before { content: "\\2716\\FE0E  "; }
 figure { margin: 10px 0 18px; }
 figcaption { color: var(--muted); font-size: .9rem; margin-top: 4px; }
 h3.chart-title { font-size: .95rem; font-weight: 600; margin: 0 0 6px; }
@@ -100,6 +109,24 @@ def _figure(charts: dict[str, str], chart_id: str, caption: str) -> str:
         f'<figure><h3 class="chart-title" aria-hidden="true">'
         f"{html_text(CHART_TITLES[chart_id])}</h3>{charts[chart_id]}"
         f"<figcaption>{html_text(caption)}</figcaption></figure>"
+    )
+
+
+def _policy_versions_section(report: DailyReport) -> str:
+    """The month's policy versions side by side; empty when it has one version."""
+    if report.policy_versions is None:
+        return ""
+    from pipeline.report import policy_versions as pv
+
+    versions = report.policy_versions
+    return (
+        '<section id="policy-versions" aria-labelledby="h-policy-versions">'
+        '<h2 id="h-policy-versions">Policy versions</h2>'
+        + _table(pv.version_grid(versions), "table-policy-versions")
+        + _table(pv.comparison_grid(versions), "table-policy-version-differences")
+        + "<ul>"
+        + "".join(f"<li>{html_text(line)}</li>" for line in pv.section_lines(versions))
+        + "</ul></section>"
     )
 
 
@@ -161,6 +188,8 @@ def render_html(report: DailyReport) -> str:
         "</section>",
         '<section id="kpis" aria-labelledby="h-kpis"><h2 id="h-kpis">KPI scorecard</h2>',
         _table(f.kpi_grid(report), "table-kpis"),
+        "<h3>Budgets</h3>",
+        _table(f.budget_grid(report), "table-budgets"),
         _figure(
             charts,
             "chart-savings-trend",
@@ -178,6 +207,7 @@ def render_html(report: DailyReport) -> str:
         ),
         _table(f.escalation_grid(report), "table-escalations"),
         "</section>",
+        _policy_versions_section(report),
         '<section id="roi" aria-labelledby="h-roi"><h2 id="h-roi">ROI projection</h2><ul>',
         "".join(f"<li>{html_text(line)}</li>" for line in f.roi_lines(report)),
         "</ul></section>",

@@ -9,6 +9,7 @@ own and stay unescaped.
 
 from __future__ import annotations
 
+from pipeline.policy import MISSED_STATUSES
 from pipeline.report import formatting as f
 from pipeline.report.figures import DailyReport
 from pipeline.safe_text import markdown_text
@@ -16,9 +17,12 @@ from pipeline.safe_text import markdown_text
 __all__ = ["render_markdown"]
 
 
+_OVER_BUDGET = frozenset({"over", "projected_over"})
+
+
 def _status(status: str) -> str:
     word = f.status_word(status, markdown_text)
-    return f"**{word}**" if status == "missed" else word
+    return f"**{word}**" if status in MISSED_STATUSES or status in _OVER_BUDGET else word
 
 
 def _table(grid: f.Grid) -> list[str]:
@@ -56,9 +60,16 @@ def render_markdown(report: DailyReport) -> str:
         f.role_grid(report, esc),
         f.model_grid(report, esc),
         f.kpi_grid(report, esc),
+        f.budget_grid(report, esc),
         f.escalation_grid(report, esc),
     ):
         out += _table(grid)
+    if report.policy_versions is not None:
+        from pipeline.report import policy_versions as pv
+
+        out += _table(pv.version_grid(report.policy_versions, esc))
+        out += _table(pv.comparison_grid(report.policy_versions, esc))
+        out += [f"- {line}" for line in pv.section_lines(report.policy_versions, esc)] + [""]
     out += ["## ROI projection", ""] + [f"- {line}" for line in f.roi_lines(report)] + [""]
     out += ["## Data warnings", ""]
     out += [f"- warning: {line}" for line in f.warning_lines(report, esc)] or [f"- {f.NO_WARNINGS}"]

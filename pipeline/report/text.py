@@ -23,7 +23,16 @@ from pipeline.report.figures import DailyReport
 
 __all__ = ["render_text"]
 
-_STATUS_STYLE = {"met": "bold green", "missed": "bold red", "no_data": "yellow"}
+_STATUS_STYLE = {
+    "met": "bold green",
+    "missed": "bold red",
+    "below_range": "bold red",
+    "above_range": "bold magenta",  # beyond the range: not a failure to reach it
+    "no_data": "yellow",
+    "ok": "green",
+    "projected_over": "bold yellow",
+    "over": "bold red",
+}
 
 
 def _status(status: str) -> Text:
@@ -98,9 +107,19 @@ def render_text(report: DailyReport, *, color: bool = False, width: int = 120) -
         f.role_grid(report),
         f.model_grid(report),
         f.kpi_grid(report),
+        f.budget_grid(report),
         f.escalation_grid(report),
     ):
         _print_grid(console, grid)
+
+    if report.policy_versions is not None:
+        from pipeline.report import policy_versions as pv
+
+        _print_grid(console, pv.version_grid(report.policy_versions))
+        _print_grid(console, pv.comparison_grid(report.policy_versions))
+        for line_text in pv.section_lines(report.policy_versions):
+            console.print(Text(f"  {line_text}"))
+        console.print()
 
     console.print(Text("ROI projection", style="bold"))
     for line_text in f.roi_lines(report):

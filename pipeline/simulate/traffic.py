@@ -35,6 +35,7 @@ import orjson
 
 from pipeline._exceptions import ConfigError
 from pipeline.policy import Decision, Policy, Rule, Signal, route
+from pipeline.policy.canary import assign_version, candidate_policy
 from pipeline.simulate.bad_messages import bad_message
 from pipeline.simulate.profile import SimulationProfile, load_profile
 
@@ -117,6 +118,7 @@ class SimTask:
     trigger: str | None
     calls: int
     has_feedback: bool
+    policy_version: str = ""  # the version that routed it (a canary's candidate, or the policy's)
 
 
 @dataclass(slots=True)
@@ -183,6 +185,8 @@ class Traffic:
     draws: dict[str, list[_Draw]]
     sat_values: list[int]
     sat_cum: list[float]
+    #: the policy a canary's candidate routes with (pipeline.policy.canary); None = no canary
+    candidate: Policy | None = None
 
     @classmethod
     def build(cls, policy: Policy, profile: SimulationProfile) -> Traffic:
@@ -209,7 +213,9 @@ class Traffic:
         for _, w in sat:
             acc += w / sat_total
             sat_cum.append(acc)
-        return cls(policy, profile, roles, cum, draws, [s for s, _ in sat], sat_cum)
+        candidate = candidate_policy(policy) if policy.canary is not None else None
+        sat_values = [s for s, _ in sat]
+        return cls(policy, profile, roles, cum, draws, sat_values, sat_cum, candidate)
 
 
 def load_traffic(path: str | Path) -> Traffic:
@@ -298,11 +304,19 @@ def generate_chunk(traffic: Traffic, run: SimRun, index: int) -> Chunk:
                 signals[d.signal] = _pick(rng, *d.fire)
             else:
                 signals[d.signal] = _pick(rng, *d.quiet)
-        memo = (role, *signals.values())
+        task_id = f"task-{tag}-{index:06d}-{k:04d}"
+        t0 = None  # with a canary the task's start is drawn first: its day decides the version
+        task_version, routing = version, policy
+        if traffic.candidate is not None:
+            t0 = win_start + rand() * span
+            day = dt.date(1970, 1, 1) + dt.timedelta(days=int(t0 // 86400))
+            task_version = assign_version(policy, task_id, day)
+            if task_version != version:
+                routing = traffic.candidate
+        memo = (task_version, role, *signals.values())
         decision = decisions.get(memo)
         if decision is None:
-            decision = decisions[memo] = route(policy, role, signals)
-        task_id = f"task-{tag}-{index:06d}-{k:04d}"
+            decision = decisions[memo] = route(routing, role, signals)
         agent_id = f"{role}-{int(rand() * sim.agents_per_role):02d}"
         task_type = shape.task_types[int(rand() * len(shape.task_types))]
         esc = decision.escalated
@@ -326,7 +340,7 @@ def generate_chunk(traffic: Traffic, run: SimRun, index: int) -> Chunk:
         calls = min(calls, budget - len(events))
         mu_in, mu_out = math.log(in_med), math.log(out_med)
         model = models[decision.model]
-        t = win_start + rand() * span
+        t = win_start + rand() * span if t0 is None else t0
         ttl_key = (
             "cache_write_1h_tokens" if shape.cache_write_ttl == "1h" else "cache_write_5m_tokens"
         )
@@ -369,7 +383,7 @@ def generate_chunk(traffic: Traffic, run: SimRun, index: int) -> Chunk:
                 "status": "error" if failed else "ok",
                 "escalated": esc,
                 "escalation_trigger": decision.trigger,
-                "policy_version": version,
+                "policy_version": task_version,
                 "task_type": task_type,
             }
             ev[ttl_key] = cache_write
@@ -402,7 +416,16 @@ def generate_chunk(traffic: Traffic, run: SimRun, index: int) -> Chunk:
             )
             keys.append(key)
         tasks.append(
-            SimTask(task_id, role, signals, decision.fired, decision.trigger, calls, has_feedback)
+            SimTask(
+                task_id,
+                role,
+                signals,
+                decision.fired,
+                decision.trigger,
+                calls,
+                has_feedback,
+                task_version,
+            )
         )
         k += 1
 

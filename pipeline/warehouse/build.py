@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from pipeline._exceptions import WarehouseError
+from pipeline.budgets import load_budgets
 from pipeline.files import replace_file
 from pipeline.model_catalog import load_model_catalogue
 from pipeline.policy import load_policy
@@ -93,6 +94,7 @@ def build_warehouse(
     policy = load_policy(settings.policy)
     policy_sha256 = hashlib.sha256(Path(settings.policy).read_bytes()).hexdigest()
     catalogue = load_model_catalogue(settings.models, book)
+    budgets = load_budgets(settings.budgets, policy)
     result = BuildResult(warehouse=target, built_at=dt.datetime.now(dt.UTC))
 
     lake = Path(settings.lake)
@@ -127,7 +129,9 @@ def build_warehouse(
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     building_literal = database_path(building)
     lake_sql = lake_views_sql(files, plan)  # refuses lake paths DuckDB cannot read literally
-    inputs = BuildInputs(settings, book, policy, policy_sha256, catalogue, files, result, started)
+    inputs = BuildInputs(
+        settings, book, policy, policy_sha256, catalogue, budgets, files, result, started
+    )
     _remove_abandoned_builds(target)
     _remove_database_files(building)
     try:

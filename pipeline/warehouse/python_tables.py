@@ -1,6 +1,6 @@
 """The warehouse tables built in Python rather than by a model of ``sql/``.
 
-Six come from the input files and exist before any SQL model runs (the models depend on
+Seven come from the input files and exist before any SQL model runs (the models depend on
 them); three are made after the models: the ROI projection (Decimal arithmetic shared with
 the report), the lake manifest (a file listing) and the build's own record.
 :data:`PYTHON_TABLES` lists them, each with the function that makes it; ``sql/README.md``
@@ -21,6 +21,7 @@ from typing import Any, Literal
 import duckdb
 import pyarrow as pa
 
+from pipeline.budgets import Budgets
 from pipeline.lake import REJECTED_TABLE
 from pipeline.model_catalog import ModelCatalogue
 from pipeline.policy import ModelRef, Policy, roi_projection
@@ -49,6 +50,7 @@ class BuildInputs:
     policy: Policy
     policy_sha256: str
     catalogue: ModelCatalogue
+    budgets: Budgets
     files: dict[str, list[LakeFile]]
     result: BuildResult
     started: float  # time.monotonic() when the build started
@@ -113,6 +115,22 @@ def dim_models(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
             "deprecated_on": pa.array([m.deprecated_on for m in models], pa.date32()),
             "retired_on": pa.array([m.retired_on for m in models], pa.date32()),
             "successor": pa.array([m.successor for m in models], pa.string()),
+        }
+    )
+
+
+def dim_budgets(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """One row per monthly budget (schemas/budgets.yaml), with the projection's window."""
+    budgets = inputs.budgets.budgets
+    return pa.table(
+        {
+            "budget": pa.array([b.name for b in budgets], pa.string()),
+            "scope": pa.array([b.scope for b in budgets], pa.string()),
+            "role": pa.array([b.role for b in budgets], pa.string()),
+            "provider": pa.array([b.provider for b in budgets], pa.string()),
+            "model": pa.array([b.model for b in budgets], pa.string()),
+            "monthly_budget_usd": pa.array([b.monthly_usd for b in budgets], _MONEY),
+            "trailing_days": pa.array([inputs.budgets.trailing_days] * len(budgets), pa.int32()),
         }
     )
 
@@ -284,6 +302,7 @@ PYTHON_TABLES: tuple[PythonTable, ...] = (
     PythonTable("dim_prices", "before models", (), dim_prices),
     PythonTable("dim_policy", "before models", (), dim_policy),
     PythonTable("dim_models", "before models", (), dim_models),
+    PythonTable("dim_budgets", "before models", (), dim_budgets),
     PythonTable("dim_roles", "before models", (), dim_roles),
     PythonTable("dim_triggers", "before models", (), dim_triggers),
     PythonTable("dim_kpi_targets", "before models", (), dim_kpi_targets),

@@ -102,15 +102,29 @@ def test_policy_check_cli_ok_on_shipped_policy(capsys):
     ("actual", "status"),
     [
         (None, "no_data"),
-        (Decimal("0.3499"), "missed"),
+        (Decimal("0.3499"), "below_range"),
         (Decimal("0.35"), "met"),
         (Decimal("0.40"), "met"),
         (Decimal("0.45"), "met"),
-        (Decimal("0.4501"), "missed"),
+        (Decimal("0.4501"), "above_range"),
     ],
 )
 def test_band_status_inclusive_at_both_ends(policy, actual, status):
+    """A range target says on which side a value falls outside it."""
     assert policy.kpi_targets["cost_reduction_pct"].status(actual) == status
+
+
+@pytest.mark.parametrize(
+    ("kpi", "actual", "status"),
+    [
+        ("default_model_share", Decimal("0.9499"), "missed"),
+        ("default_model_share", Decimal("1"), "met"),
+        ("escalation_false_positive_rate", Decimal("0.05"), "missed"),
+        ("escalation_false_positive_rate", Decimal("0.0499"), "met"),
+    ],
+)
+def test_a_one_sided_target_is_missed_not_out_of_range(policy, kpi, actual, status):
+    assert policy.kpi_targets[kpi].status(actual) == status
 
 
 def test_exclusive_max_misses_at_the_bound(policy):

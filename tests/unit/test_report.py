@@ -106,7 +106,9 @@ def test_text_has_colour_only_when_asked_and_words_for_every_status():
         for line in plain.splitlines()
         if line.startswith(("Cost reduction vs", "Escalation false", "Review cons"))
     }
-    assert re.search(r"41\.2%\s+met\s+30\.1%\s+missed$", kpi_lines["Cost reduction vs all-Claude"])
+    assert re.search(
+        r"41\.2%\s+met\s+30\.1%\s+below range$", kpi_lines["Cost reduction vs all-Claude"]
+    )
     assert re.search(
         r"< 5\.0%\s+5\.0%\s+missed\s+n/a\s+no data$", kpi_lines["Escalation false-positive rate"]
     )
@@ -142,7 +144,8 @@ def test_markdown_is_github_tables_with_figures():
     assert "| cost | $12.34 | $70.12 |" in md
     assert "| architect | 40 | 6 | 400,000 | 90,000 | $9.10 | $12.00 | $2.90 | 24.2% |" in md
     assert (
-        "| Cost reduction vs all-Claude | 35.0% to 45.0% | 41.2% | met | 30.1% | **missed** |" in md
+        "| Cost reduction vs all-Claude | 35.0% to 45.0% | 41.2% | met | 30.1% | **below range** |"
+        in md
     )
     for header in (
         "## Per role",
@@ -175,7 +178,7 @@ def test_json_money_is_exact_decimal_strings_never_floats():
     doc = json.loads(render(sample_report(), "json"))
     assert next(iter(doc)) == "schema_version" and doc["schema_version"] == 1
     assert doc["headline"]["cost_usd"] == "12.345000000000"
-    assert doc["headline"]["mtd_status"] == "missed"
+    assert doc["headline"]["mtd_status"] == "below_range"
     assert doc["roles"][2]["cost_usd"] is None  # unpriced: null, never "0"
     assert doc["models"][2]["share_of_cost"] is None
     assert doc["kpis"][2]["max_inclusive"] is False
@@ -203,6 +206,7 @@ def test_html_is_one_self_contained_file_with_four_labelled_charts():
             r'<path class="trend-line" d="M[^"]+L', body
         )
     assert 'class="status status-missed">missed</span>' in page
+    assert 'class="status status-below_range">below range</span>' in page
 
 
 def test_html_never_draws_an_unpriced_role_as_zero_dollars():
@@ -312,7 +316,7 @@ def test_json_of_the_golden_cost_day_has_every_figure_exactly(golden, capsys):
     assert h["mtd_cost_usd"] == h["cost_usd"]  # the 1st: month to date = the day
     assert (h["mtd_cost_reduction_pct"], h["mtd_status"]) == (
         _exact(expected.kpi_daily[(JUNE, "cost_reduction_pct")][0]),
-        "missed",
+        "above_range",
     )
     roles = {r["role"]: r for r in doc["roles"]}
     assert set(roles) == {c[1] for c in expected.calls.values() if c[0] == JUNE}
