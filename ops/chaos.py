@@ -63,6 +63,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from pipeline.cli import setting_args  # noqa: E402
 from pipeline.prices import TOKEN_KINDS  # noqa: E402
 
 MODELMETER = str(Path(sys.executable).parent / "modelmeter")
@@ -474,20 +475,7 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
         prices=REPO_ROOT / "schemas" / "prices.csv",
     )
-    common = [
-        "--bootstrap-servers",
-        settings.kafka_bootstrap_servers,
-        "--topic",
-        settings.topic,
-        "--lake",
-        str(settings.lake),
-        "--warehouse",
-        str(settings.warehouse),
-        "--policy",
-        str(settings.policy),
-        "--prices",
-        str(settings.prices),
-    ]
+    common = setting_args(settings)
     end_date = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     run_args = {
         "events": opts.events,

@@ -22,7 +22,7 @@ from pipeline._exceptions import PipelineError
 from pipeline.safe_text import visible
 from pipeline.settings import Settings
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "setting_args"]
 
 # verb -> "module:function"
 HANDLERS = {
@@ -91,6 +91,29 @@ SETTING_OPTIONS = {
         "text or json: one JSON object per log line (MODELMETER_LOG_FORMAT, default text)",
     ),
 }
+
+
+def setting_args(settings: Settings, *fields: str) -> list[str]:
+    """The command-line options that give a child ``modelmeter`` process these ``settings``:
+    ``fields`` (Settings names, e.g. ``"lake"``), or by default the Kafka address and topic and
+    every input and output path."""
+    wanted = fields or (
+        "kafka_bootstrap_servers",
+        "topic",
+        "lake",
+        "warehouse",
+        "policy",
+        "prices",
+        "models",
+        "budgets",
+    )
+    by_field = {field: option for option, (field, _) in SETTING_OPTIONS.items()}
+    args: list[str] = []
+    for field in wanted:
+        value = getattr(settings, field)
+        if value is not None:
+            args += [by_field[field], str(value)]
+    return args
 
 
 def _settings_parent() -> argparse.ArgumentParser:

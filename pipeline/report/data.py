@@ -26,7 +26,6 @@ import duckdb
 
 from pipeline._exceptions import NoDataError, WarehouseError
 from pipeline.report.figures import (
-    SCHEMA_VERSION,
     TREND_DAYS,
     BudgetRow,
     DailyReport,
@@ -47,25 +46,7 @@ from pipeline.report.figures import (
     find_kpi,
 )
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "TREND_DAYS",
-    "DailyReport",
-    "Headline",
-    "RoleRow",
-    "ModelRow",
-    "RoleModelCost",
-    "KpiRow",
-    "EscalationRow",
-    "Roi",
-    "TrendPoint",
-    "UnpricedModel",
-    "UnknownRole",
-    "UnknownTrigger",
-    "DataWarnings",
-    "KPI_ORDER",
-    "load_daily_report",
-]
+__all__ = ["KPI_ORDER", "load_daily_report"]
 
 
 # The contract's KPI order (docs/finance.md); a KPI the policy adds later is listed after these.

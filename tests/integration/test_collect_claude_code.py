@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipeline.cli import setting_args
 from tests.fixtures.claude_code import (
     EXPECTED_CALLS,
     KINDS,
@@ -29,20 +30,7 @@ pytestmark = pytest.mark.kafka
 
 
 def modelmeter(settings, *args: str) -> subprocess.CompletedProcess:
-    common = [
-        "--bootstrap-servers",
-        settings.kafka_bootstrap_servers,
-        "--topic",
-        settings.topic,
-        "--lake",
-        str(settings.lake),
-        "--warehouse",
-        str(settings.warehouse),
-        "--policy",
-        str(settings.policy),
-        "--prices",
-        str(settings.prices),
-    ]
+    common = setting_args(settings)
     return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args, *common],
         capture_output=True,

@@ -22,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from pipeline.cli import setting_args
 from tests.fixtures.collect_http import (
     cc_attributes,
     litellm_payload,
@@ -35,29 +36,12 @@ from tests.fixtures.kafka_broker import REPO_ROOT
 pytestmark = pytest.mark.kafka
 
 
-def common_args(settings) -> list[str]:
-    return [
-        "--bootstrap-servers",
-        settings.kafka_bootstrap_servers,
-        "--topic",
-        settings.topic,
-        "--lake",
-        str(settings.lake),
-        "--warehouse",
-        str(settings.warehouse),
-        "--policy",
-        str(settings.policy),
-        "--prices",
-        str(settings.prices),
-    ]
-
-
 def test_otel_claude_code_and_litellm_calls_land_once_with_the_sent_sums(make_settings, tmp_path):
     import subprocess
     import sys
 
     settings = make_settings()
-    proc, url = start_collector(common_args(settings), tmp_path, ENV)
+    proc, url = start_collector(setting_args(settings), tmp_path, ENV)
     expected: Counter = Counter()  # (role, model, kind) -> tokens
     try:
         # Claude Code-shaped log events: protobuf (gzip) for two roles, two models
@@ -172,7 +156,7 @@ def test_otel_claude_code_and_litellm_calls_land_once_with_the_sent_sums(make_se
     consumed = run_cli(settings, "--until-idle", "1", "--flush-seconds", "1")
     assert consumed.returncode == 0, consumed.stderr
     built = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "build", "--full", *common_args(settings)],
+        [sys.executable, "-m", "pipeline.cli", "build", "--full", *setting_args(settings)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -209,7 +193,7 @@ def test_otel_claude_code_and_litellm_calls_land_once_with_the_sent_sums(make_se
 def test_status_codes_token_size_and_per_event_results(make_settings, tmp_path):
     settings = make_settings()
     env = {**ENV, "MODELMETER_COLLECT_TOKEN": "s3cret-token"}
-    proc, url = start_collector([*common_args(settings), "--max-body-mb", "0.01"], tmp_path, env)
+    proc, url = start_collector([*setting_args(settings), "--max-body-mb", "0.01"], tmp_path, env)
     auth = {"Authorization": "Bearer s3cret-token"}
     try:
         assert post(f"{url}/v1/events", b"[]", "application/json")[0] == 401

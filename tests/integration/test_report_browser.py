@@ -205,7 +205,7 @@ def test_chromium_shows_a_hostile_role_and_model_of_the_report_as_text(
     browser: str, tmp_path: Path
 ):
     from pipeline.report import render
-    from pipeline.report.data import RoleModelCost, RoleRow
+    from pipeline.report.figures import RoleModelCost, RoleRow
     from tests.fixtures.reports import hostile_report, sample_report
 
     base = hostile_report()  # every other hostile value, and the XSS as role and model

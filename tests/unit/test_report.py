@@ -20,7 +20,7 @@ from pipeline._exceptions import ConfigError
 from pipeline.report import formatting as fmt
 from pipeline.report import parse_report_date, render, write_atomic
 from pipeline.report.charts import CHART_IDS
-from pipeline.report.data import DailyReport
+from pipeline.report.figures import DailyReport
 from tests.fixtures.reports import DAY, hostile_report, sample_report
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
