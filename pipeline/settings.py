@@ -19,6 +19,7 @@ over Kafka settings they do not use.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -174,6 +175,18 @@ class Settings(BaseSettings):
             value = int(text, 8)
         if isinstance(value, int) and not 0 <= value <= 0o777:
             raise ValueError("umask must be between 000 and 777 (octal)")
+        return value
+
+    @field_validator("lake", "warehouse", mode="before")
+    @classmethod
+    def _local_path(cls, value: Any) -> Any:
+        # "s3://bucket/lake" would otherwise become the relative directory "s3:/bucket/lake":
+        # every consumer writing its own local copy, and build finding an empty lake
+        if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+            raise ValueError(
+                f"{value!r} is a URL; the lake and the warehouse are local (or mounted) paths:"
+                " object storage is not supported yet"
+            )
         return value
 
     @field_validator(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from pipeline._exceptions import ConfigError
 from pipeline.settings import Settings
@@ -267,3 +270,16 @@ def test_the_password_is_no_command_line_option(capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "--sasl-password" not in out
     assert "KAFKA_SASL_PASSWORD" in out and "KAFKA_SASL_PASSWORD_FILE" in out
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/lake", "gs://bucket/x", "file:///srv/lake"])
+@pytest.mark.parametrize("field", ["lake", "warehouse"])
+def test_a_url_for_the_lake_or_warehouse_is_refused_not_taken_as_a_relative_path(field, url):
+    """``s3://b/l`` as a path would be the local directory ``s3:/b/l``: each consumer writing
+    its own copy and build reading an empty lake. It is refused, naming the value."""
+    with pytest.raises(ValidationError) as err:
+        Settings(**{field: url})
+    assert "is a URL" in str(err.value) and url in str(err.value)
+    assert Settings(**{field: "data/s3-mirror/lake"}).model_dump()[field] == Path(
+        "data/s3-mirror/lake"
+    )
