@@ -27,12 +27,13 @@ if __package__ in (None, ""):
 
 from bench.common import REPO_ROOT, log, machine, private_broker, settings_for  # noqa: E402
 
-FIGURES = ("producer", "ingest", "scale_out", "build", "collect")
+FIGURES = ("producer", "ingest", "scale_out", "build", "collect", "collect_http")
 QUICK = {
     "events": 50_000,
     "producer_events": 20_000,
     "lake_events": 300_000,
     "collect_lines": 20_000,
+    "collect_http_records": 20_000,
 }
 
 
@@ -63,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         help="transcript lines of the generated Claude Code tree for collect (default 200k)",
     )
     parser.add_argument(
+        "--collect-http-records",
+        type=int,
+        default=100_000,
+        help="Claude Code OTLP log records posted to collect http (default 100k)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"small sizes for a smoke run ({QUICK})"
     )
     parser.add_argument(
@@ -90,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             QUICK["lake_events"],
             QUICK["collect_lines"],
         )
+        args.collect_http_records = QUICK["collect_http_records"]
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]
     if unknown:
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--producer-events {args.producer_events}",
             f"--lake-events {args.lake_events}",
             f"--collect-lines {args.collect_lines}",
+            f"--collect-http-records {args.collect_http_records}",
         ]
     )
     doc: dict = {
@@ -122,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             "producer_events": args.producer_events,
             "lake_events": args.lake_events,
             "collect_lines": args.collect_lines,
+            "collect_http_records": args.collect_http_records,
         },
         "figures": {},
     }
     figures = doc["figures"]
     started = time.perf_counter()
     try:
-        if any(f in only for f in ("producer", "ingest", "scale_out", "collect")):
+        if any(f in only for f in ("producer", "ingest", "scale_out", "collect", "collect_http")):
             with private_broker(workdir) as broker:
                 if "producer" in only:
                     from bench.producer import run_producer
@@ -162,6 +172,15 @@ def main(argv: list[str] | None = None) -> int:
                         settings_for(broker, "bench-collect", workdir),
                         workdir,
                         args.collect_lines,
+                        rounds=args.rounds,
+                    )
+                if "collect_http" in only:
+                    from bench.collect_http import run_collect_http
+
+                    figures["collect_http"] = run_collect_http(
+                        settings_for(broker, "bench-collect-http", workdir),
+                        workdir,
+                        args.collect_http_records,
                         rounds=args.rounds,
                     )
         if "build" in only:
