@@ -135,9 +135,12 @@ class HttpCollector:
         self.max_body = max_body
         self.flush_timeout = flush_timeout
         self.metrics = _Metrics()
-        # one sender at a time: a flush's failure belongs to the request that waits for it
+        # one sending thread; the requests that arrive while it waits for the broker are sent
+        # together next, with one flush (a group commit): a flush's failure answers 503 to every
+        # request of its group, which the senders retry (the event ids make that harmless)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="collect-send")
-        self._lock = asyncio.Lock()
+        self._pending: list[tuple[list[tuple[str, Any]], asyncio.Future[list[str | None]]]] = []
+        self._sender: asyncio.Future[None] | None = None
 
     # -- the application -------------------------------------------------------------------
 
@@ -181,18 +184,22 @@ class HttpCollector:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _send_sync(self, items: list[tuple[str, Any]]) -> list[str | None]:
-        results: list[str | None] = []
-        for kind, data in items:
-            try:
-                if kind == "call":
-                    self.producer.llm_call(**data)
-                else:
-                    self.producer.send(data)
-                results.append(None)
-            except ContractError as exc:
-                results.append(str(exc))
-        if None in results:
+    def _send_group(self, group: list[list[tuple[str, Any]]]) -> list[list[str | None]]:
+        """Queue every item of the requests of ``group``, then one flush for all of them."""
+        results: list[list[str | None]] = []
+        for items in group:
+            request: list[str | None] = []
+            for kind, data in items:
+                try:
+                    if kind == "call":
+                        self.producer.llm_call(**data)
+                    else:
+                        self.producer.send(data)
+                    request.append(None)
+                except ContractError as exc:
+                    request.append(str(exc))
+            results.append(request)
+        if any(None in request for request in results):
             self.producer.flush(self.flush_timeout)
         return results
 
@@ -200,13 +207,37 @@ class HttpCollector:
         """Per item: None (acknowledged by the broker) or why the contract refused it."""
         if not items:
             return []
+        future: asyncio.Future[list[str | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        """Send the waiting requests, a group at a time, until none waits."""
         loop = asyncio.get_running_loop()
-        async with self._lock:
+        while self._pending:
+            group, self._pending = self._pending, []
             try:
-                return await loop.run_in_executor(self._executor, self._send_sync, items)
+                results = await loop.run_in_executor(
+                    self._executor, self._send_group, [items for items, _ in group]
+                )
             except (KafkaError, ProducerBufferFullError) as exc:
                 log.warning("collect http: the broker did not acknowledge a request: %s", exc)
-                raise _error(503, "the Kafka broker did not acknowledge: retry later") from None
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(
+                            _error(503, "the Kafka broker did not acknowledge: retry later")
+                        )
+                continue
+            except Exception as exc:  # answered 500 by aiohttp, each request on its own
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
     async def _calls(self, source: str, outcomes: list[Outcome]) -> list[tuple[int, str, str]]:
         """Send the calls among ``outcomes``; (index, kind, reason) of each refused one."""
