@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.collect.checkpoint import load_state, save_state
 from pipeline.collect.claude_code import Call, TranscriptReader
+from pipeline.collect.records import identifier
 from pipeline.collect.sources import SourceMapping, load_sources
 from pipeline.collect.tree import TreeScanner
 from pipeline.policy import Policy, load_policy
@@ -69,8 +70,8 @@ class Collector:
         return {
             "event_id": call.event_id,
             "occurred_at": call.occurred_at,
-            "agent_id": _identifier(agent),
-            "task_id": _identifier(call.session_id),
+            "agent_id": identifier(agent),
+            "task_id": identifier(call.session_id),
             "role": role,
             "provider": provider,
             "model": call.model,
@@ -154,12 +155,6 @@ class _Progress:
             file=sys.stderr,
             flush=True,
         )
-
-
-def _identifier(text: str) -> str:
-    """A contract identifier from transcript text: printable, at most 128 characters."""
-    clean = text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
-    return clean[:128] or "?"
 
 
 def follow(collector: Collector, producer: Any, stop: threading.Event | None = None) -> None:

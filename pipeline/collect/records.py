@@ -95,12 +95,15 @@ def as_bool(value: Any, name: str) -> bool:
 
 def identifier(text: Any, limit: int = 128) -> str:
     """A contract identifier from source text: printable, at most ``limit`` characters."""
-    clean = "".join(c if c.isprintable() else "?" for c in str(text))
+    text = str(text)
+    clean = text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
     return clean[:limit] or "?"
 
 
 def from_unix_nanos(nanos: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(nanos / 1e9, dt.UTC)
+    """Exact to the microsecond (a float of the nanoseconds would not be)."""
+    seconds, rest = divmod(nanos, 1_000_000_000)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(microseconds=rest // 1000)
 
 
 def from_epoch_seconds(value: Any, name: str) -> dt.datetime:
