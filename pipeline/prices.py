@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from pipeline._exceptions import PriceBookError
 from pipeline.config_files import decode_text, read_bytes
+from pipeline.token_kinds import TOKEN_KINDS
 
 __all__ = [
     "PRICE_COLUMNS",
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 #: The five billed token kinds, in the order of the event fields ``<kind>_tokens``.
-TOKEN_KINDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 #: Price columns, ``usd_per_mtok_<kind>``.
 PRICE_FIELDS = tuple(f"usd_per_mtok_{kind}" for kind in TOKEN_KINDS)
 #: The columns of the price book and of ``dim_prices``, in order.

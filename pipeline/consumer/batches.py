@@ -9,9 +9,15 @@ itself, on the other core, while the poller connects to Kafka (start-up is on th
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["RawBatch", "Flushed"]
+from pipeline.token_kinds import TOKEN_KINDS
+
+__all__ = ["RawBatch", "Flushed", "TokenSums", "TOKEN_KINDS"]
+
+#: (provider, model, role) -> the flush's sums of the five token columns, in the order of
+#: :data:`TOKEN_KINDS`.
+TokenSums = dict[tuple[str, str, str], tuple[int, int, int, int, int]]
 
 
 @dataclass(slots=True)
@@ -40,3 +46,5 @@ class Flushed:
     seconds: float
     dlq_failed: int = 0
     fast: int = 0
+    # the landed llm_call rows' token sums per (provider, model, role): live spend metrics
+    tokens: TokenSums = field(default_factory=dict)

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -41,9 +42,16 @@ from pipeline.settings import Settings
 if TYPE_CHECKING:
     from pipeline.consumer.sink import Sink
 
-__all__ = ["Consumer", "ConsumerStats", "CONSUMER_DEFAULTS"]
+__all__ = ["Consumer", "ConsumerStats", "CONSUMER_DEFAULTS", "MAX_TOKEN_SERIES", "OTHER"]
 
 log = logging.getLogger(__name__)
+
+#: Distinct (provider, model, role) keys that get their own token counters (see
+#: :meth:`ConsumerStats.add_tokens`); later keys are counted under :data:`OTHER`.
+MAX_TOKEN_SERIES = 500
+#: The model and role (and provider, for a provider with no series of its own) that the
+#: tokens of keys beyond :data:`MAX_TOKEN_SERIES` are counted under.
+OTHER = "other"
 
 
 def open_client(
@@ -80,6 +88,35 @@ class ConsumerStats:
     positions: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
     committed: dict[int, int] = field(default_factory=dict)  # partition -> committed offset
     highwater: dict[int, int] = field(default_factory=dict)
+    # (provider, model, role) -> committed token counts by kind (TOKEN_KINDS order)
+    tokens: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    max_token_series: int = MAX_TOKEN_SERIES
+
+    def add_tokens(self, sums: Mapping[tuple[str, str, str], tuple[int, ...]]) -> None:
+        """Add a committed flush's token sums (:attr:`Flushed.tokens`).
+
+        The keys come from events, that is from any producer: valid identifiers, but as many
+        as the producers care to invent, and each one is a set of Prometheus series that
+        stays in the consumer's memory and in Prometheus' index for its lifetime. So only the
+        first ``max_token_series`` keys get their own counters; the tokens of any later key
+        are counted under ``(provider, "other", "other")`` when that provider already has a
+        series, else under ``("other", "other", "other")``: at most twice the limit plus one
+        keys, and no token is left out of the totals."""
+        tokens = self.tokens
+        for key, counts in sums.items():
+            row = tokens.get(key)
+            if row is None:
+                if len(tokens) >= self.max_token_series:
+                    key = self._overflow_key(key[0])
+                    row = tokens.get(key)
+                if row is None:
+                    row = tokens[key] = [0] * len(counts)
+            for i, count in enumerate(counts):
+                row[i] += count
+
+    def _overflow_key(self, provider: str) -> tuple[str, str, str]:
+        known = any(p == provider for p, _, _ in self.tokens)
+        return (provider if known else OTHER, OTHER, OTHER)
 
     def lag(self) -> int | None:
         if not self.highwater:
@@ -272,6 +309,8 @@ class Consumer:
         # refused: the partition moved to another consumer meanwhile; its recovery deletes
         # these uncommitted files and re-reads the offsets
         if self._client.commit(offsets):
+            for f in flushed:  # tokens count once committed (a refused commit is re-read)
+                self.stats.add_tokens(f.tokens)
             self._committed(offsets)
 
     # -- rebalances (the client reports them from inside poll or close) ---------------------
@@ -291,9 +330,12 @@ class Consumer:
         try:
             if partitions and sink is not None and not self._no_flush and not self._closing:
                 sink.forget(partitions)
-                offsets = self._offsets(sink.flush([]))
+                flushed = sink.flush([])
+                offsets = self._offsets(flushed)
                 assert self._client is not None
                 if not lost and offsets and self._fatal is None and self._client.commit(offsets):
+                    for f in flushed:
+                        self.stats.add_tokens(f.tokens)
                     self._committed(offsets)
         except BaseException as exc:
             log.error("giving partitions up failed: %s", exc)

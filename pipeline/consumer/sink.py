@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline._exceptions import LakeWriteError, PipelineError
-from pipeline.consumer.batches import Flushed, RawBatch
+from pipeline.consumer.batches import TOKEN_KINDS, Flushed, RawBatch, TokenSums
 from pipeline.consumer.dead_letter import DLQ_MAX_REQUEST_BYTES, DeadLetter
 from pipeline.consumer.validate import Reject, validate_batch
 from pipeline.lake import (
@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 _TS = pa.timestamp("us", tz="UTC")
 #: An index bound is raised to ``last`` plus this many flushes of the current size.
 INDEX_HEADROOM_FLUSHES = 64
+#: The table whose rows carry tokens, and the key and token columns summed per flush for the
+#: live token counters (:func:`token_sums`), tokens in the order of ``TOKEN_KINDS``.
+TOKENS_TABLE = "llm_call"
+TOKEN_KEYS = ("provider", "model", "role")
+TOKEN_COLUMNS = tuple(f"{kind}_tokens" for kind in TOKEN_KINDS)
 
 
 @dataclass(slots=True)
@@ -70,6 +75,22 @@ class _Buffer:
 def _min_max(column: pa.ChunkedArray) -> tuple[Any, Any]:
     mm = pc.min_max(column)
     return mm["min"].as_py(), mm["max"].as_py()
+
+
+def token_sums(table: pa.Table) -> TokenSums:
+    """The sums of the token columns of llm_call rows per (provider, model, role): one
+    vectorised group-by over the flush's rows (a handful of groups, however many rows)."""
+    if not table.num_rows:
+        return {}
+    grouped = table.group_by(list(TOKEN_KEYS), use_threads=False).aggregate(
+        [(column, "sum") for column in TOKEN_COLUMNS]
+    )
+    keys = [grouped[name].to_pylist() for name in TOKEN_KEYS]
+    sums = [grouped[f"{column}_sum"].to_pylist() for column in TOKEN_COLUMNS]
+    return {
+        (provider, model, role): (a, b, c, d, e)
+        for provider, model, role, a, b, c, d, e in zip(*keys, *sums, strict=True)
+    }
 
 
 def _ascending(column: pa.ChunkedArray) -> bool:
@@ -199,10 +220,13 @@ class Sink:
         then each one's dead letters; a partition is reported only after both."""
         started = time.monotonic()
         planned = [(p, *self._plan(p)) for p in partitions]
-        for p, jobs, _ in planned:
+        for p, jobs, _, _ in planned:
             self._index_ahead(p, [path for _, path in jobs])
-        self._write_all([job for _, jobs, _ in planned for job in jobs])
-        return [self._finish(p, len(jobs), landed, started) for p, jobs, landed in planned]
+        self._write_all([job for _, jobs, _, _ in planned for job in jobs])
+        return [
+            self._finish(p, len(jobs), landed, started, tokens)
+            for p, jobs, landed, tokens in planned
+        ]
 
     def _index_ahead(self, partition: int, paths: list[Path]) -> None:
         """Bound the directories of ``paths`` in the partition's index before they are written."""
@@ -223,15 +247,19 @@ class Sink:
                 path=getattr(exc, "filename", None),
             ) from None
 
-    def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, Path]], int]:
-        """The files one flush of ``partition`` writes, and how many valid rows they hold."""
+    def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, Path]], int, TokenSums]:
+        """The files one flush of ``partition`` writes, how many valid rows they hold, and
+        the token sums of its llm_call rows (:func:`token_sums`)."""
         buf = self._buffers[partition]
         name = str(FileName(self.topic, partition, buf.first, buf.last))
         jobs: list[tuple[pa.Table, Path]] = []
         landed = 0
+        tokens: TokenSums = {}
         for table_name, parts in buf.tables.items():
             table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
             landed += table.num_rows
+            if table_name == TOKENS_TABLE:
+                tokens = token_sums(table)
             first, last = _min_max(table["occurred_at"])
             if first.date() == last.date():  # one day, the usual flush: no sort by day
                 offsets = table["kafka_offset"]
@@ -270,9 +298,11 @@ class Sink:
                         partition_dir(self.lake, REJECTED_TABLE, day) / name,
                     )
                 )
-        return jobs, landed
+        return jobs, landed, tokens
 
-    def _finish(self, partition: int, files: int, landed: int, started: float) -> Flushed:
+    def _finish(
+        self, partition: int, files: int, landed: int, started: float, tokens: TokenSums
+    ) -> Flushed:
         """Dead-letter a written partition's rejects and drop its buffer."""
         buf = self._buffers[partition]
         failed = 0
@@ -295,6 +325,7 @@ class Sink:
             time.monotonic() - started,
             failed,
             buf.fast,
+            tokens,
         )
 
     def _rejected_table(self, rows: list[tuple[Reject, dt.datetime]]) -> pa.Table:

@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.simulate.traffic import Chunk
+from pipeline.token_kinds import TOKEN_KINDS
 
 __all__ = ["TOKEN_KINDS", "Summary", "summarize"]
-
-TOKEN_KINDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 
 
 @dataclass(slots=True)

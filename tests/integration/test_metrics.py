@@ -46,17 +46,30 @@ def test_consume_serves_documented_metrics_and_health(make_settings) -> None:
     the events produced, lag is reported per partition, flushes are in the histogram,
     /healthz is 200; after the run the lake files have no permissions for others."""
     settings = make_settings()
+    kinds = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+    produced: dict[tuple[str, str, str, str], int] = {}
     with UsageProducer(settings) as meter:
         for i in range(EVENTS):
+            provider, model = ("zai", "glm-4.5") if i % 3 else ("anthropic", "claude-opus-4-5")
+            role = "coder" if i % 2 else "reviewer"
+            tokens = {
+                "input": 100 + i,
+                "output": 20 + i % 7,
+                "cache_read": i % 5,
+                "cache_write_5m": i % 11,
+                "cache_write_1h": 3 if i % 13 == 0 else 0,
+            }
             meter.llm_call(
-                role="coder",
+                role=role,
                 agent_id="agent-1",
                 task_id=f"T-{i}",
-                provider="zai",
-                model="glm-4.5",
-                input_tokens=100,
-                output_tokens=20,
+                provider=provider,
+                model=model,
+                **{f"{kind}_tokens": n for kind, n in tokens.items()},
             )
+            for kind in kinds:
+                key = (provider, model, role, kind)
+                produced[key] = produced.get(key, 0) + tokens[kind]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MODELMETER_"))}
     env |= {
@@ -127,6 +140,14 @@ def test_consume_serves_documented_metrics_and_health(make_settings) -> None:
     lags = {k: v for k, v in seen.items() if k.startswith("modelmeter_consumer_lag_messages{")}
     assert all(f"topic={settings.topic}" in k for k in lags) and sum(lags.values()) == 0
     assert seen["modelmeter_consumer_healthy"] == 1
+    token_samples = {
+        k: v for k, v in seen.items() if k.startswith("modelmeter_consumer_tokens_total{")
+    }
+    assert token_samples == {
+        f"modelmeter_consumer_tokens_total{{kind={kind},model={model},"
+        f"provider={provider},role={role}}}": n
+        for (provider, model, role, kind), n in produced.items()
+    }
     assert health_status == 200 and health["status"] == "ok"
 
     files = list(settings.lake.rglob("*.parquet"))

@@ -94,3 +94,40 @@ def test_a_flush_spanning_days_writes_one_file_per_day_in_offset_order(tmp_path,
     name = FileName("t", 3, 0, 4)
     assert read(tmp_path, "llm_call", YESTERDAY, name)["kafka_offset"].to_pylist() == [0, 2]
     assert read(tmp_path, "llm_call", before, name)["kafka_offset"].to_pylist() == [1, 3, 4]
+
+
+def test_a_flush_reports_its_llm_call_token_sums_per_provider_model_role(tmp_path, make_settings):
+    """Flushed.tokens: the landed llm_call rows' five token columns summed per (provider,
+    model, role); rejected events and task_feedback rows count nothing."""
+    rows = []
+    for i in range(12):
+        e = event(i) | {
+            "provider": "anthropic" if i % 3 == 0 else "zai",
+            "model": "claude-opus-4-5" if i % 3 == 0 else "glm-4.5",
+            "role": "architect" if i % 2 else "implementer",
+            "input_tokens": 1000 + i,
+            "output_tokens": 10 * i,
+            "cache_read_tokens": i * i,
+            "cache_write_5m_tokens": 7 if i % 4 == 0 else 0,
+            "cache_write_1h_tokens": 3 * i,
+        }
+        rows.append(e)
+    values = [orjson.dumps(e) for e in rows]
+    values.append(orjson.dumps(event(12) | {"output_tokens": -5}))  # rejected
+    values.append(orjson.dumps(event(13, event_type="task_feedback")))
+    (flushed,) = flush(tmp_path, make_settings, batch(0, 0, values[:6]), batch(0, 6, values[6:]))
+    assert (flushed.landed, flushed.rejected) == (13, 1)
+    expected: dict[tuple[str, str, str], list[int]] = {}
+    kinds = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+    for e in rows:
+        sums = expected.setdefault((e["provider"], e["model"], e["role"]), [0] * 5)
+        for k, kind in enumerate(kinds):
+            sums[k] += e[f"{kind}_tokens"]
+    assert len(expected) == 4
+    assert {key: list(v) for key, v in flushed.tokens.items()} == expected
+
+
+def test_a_flush_without_llm_calls_reports_no_tokens(tmp_path, make_settings):
+    values = [orjson.dumps(event(i, event_type="task_feedback")) for i in range(3)]
+    (flushed,) = flush(tmp_path, make_settings, batch(1, 0, values))
+    assert flushed.landed == 3 and flushed.tokens == {}

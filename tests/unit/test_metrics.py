@@ -15,7 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.consumer import ConsumerStats
+from pipeline.consumer import Consumer, ConsumerStats
+from pipeline.consumer.batches import Flushed
+from pipeline.consumer.loop import MAX_TOKEN_SERIES, OTHER
 from pipeline.metrics import METRIC_NAMES, ConsumerCollector, MetricsServer, serve_metrics
 from pipeline.settings import Settings
 from tests.fixtures.http_requests import read_all, request
@@ -71,6 +73,70 @@ def test_counters_follow_the_stats() -> None:
         == 1
     )
     assert value(families["modelmeter_consumer_commits"], "modelmeter_consumer_commits_total") == 4
+
+
+class Committer:
+    """A stand-in Kafka client for :meth:`Consumer._commit`: accepts or refuses commits."""
+
+    def __init__(self) -> None:
+        self.accept = True
+
+    def commit(self, offsets: dict[int, int]) -> bool:
+        return self.accept
+
+
+def flushed(partition: int, last: int, tokens: dict) -> Flushed:
+    return Flushed(partition, 0, last, last + 1, 0, 1, 0.01, tokens=tokens)
+
+
+def test_token_counters_follow_committed_flushes_only(make_settings) -> None:
+    """modelmeter_consumer_tokens_total{provider,model,role,kind}: each committed flush's
+    token sums are added; a flush whose commit Kafka refused adds nothing."""
+    consumer = Consumer(make_settings(kafka=False))
+    client = consumer._client = Committer()  # type: ignore[assignment]
+    zai, opus = ("zai", "glm-4.5", "coder"), ("anthropic", "claude-opus-4-5", "architect")
+    consumer._commit([flushed(0, 9, {zai: (100, 20, 5, 0, 0), opus: (7, 3, 2, 1, 4)})])
+    consumer._commit([flushed(1, 4, {zai: (1, 2, 3, 4, 5)})])
+    client.accept = False
+    consumer._commit([flushed(0, 19, {zai: (1000, 1000, 1000, 1000, 1000)})])
+    collector = ConsumerCollector(consumer.stats, topic="t", max_commit_age=60)
+    samples = scrape(collector)["modelmeter_consumer_tokens"]
+    expected = {
+        (*zai, "input"): 101,
+        (*zai, "output"): 22,
+        (*zai, "cache_read"): 8,
+        (*zai, "cache_write_5m"): 4,
+        (*zai, "cache_write_1h"): 5,
+        (*opus, "input"): 7,
+        (*opus, "output"): 3,
+        (*opus, "cache_read"): 2,
+        (*opus, "cache_write_5m"): 1,
+        (*opus, "cache_write_1h"): 4,
+    }
+    got = {
+        (s.labels["provider"], s.labels["model"], s.labels["role"], s.labels["kind"]): s.value
+        for s in samples
+        if s.name == "modelmeter_consumer_tokens_total"
+    }
+    assert got == expected
+    assert consumer.stats.landed == 10 + 5 + 20  # landed counts the refused flush; tokens not
+
+
+def test_token_series_are_bounded_the_rest_counted_under_other() -> None:
+    """Keys beyond the limit go to (provider, other, other) for a provider with series, else
+    to (other, other, other); no token is lost."""
+    s = ConsumerStats(max_token_series=2)
+    s.add_tokens({("zai", "a", "r1"): (1, 0, 0, 0, 0), ("zai", "b", "r1"): (2, 0, 0, 0, 0)})
+    s.add_tokens({("zai", "c", "r9"): (4, 1, 0, 0, 0), ("zai", "a", "r1"): (8, 0, 0, 0, 0)})
+    s.add_tokens({("acme", "x", "r"): (16, 0, 0, 0, 0), ("acme", "y", "r"): (32, 0, 0, 0, 0)})
+    s.add_tokens({("zai", "d", "r2"): (64, 0, 0, 0, 0)})
+    assert s.tokens == {
+        ("zai", "a", "r1"): [9, 0, 0, 0, 0],
+        ("zai", "b", "r1"): [2, 0, 0, 0, 0],
+        ("zai", OTHER, OTHER): [68, 1, 0, 0, 0],
+        (OTHER, OTHER, OTHER): [48, 0, 0, 0, 0],
+    }
+    assert ConsumerStats().max_token_series == MAX_TOKEN_SERIES
 
 
 def test_lag_per_partition_is_end_offset_minus_committed() -> None:
