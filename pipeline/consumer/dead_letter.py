@@ -145,16 +145,26 @@ class DeadLetter:
         self.dlq_topic = settings.dlq_topic
         self.retry_seconds = settings.dlq_retry_seconds if retry_seconds is None else retry_seconds
         self.kafka_client = settings.kafka_client
-        if self.kafka_client == "kafka-python":
-            from kafka import KafkaProducer
+        self._settings = settings
+        self._made: Any = None
 
-            from pipeline.kafka_connect import create_client
+    @property
+    def _producer(self) -> Any:
+        """The producer, made at the first dead letter: a flush without rejects never needs
+        it, so a broker that goes away before then does not fail the flush (the commit after
+        it reports the outage)."""
+        if self._made is None:
+            if self.kafka_client == "kafka-python":
+                from kafka import KafkaProducer
 
-            self._producer = create_client(KafkaProducer, settings, **DLQ_PRODUCER)
-        else:
-            from pipeline.kafka_connect import create_confluent_producer
+                from pipeline.kafka_connect import create_client
 
-            self._producer = create_confluent_producer(settings, DLQ_PRODUCER)
+                self._made = create_client(KafkaProducer, self._settings, **DLQ_PRODUCER)
+            else:
+                from pipeline.kafka_connect import create_confluent_producer
+
+                self._made = create_confluent_producer(self._settings, DLQ_PRODUCER)
+        return self._made
 
     def send(self, rejects: Iterable[Reject]) -> int:
         """Deliver a dead letter for every reject and wait for the acks; returns how many
@@ -352,6 +362,8 @@ class DeadLetter:
         return len(rejects), self.send(rejects)
 
     def close(self) -> None:
+        if self._made is None:
+            return
         if self.kafka_client == "kafka-python":
             self._producer.close(timeout=10)
         else:

@@ -164,10 +164,14 @@ class KafkaPythonClient(ConsumerClient):
 
     def _transient(self, exc: BaseException) -> bool:
         # kafka-python's own retries give up when a metadata refresh fails while the broker
-        # restarts (KafkaConnectionError); membership errors are not retriable ones
+        # restarts (KafkaConnectionError), and an attempt bounded by ATTEMPT_MS ends in
+        # KafkaTimeoutError (not "retriable" to kafka-python) when the coordinator is away;
+        # membership errors are not retriable ones
         import kafka.errors as ke
 
-        return isinstance(exc, ke.KafkaError) and bool(exc.retriable)
+        return isinstance(exc, ke.KafkaTimeoutError) or (
+            isinstance(exc, ke.KafkaError) and bool(exc.retriable)
+        )
 
     def highwater(self, partition: int) -> int | None:
         hw: int | None = self._consumer.highwater(self._tp(partition))
