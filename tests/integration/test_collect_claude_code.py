@@ -6,15 +6,12 @@ shorter in between) changes nothing."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from pipeline.cli import setting_args
 from tests.fixtures.claude_code import (
     EXPECTED_CALLS,
     KINDS,
@@ -24,20 +21,9 @@ from tests.fixtures.claude_code import (
     expected_sums,
     write_tree,
 )
-from tests.fixtures.consume import ENV, run_cli
+from tests.fixtures.consume import consume_and_build, modelmeter
 
 pytestmark = pytest.mark.kafka
-
-
-def modelmeter(settings, *args: str) -> subprocess.CompletedProcess:
-    common = setting_args(settings)
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args, *common],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=ENV,
-    )
 
 
 def collect_consume_build(settings, tree: Path, tmp_path: Path) -> str:
@@ -53,10 +39,7 @@ def collect_consume_build(settings, tree: Path, tmp_path: Path) -> str:
         str(tmp_path / "state.json"),
     )
     assert proc.returncode == 0, proc.stderr
-    consumed = run_cli(settings, "--until-idle", "1", "--flush-seconds", "1")
-    assert consumed.returncode == 0, consumed.stderr
-    built = modelmeter(settings, "build", "--full")
-    assert built.returncode == 0, built.stderr
+    consume_and_build(settings)
     return proc.stderr
 
 

@@ -30,15 +30,12 @@ from tests.fixtures.collect_http import (
     post,
     start_collector,
 )
-from tests.fixtures.consume import ENV, run_cli
-from tests.fixtures.kafka_broker import REPO_ROOT
+from tests.fixtures.consume import ENV, consume_and_build
 
 pytestmark = pytest.mark.kafka
 
 
 def test_otel_claude_code_and_litellm_calls_land_once_with_the_sent_sums(make_settings, tmp_path):
-    import subprocess
-    import sys
 
     settings = make_settings()
     proc, url = start_collector(setting_args(settings), tmp_path, ENV)
@@ -153,17 +150,7 @@ def test_otel_claude_code_and_litellm_calls_land_once_with_the_sent_sums(make_se
         proc.terminate()
         proc.wait(timeout=30)
 
-    consumed = run_cli(settings, "--until-idle", "1", "--flush-seconds", "1")
-    assert consumed.returncode == 0, consumed.stderr
-    built = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "build", "--full", *setting_args(settings)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=ENV,
-        cwd=REPO_ROOT,
-    )
-    assert built.returncode == 0, built.stderr
+    consume_and_build(settings)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         rows = con.execute(

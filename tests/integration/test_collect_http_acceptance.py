@@ -14,8 +14,6 @@ its reason, in the answers and in the Prometheus counters.
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -38,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.cli import setting_args
 from tests.fixtures.collect_http import litellm_payload, post, start_collector
-from tests.fixtures.consume import ENV, run_cli
+from tests.fixtures.consume import ENV, consume_and_build
 from tests.fixtures.kafka_broker import REPO_ROOT
 
 pytestmark = pytest.mark.kafka
@@ -339,17 +337,7 @@ def test_10k_otlp_records_and_5k_litellm_calls_through_a_broker_outage(
     assert counter(requests, source="otel_logs", code="503") == cc.unavailable
     assert counter(requests, source="litellm", code="503") == ll.unavailable
 
-    consumed = run_cli(settings, "--until-idle", "1", "--flush-seconds", "1", timeout=300)
-    assert consumed.returncode == 0, consumed.stderr
-    built = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "build", "--full", *setting_args(settings)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENV,
-        cwd=REPO_ROOT,
-    )
-    assert built.returncode == 0, built.stderr
+    consume_and_build(settings, timeout=300)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
         total, distinct = con.execute(
