@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from pipeline._exceptions import ConfigError
 from pipeline.policy import MISSED_STATUSES
+from pipeline.report.figures import BudgetRow
 from pipeline.safe_text import visible
 
 __all__ = ["KINDS", "Alert", "collect_alerts", "run_cli"]
@@ -45,32 +47,31 @@ def _usd(value: Decimal) -> str:
     return f"${value.quantize(Decimal('0.01')):,}"
 
 
-def budget_alerts(con: Any, day: dt.date) -> list[Alert]:
-    rows = con.execute(
-        "select budget, status, monthly_budget_usd, mtd_spend_usd, projected_usd, days_left"
-        " from mart_budget_status where event_date = ? and status <> 'ok' order by budget",
-        [day],
-    ).fetchall()
+def budget_alerts(budgets: Iterable[BudgetRow]) -> list[Alert]:
+    """One alert per budget over, or projected over, on the report day."""
     alerts = []
-    for budget, status, limit, mtd, projected, days_left in rows:
-        if status == "over":
+    for b in budgets:
+        if b.status == "ok":
+            continue
+        limit, mtd = b.monthly_budget_usd, b.mtd_spend_usd
+        if b.status == "over":
             text = f"spent {_usd(mtd)} this month, over its {_usd(limit)}"
         else:
             text = (
-                f"projected {_usd(projected)} by month end ({days_left} days left), over its "
-                f"{_usd(limit)}; spent {_usd(mtd)} so far"
+                f"projected {_usd(b.projected_usd)} by month end ({b.days_left} days left), "
+                f"over its {_usd(limit)}; spent {_usd(mtd)} so far"
             )
         alerts.append(
             Alert(
                 "budget",
-                budget,
-                f"budget {budget}: {text}",
+                b.budget,
+                f"budget {b.budget}: {text}",
                 {
-                    "status": status,
+                    "status": b.status,
                     "monthly_budget_usd": str(limit),
                     "mtd_spend_usd": str(mtd),
-                    "projected_usd": str(projected),
-                    "days_left": days_left,
+                    "projected_usd": str(b.projected_usd),
+                    "days_left": b.days_left,
                 },
             )
         )
@@ -81,16 +82,11 @@ def collect_alerts(warehouse: Path, day: dt.date, kinds: tuple[str, ...] = KINDS
     """The alerts of ``day``; raises ConfigError/NoDataError (exit 2) when it cannot tell."""
     from pipeline.report import formatting as f
     from pipeline.report.data import load_daily_report
-    from pipeline.warehouse import open_warehouse_readonly
 
     report = load_daily_report(warehouse, day)  # no warehouse, no data that day: exit 2
     alerts: list[Alert] = []
     if "budget" in kinds:
-        con = open_warehouse_readonly(warehouse)
-        try:
-            alerts += budget_alerts(con, day)
-        finally:
-            con.close()
+        alerts += budget_alerts(report.budgets)
     if "kpi" in kinds:
         for k in report.kpis:
             if k.mtd_status in MISSED_STATUSES:
