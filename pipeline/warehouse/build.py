@@ -28,8 +28,19 @@ from pipeline.policy import load_policy
 from pipeline.prices import load_price_book
 from pipeline.resources import sql_dir as packaged_sql_dir
 from pipeline.warehouse.duckdb_helpers import database_path, first_line
-from pipeline.warehouse.incremental import NeedsFullBuild, fingerprint, incremental_plan
-from pipeline.warehouse.lake_sources import SOURCES, lake_files, lake_views_sql, register_lake
+from pipeline.warehouse.incremental import (
+    NeedsFullBuild,
+    fingerprint,
+    incremental_plan,
+    previous_build,
+)
+from pipeline.warehouse.lake_sources import (
+    SOURCES,
+    lake_directories,
+    lake_files,
+    lake_views_sql,
+    register_lake,
+)
 from pipeline.warehouse.models import MACROS_FILE, discover_models, ordered_models
 from pipeline.warehouse.python_tables import (
     PYTHON_TABLES,
@@ -54,17 +65,16 @@ def is_stale(settings: Any) -> bool:
             inputs.append(Path(path).stat().st_mtime_ns)
         except FileNotFoundError:
             return True  # let the build report the missing file
+    # The lake's writers add, replace and remove files by rename and unlink, which sets the
+    # directory's mtime: the directories tell, without listing every file.
     lake = Path(settings.lake)
-    for files in lake_files(lake).values():
-        inputs.extend(f.mtime_ns for f in files)
-    # A deleted file or partition changes its directory's mtime.
     if lake.is_dir():
         inputs.append(lake.stat().st_mtime_ns)
         for table in SOURCES:
             table_dir = lake / table
             if table_dir.is_dir():
                 inputs.append(table_dir.stat().st_mtime_ns)
-                inputs.extend(d.stat().st_mtime_ns for d in table_dir.iterdir() if d.is_dir())
+                inputs.extend(mtime for _, _, mtime in lake_directories(lake, table))
     return any(mtime >= built for mtime in inputs)
 
 
@@ -79,8 +89,9 @@ def build_warehouse(
 
     Incremental when possible: with the same price book, policy and models as the current
     warehouse, only the event_date partitions whose lake files changed (new, rewritten or
-    removed files, per ``mart_lake_manifest``) are recomputed in the incremental facts; the
-    other models are rebuilt from the facts. ``full=True`` rebuilds everything from the lake.
+    removed files, per ``mart_lake_manifest``; only partition directories whose mtime changed
+    are listed) are recomputed in the incremental facts; the other models are rebuilt from
+    the facts. ``full=True`` rebuilds everything from the lake.
     ``sql_dir`` replaces the shipped models (:func:`pipeline.resources.sql_dir`).
     """
     say = progress or (lambda line: None)
@@ -101,16 +112,16 @@ def build_warehouse(
     if not lake.is_dir():
         result.warnings.append(f"lake {lake} does not exist: building an empty warehouse")
         say(f"build: warning: {result.warnings[-1]}")
-    files = lake_files(lake)
-    result.lake_files = {table: len(found) for table, found in files.items()}
     models = ordered_models(discover_models(models_dir), input_tables())
     _check_python_reads({m.name for m in models})
     result.fingerprint = fingerprint(lake, book.sha256, policy_sha256, models_dir)
-    plan, reason = (
-        (None, "full rebuild asked")
-        if full
-        else incremental_plan(target, result.fingerprint, files, models)
-    )
+    previous, reason = (None, "full rebuild asked") if full else previous_build(target)
+    same_inputs = previous is not None and previous.fingerprint == result.fingerprint
+    files = lake_files(lake, previous.known() if previous and same_inputs else None)
+    result.lake_files = {table: len(found) for table, found in files.items()}
+    plan = None
+    if previous is not None:
+        plan, reason = incremental_plan(previous, result.fingerprint, files, models)
     if plan is None:
         say(f"build: full build ({reason})")
     else:
@@ -136,7 +147,12 @@ def build_warehouse(
     _remove_database_files(building)
     try:
         if plan is not None:
+            step = time.monotonic()
             shutil.copyfile(target, building)
+            say(
+                f"build: copied the warehouse ({building.stat().st_size / 1e6:.0f} MB)"
+                f" in {time.monotonic() - step:.1f}s"
+            )
         con = duckdb.connect(building_literal)
         try:
             con.execute("set TimeZone = 'UTC'")

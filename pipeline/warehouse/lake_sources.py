@@ -8,11 +8,23 @@ partitions' files of the event tables.
 A file whose offset range lies inside another's of the same Kafka partition in the same
 directory is covered by it and not read: during a compaction (:mod:`pipeline.compaction`)
 the new file is renamed in before its inputs are removed.
+
+Listing costs what changed, not the lake's history: every writer of the lake (the consumer,
+``compact``) adds and removes files by renaming and unlinking, which sets the partition
+directory's mtime, so a directory whose mtime is the one the previous build recorded
+(``mart_lake_manifest.directory_modified_ns``) holds the files recorded then and is not
+listed again. A directory modified less than :data:`RACY_NS` before it was listed is
+recorded without its mtime (NULL) and listed by the next build too: a second change within
+the file system's timestamp granularity could leave the same mtime. A file rewritten in place
+(not through a rename) is not seen: ``build --full`` lists everything.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +34,16 @@ import pyarrow as pa
 from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, FileName
 from pipeline.warehouse.duckdb_helpers import create_from_arrow, parquet_literal, sql_str
 
-__all__ = ["LAKE_VIEWS", "SOURCES", "LakeFile", "lake_files", "lake_views_sql", "register_lake"]
+__all__ = [
+    "LAKE_VIEWS",
+    "RACY_NS",
+    "SOURCES",
+    "LakeFile",
+    "lake_directories",
+    "lake_files",
+    "lake_views_sql",
+    "register_lake",
+]
 
 #: lake table -> (name of the view the staging models read, its partition column)
 SOURCES = {
@@ -32,6 +53,8 @@ SOURCES = {
 }
 #: view name -> lake table
 LAKE_VIEWS = {view: table for table, (view, _) in SOURCES.items()}
+#: A directory modified this close to its listing may change again with the same mtime.
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +66,76 @@ class LakeFile:
     path: Path
     bytes: int
     mtime_ns: int
+    #: the partition directory's mtime when listed, None when too recent to be trusted
+    directory_mtime_ns: int | None = None
 
 
-def lake_files(lake: Path) -> dict[str, list[LakeFile]]:
-    """The finished Parquet files of each lake table (writers' temporary files excluded)."""
+#: (lake table, partition value) -> (the directory's recorded mtime, its files then)
+Known = Mapping[tuple[str, str], tuple[int, list[LakeFile]]]
+
+
+def lake_directories(lake: Path, table: str) -> list[tuple[str, Path, int]]:
+    """The partition directories of a lake table: (value, path, mtime_ns), by value."""
+    found = []
+    try:
+        with os.scandir(Path(lake) / table) as entries:
+            for entry in entries:
+                name = entry.name
+                if (
+                    "=" not in name
+                    or name.startswith(".")
+                    or not entry.is_dir(follow_symlinks=False)
+                ):
+                    continue
+                try:
+                    mtime = entry.stat(follow_symlinks=False).st_mtime_ns
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+                found.append((name.split("=", 1)[1], Path(entry.path), mtime))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(found)
+
+
+def lake_files(lake: Path, known: Known | None = None) -> dict[str, list[LakeFile]]:
+    """The finished Parquet files of each lake table (writers' temporary files excluded).
+
+    A partition directory found in ``known`` with the recorded mtime is not listed: its
+    recorded files are returned.
+    """
     found: dict[str, list[LakeFile]] = {}
     for table in SOURCES:
         files: list[LakeFile] = []
-        for path in sorted((Path(lake) / table).glob("*=*/*.parquet")):
-            if path.name.startswith((TEMP_PREFIX, ".")):
+        for value, directory, mtime in lake_directories(lake, table):
+            recorded = known.get((table, value)) if known else None
+            if recorded is not None and recorded[0] == mtime:
+                files.extend(recorded[1])
                 continue
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # removed between glob and stat
-                continue
-            files.append(
-                LakeFile(
-                    table, path.parent.name.split("=", 1)[1], path, stat.st_size, stat.st_mtime_ns
-                )
-            )
+            trusted = mtime if time.time_ns() - mtime >= RACY_NS else None
+            files.extend(_listed(table, value, directory, trusted))
         found[table] = _uncovered(files)
     return found
+
+
+def _listed(table: str, value: str, directory: Path, directory_mtime: int | None) -> list[LakeFile]:
+    files = []
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(
+                e.name
+                for e in entries
+                if e.name.endswith(".parquet") and not e.name.startswith((TEMP_PREFIX, "."))
+            )
+    except FileNotFoundError:  # the directory was removed meanwhile
+        return []
+    for name in names:
+        path = directory / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed between the listing and the stat
+            continue
+        files.append(LakeFile(table, value, path, stat.st_size, stat.st_mtime_ns, directory_mtime))
+    return files
 
 
 def _uncovered(files: list[LakeFile]) -> list[LakeFile]:

@@ -258,6 +258,7 @@ def mart_lake_manifest(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> p
                 [dt.datetime.fromtimestamp(f.mtime_ns / 1e9, dt.UTC) for f in every],
                 pa.timestamp("us", tz="UTC"),
             ),
+            "directory_modified_ns": pa.array([f.directory_mtime_ns for f in every], pa.int64()),
         }
     )
 

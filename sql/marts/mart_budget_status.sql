@@ -6,11 +6,12 @@
 -- calls count as $0; days before the first day with data are not counted) / those days.
 -- status: 'over' (spent more than the budget), 'projected_over' (the projection passes it),
 -- 'ok'. Unpriced calls are not spend (the report flags them).
--- depends on: fct_llm_calls, dim_dates, dim_budgets
+-- depends on: mart_daily_call_summary, dim_dates, dim_budgets
 with
 
 calls as (
-    select event_date, role, provider, model, cost_usd from fct_llm_calls where is_priced
+    -- the calls summed per day (mart_daily_call_summary): a few thousand rows, not every call
+    select event_date, role, provider, model, cost_usd from mart_daily_call_summary where is_priced
 ),
 
 days as (

@@ -784,7 +784,12 @@ def snapshot(path: Path) -> dict[str, list]:
                 "select table_name from information_schema.tables where table_name <> 'mart_build_info'"
             ).fetchall()
         ]
-        return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
+        # when a directory was listed (how recently it had changed) is build metadata too
+        columns = {"mart_lake_manifest": "* exclude (directory_modified_ns)"}
+        return {
+            t: sorted(con.execute(f"select {columns.get(t, '*')} from {t}").fetchall(), key=repr)
+            for t in tables
+        }
     finally:
         con.close()
 
@@ -883,6 +888,82 @@ def test_incremental_builds_recompute_only_changed_partitions_and_equal_a_full_b
         "llm_call": ["2025-06-03"],
         "task_feedback": ["2025-06-03"],
     }
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+
+
+def _age_directories(lake: Path, seconds: int = 3600) -> None:
+    """Set every partition directory's mtime ``seconds`` back, as after a quiet hour."""
+    old = dt.datetime.now(UTC).timestamp() - seconds
+    for directory in lake.glob("*/*=*"):
+        os.utime(directory, (old, old))
+
+
+def test_an_incremental_build_lists_only_the_directories_that_changed(tmp_path, monkeypatch):
+    """Directories whose mtime the previous build recorded are not listed again; a new day's
+    directory and one that got a file are, and the result equals a full build."""
+    from pipeline.warehouse import lake_sources
+
+    settings = settings_for(tmp_path)
+    write_golden_lake(settings.lake)
+    _age_directories(settings.lake)
+    assert build_warehouse(settings).mode == "full"
+    con = open_warehouse_readonly(settings.warehouse)
+    untrusted = con.execute(
+        "select count(*) from mart_lake_manifest where directory_modified_ns is null"
+    ).fetchone()
+    con.close()
+    assert untrusted == (0,)
+
+    listed: list[str] = []
+    real = lake_sources._listed
+
+    def spy(table, value, directory, mtime):
+        listed.append(f"{table}/{value}")
+        return real(table, value, directory, mtime)
+
+    monkeypatch.setattr(lake_sources, "_listed", spy)
+    day_d = dt.datetime(2025, 6, 4, 9, tzinfo=UTC)
+    write_events_lake(
+        settings.lake,
+        [
+            llm_call("d-01", day_d, "implementer", "zai", "glm-4.5", input_tokens=300),
+            llm_call("a-11", dt.datetime(2025, 6, 1, 22, tzinfo=UTC), "critic", "zai", "glm-4.5"),
+        ],
+        topic="late",
+    )
+    result = build_warehouse(settings)
+    assert result.mode == "incremental"
+    assert sorted(listed) == ["llm_call/2025-06-01", "llm_call/2025-06-04"]
+    assert result.rebuilt_partitions == {
+        "llm_call": ["2025-06-01", "2025-06-04"],
+        "task_feedback": [],
+    }
+    assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
+
+    # The two directories were modified just before that build: too recent to be trusted,
+    # the next build lists them again (a second change could keep their mtime).
+    listed.clear()
+    assert build_warehouse(settings).mode == "incremental"
+    assert sorted(listed) == ["llm_call/2025-06-01", "llm_call/2025-06-04"]
+    _age_directories(settings.lake)  # now every directory changed: all listed
+    listed.clear()
+    build_warehouse(settings)
+    assert len(listed) == len(list(settings.lake.glob("*/*=*")))
+    listed.clear()
+    assert build_warehouse(settings).rebuilt_partitions == {"llm_call": [], "task_feedback": []}
+    assert listed == []
+
+
+def test_a_file_removed_from_a_known_directory_is_seen(tmp_path):
+    """Unlinking a file sets its directory's mtime: the next build lists the directory."""
+    settings = settings_for(tmp_path)
+    write_golden_lake(settings.lake)
+    _age_directories(settings.lake)
+    build_warehouse(settings)
+    victim = sorted(settings.lake.glob("llm_call/event_date=2025-06-02/*.parquet"))[0]
+    victim.unlink()
+    result = build_warehouse(settings)
+    assert result.rebuilt_partitions == {"llm_call": ["2025-06-02"], "task_feedback": []}
     assert snapshot(settings.warehouse) == full_build_snapshot(settings, tmp_path)
 
 
