@@ -2,7 +2,7 @@
 
     .venv/bin/python ops/chaos.py [--events 200000] [--bad-fraction 0.01]
         [--duplicate-fraction 0.01] [--kills 5] [--broker-restarts 1] [--poison-pills 30]
-        [--seed S] [--json PATH]
+        [--compact-kills 3] [--seed S] [--json PATH]
 
 What it does, on its own broker (ops/kafka/kafka.sh on free ports, a temporary data dir) and
 its own temporary lake and warehouse:
@@ -17,8 +17,14 @@ its own temporary lake and warehouse:
    ``--kills`` times (a random member of the group each time) and restarted; the broker is
    restarted ``--broker-restarts`` times while the simulator is still producing; a second
    consumer joins the group for part of the run and leaves it (two rebalances);
+   ``modelmeter compact --settle-hours`` (60 s, see ``Options.compact_settle``) is started
+   and SIGKILLed ``--compact-kills`` times, each after a random share of the time the last
+   compaction that ended took (with flushes to rewrite, kills land before, while and after
+   it writes its temporary files and its journal), and left to finish once;
 3. the running consumers are stopped, the topic is drained with
-   ``modelmeter consume --until-idle``, and ``modelmeter build`` builds the warehouse;
+   ``modelmeter consume --until-idle``, one ``modelmeter compact`` runs to its end (it
+   finishes a run a killed one committed and removes the temporary files of one killed
+   before that), and ``modelmeter build`` builds the warehouse;
 4. the audit, against the simulator's own account of what it sent (its summary, and its
    events regenerated deterministically from the same seed):
 
@@ -29,13 +35,20 @@ its own temporary lake and warehouse:
      partition and offset; duplicates allowed, the DLQ is at-least-once);
    - every offset of the topic is in the lake exactly once (landed + rejected rows by
      (partition, offset)), and every partition's committed offset is its end offset;
-   - no temporary file is left in the lake;
+   - no temporary file is left in the lake, nor a compaction journal, and every compaction
+     that was not killed exited 0;
    - the warehouse holds each event once and its token totals (every kind) and cost and
      baseline cost totals equal the producer-side totals exactly (Decimal, from the
      simulator's events and the price book).
 
-Prints one JSON summary (every count, expected vs actual, ``ok``) and exits 0 only when
-everything matches (1 otherwise, 2 on bad usage).
+Prints one JSON summary (every count, expected vs actual, ``ok``; under ``compaction`` the
+runs started, killed and completed, and the runs, files removed and written of the completed
+ones, from their summary lines) and exits 0 only when everything matches (1 otherwise, 2 on
+bad usage). Compaction only rewrites a flush whose every file is in a closed day, and a flush
+with a dead letter has a file in ``_rejected/received_date=<today>``: with the default bad
+messages and poison pills nearly every flush has one, so the compactions of this run find
+little or nothing to rewrite and the kills hit their start-up and scan;
+tests/integration/test_compaction_live.py kills compactions in the middle of their rewrites.
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -91,6 +105,20 @@ class Options:
     pause_max: float = 6.0
     drain_idle: float = 8.0
     poison_pills: int = 30
+    compact_kills: int = 3
+    # ``modelmeter compact --settle-hours`` of the run, in seconds. Compaction must not touch a
+    # flush before the consumer's recovery has decided about it: a flush written but never
+    # committed (its consumer SIGKILLed between the rename and the commit) is deleted and
+    # re-read by the recovery of the partition's next owner. A compaction that read it at
+    # that moment would bring its offsets back beside the re-read ones (rows twice); one that
+    # folded it in before would have the recovery keep it and skip its dead letters (the
+    # audit's DLQ check). That recovery comes once the dead member's session expires (the
+    # consumer's session timeout, 10 s, pipeline.consumer.clients.CONSUMER_DEFAULTS) and the
+    # restarted consumer (up to 1 s later, 1-3 s to start) has joined; a broker restart
+    # (about 15 s here, ops/kafka/kafka.sh down and up) holds a commit back that long on top.
+    # 60 s is twice that worst case, and short enough for the flushes of the first minute to
+    # settle while the faults go on.
+    compact_settle: float = 60.0
 
 
 @dataclass
@@ -138,6 +166,108 @@ class ConsumerProc:
         code = self.proc.returncode
         self.exits.append(code)
         return code
+
+
+_COMPACT_LINE = re.compile(
+    r"compact: (?P<runs>\d+) runs, (?P<files_removed>\d+) files -> (?P<files_written>\d+) "
+    r"\((?P<rows>\d+) rows\); (?P<journals_replayed>\d+) cut-short compactions finished, "
+    r"(?P<temp_removed>\d+) temporary files removed, (?P<skipped>\d+) runs skipped"
+)
+
+
+def lake_state(lake: Path) -> dict[str, int]:
+    """The lake's finished files, compaction temporaries and compaction journals."""
+    return {
+        "files": sum(1 for p in lake.glob("*/*/*.parquet") if not p.name.startswith(".")),
+        "compact_temp_files": sum(1 for _ in lake.glob("*/*/.compact-*")),
+        "journals": sum(1 for _ in lake.glob("_index/compaction/*.json")),
+    }
+
+
+@dataclass
+class Compactions:
+    """``modelmeter compact`` subprocesses: some SIGKILLed at a random moment of their run,
+    some left to finish (their stderr summary lines are added up)."""
+
+    argv: list[str]
+    lake: Path
+    log_path: Path
+    started: int = 0
+    killed: int = 0
+    completed: int = 0
+    failed: list[int] = field(default_factory=list)
+    totals: Counter = field(default_factory=Counter)
+    last_seconds: float = 1.0  # how long the last finished run took (kill delays scale on it)
+    kills: list[dict[str, Any]] = field(default_factory=list)
+
+    def _start(self) -> tuple[subprocess.Popen, float]:
+        self.started += 1
+        with open(self.log_path, "a") as out:
+            out.write(f"--- compact {self.started} at {time.strftime('%H:%M:%S')}\n")
+        err = open(self.log_path, "a")  # noqa: SIM115 - closed once the process is done
+        try:
+            proc = subprocess.Popen(self.argv, stdout=err, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        finally:
+            err.close()
+        return proc, time.monotonic()
+
+    def _finished(self, proc: subprocess.Popen, began: float, offset: int) -> dict[str, Any]:
+        code = proc.wait()
+        self.last_seconds = max(0.05, time.monotonic() - began)
+        text = self.log_path.read_bytes()[offset:].decode(errors="replace")
+        matches = list(_COMPACT_LINE.finditer(text))
+        match = matches[-1] if matches else None
+        if code != 0 or match is None:
+            self.failed.append(code)
+            return {"exit_code": code, "output": text[-2000:]}
+        self.completed += 1
+        counts = {k: int(v) for k, v in match.groupdict().items()}
+        self.totals.update(counts)
+        return {"exit_code": code, "seconds": round(self.last_seconds, 2), **counts}
+
+    def run(self, timeout: float = 600) -> dict[str, Any]:
+        """One compaction to its end."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        before = lake_state(self.lake)
+        proc, began = self._start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return {
+            "lake_before": before,
+            **self._finished(proc, began, offset),
+            "lake_after": lake_state(self.lake),
+        }
+
+    def run_and_kill(self, rng: random.Random) -> dict[str, Any]:
+        """One compaction SIGKILLed after a random fraction of the last run's duration (from
+        its start-up to its last removal); one that ends first counts as completed, and
+        another is started, so that every call kills one."""
+        while True:
+            offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            before = lake_state(self.lake)
+            delay = rng.uniform(0.0, 1.0) * self.last_seconds
+            proc, began = self._start()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=delay)
+            if proc.poll() is not None:
+                done = self._finished(proc, began, offset)
+                if done["exit_code"] != 0:
+                    raise RuntimeError(f"modelmeter compact failed: {done}")
+                continue
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.killed += 1
+            # what it left: temporary files (killed while writing), a journal (killed after
+            # its commit point), inputs beside their compacted file (mid-removal)
+            kill = {
+                "after_seconds": round(time.monotonic() - began, 3),
+                "lake_before": before,
+                "lake_after": lake_state(self.lake),
+            }
+            self.kills.append(kill)
+            return kill
 
 
 def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
@@ -447,11 +577,17 @@ def audit(
 
 def _plan(opts: Options) -> list[str]:
     """The faults in order: the broker restart(s) first (while the simulator is producing),
-    then the kills; a second consumer joins after the first kill and leaves before the last."""
+    then the kills; a second consumer joins after the first kill and leaves before the last.
+    The compactions (``--compact-kills`` killed, one left to finish) go anywhere after the
+    broker restarts, at seeded random places."""
     plan = ["broker"] * opts.broker_restarts + ["kill"] * opts.kills
     first_kill = opts.broker_restarts
     plan.insert(min(first_kill + 1, len(plan)), "join")
     plan.insert(len(plan) - 1 if opts.kills >= 2 else len(plan), "leave")
+    if opts.compact_kills:
+        places = random.Random(f"{opts.seed}:compact")
+        for step in ["compact-kill"] * opts.compact_kills + ["compact"]:
+            plan.insert(places.randint(opts.broker_restarts, len(plan)), step)
     return plan
 
 
@@ -506,6 +642,12 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
     consumers = {
         name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log") for name in ("a", "b")
     }
+    compactions = Compactions(
+        [MODELMETER, "compact", *common, "--settle-hours", str(opts.compact_settle / 3600)],
+        settings.lake,
+        workdir / "compact.log",
+    )
+    final_compaction: dict[str, Any] = {}
     timeline: list[dict[str, Any]] = []
     started = time.monotonic()
 
@@ -594,6 +736,10 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             elif step == "leave" and consumers["b"].running:
                 code = consumers["b"].stop()
                 note("consumer b left the group (SIGTERM)", exit_code=code)
+            elif step == "compact-kill":
+                note("SIGKILL compact", **compactions.run_and_kill(rng))
+            elif step == "compact":
+                note("compact finished", **compactions.run())
 
         code = sim.wait(timeout=900)
         note("simulate finished", exit_code=code)
@@ -639,6 +785,13 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 )
             if behind == 0:
                 break
+        if opts.compact_kills:
+            # one to its end: it finishes what a killed one committed (its journal), removes
+            # the temporary files of one killed before that, and compacts what has settled
+            final_compaction = compactions.run()
+            note("final compact", **final_compaction)
+            if final_compaction["exit_code"] != 0:
+                raise RuntimeError(f"the final modelmeter compact failed: {final_compaction}")
         with open(workdir / "build.log", "w") as out:
             code = subprocess.run(
                 [MODELMETER, "build", *common],
@@ -655,6 +808,18 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         log("auditing")
         expected = expected_from_simulator(settings, run_args)
         result = audit(settings, summary, expected, poison_pills=opts.poison_pills)
+        if opts.compact_kills:
+            left = lake_state(Path(settings.lake))
+            for name, key in (
+                ("compaction_temp_files_left", "compact_temp_files"),
+                ("compaction_journals_left", "journals"),
+            ):
+                result["checks"][name] = {"expected": 0, "actual": left[key], "ok": not left[key]}
+            result["checks"]["compaction_failures"] = {
+                "expected": [],
+                "actual": compactions.failed,
+                "ok": not compactions.failed,
+            }
     finally:
         if sim is not None and sim.poll() is None:
             sim.kill()
@@ -670,6 +835,23 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
     kills = sum(1 for t in timeline if t["action"] == "SIGKILL consumer")
     restarts = sum(1 for t in timeline if t["action"] == "broker restart")
     ok = all(c["ok"] for c in result["checks"].values())
+    compaction = {
+        "settle_seconds": opts.compact_settle,
+        "started": compactions.started,
+        "killed": compactions.killed,
+        "completed": compactions.completed,
+        "failed_exit_codes": compactions.failed,
+        # added up over the runs that finished (the final one included), from their summary
+        # lines; a killed run prints none
+        **{
+            k: compactions.totals[k]
+            for k in ("runs", "files_removed", "files_written", "rows", "journals_replayed")
+        },
+        "temp_files_removed": compactions.totals["temp_removed"],
+        "runs_skipped": compactions.totals["skipped"],
+        "kills": compactions.kills,
+        "final": final_compaction,
+    }
     return {
         "ok": ok,
         "options": {k: getattr(opts, k) for k in Options.__dataclass_fields__},
@@ -678,7 +860,9 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             "broker_restarts": restarts,
             "second_consumer": any(t["action"].startswith("consumer b joined") for t in timeline),
             "consumer_exit_codes": {c.name: c.exits for c in consumers.values()},
+            "compaction_kills": compactions.killed,
         },
+        "compaction": compaction,
         "simulator": {
             k: summary[k]
             for k in (
@@ -736,12 +920,26 @@ def main(argv: list[str] | None = None) -> int:
         default=d.poison_pills,
         help="hostile messages sent through the run (default 30)",
     )
+    parser.add_argument(
+        "--compact-kills",
+        type=int,
+        default=d.compact_kills,
+        help="modelmeter compact runs SIGKILLed at random moments (default 3; 0: no compaction)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
     parser.add_argument(
         "--workdir", type=Path, help="keep broker data, lake, warehouse and logs here"
     )
     args = parser.parse_args(argv)
-    for name in ("events", "kills", "broker_restarts", "days", "flush_events", "poison_pills"):
+    for name in (
+        "events",
+        "kills",
+        "broker_restarts",
+        "days",
+        "flush_events",
+        "poison_pills",
+        "compact_kills",
+    ):
         if getattr(args, name) < (1 if name in ("events", "days", "flush_events") else 0):
             parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
     for name in ("bad_fraction", "duplicate_fraction"):
@@ -758,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
         flush_events=args.flush_events,
         flush_seconds=args.flush_seconds,
         poison_pills=args.poison_pills,
+        compact_kills=args.compact_kills,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline._exceptions import LakeWriteError
+from pipeline._exceptions import ConfigError, LakeWriteError
 from pipeline.files import NEW_FILE_FLAGS, atomic_write
 from pipeline.lake import SCHEMAS, FileName, open_lake_dir, write_parquet
 from pipeline.lake_files import EVENT_TABLES, REJECTED_TABLE
@@ -338,15 +338,28 @@ def _remove_temps(lake: Path) -> int:
 
 def run_cli(args: object, settings: object) -> int:
     """``modelmeter compact [--before DATE] [--settle-hours H] [--target-mb N]``."""
+    import math
     import sys
 
-    settings.apply_umask()  # type: ignore[attr-defined]
+    # a negative settle time would compact today and the files a consumer has just written,
+    # uncommitted flushes included (see the module docstring): refused, as are NaN and inf
+    settle_hours = float(getattr(args, "settle_hours", 2.0))
+    if not math.isfinite(settle_hours) or settle_hours < 0:
+        raise ConfigError(f"--settle-hours must be a number >= 0, got {settle_hours}")
+    target_mb = float(getattr(args, "target_mb", 128))
+    if not math.isfinite(target_mb) or target_mb <= 0:
+        raise ConfigError(f"--target-mb must be a number > 0, got {target_mb}")
     before = getattr(args, "before", None)
+    try:
+        before_day = dt.date.fromisoformat(before) if before else None
+    except ValueError:
+        raise ConfigError(f"--before must be a date YYYY-MM-DD, got {before!r}") from None
+    settings.apply_umask()  # type: ignore[attr-defined]
     result = compact_lake(
         Path(settings.lake),  # type: ignore[attr-defined]
-        before=dt.date.fromisoformat(before) if before else None,
-        settle=dt.timedelta(hours=float(getattr(args, "settle_hours", 2.0))),
-        target_bytes=int(float(getattr(args, "target_mb", 128)) * 1024 * 1024),
+        before=before_day,
+        settle=dt.timedelta(hours=settle_hours),
+        target_bytes=int(target_mb * 1024 * 1024),
     )
     print(
         f"compact: {result.runs} runs, {result.files_removed} files -> {result.files_written}"

@@ -4,6 +4,7 @@ that any crash leaves readable and the next compaction finishes."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline.compaction as compaction
+from pipeline._exceptions import ConfigError
 from pipeline.compaction import JOURNAL_DIR, compact_lake
 from pipeline.consumer.sink import Sink
 from pipeline.dq.lakeday import flush_frame
@@ -140,3 +142,24 @@ def test_readers_skip_a_file_another_of_the_same_partition_covers(tmp_path):
         pq.write_table(pa.table({"x": [1]}), directory / str(name))
     kept = {f.path.name for f in warehouse_files(tmp_path)["llm_call"]}
     assert kept == {str(names[0]), str(names[3]), str(names[4])}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("settle_hours", -24.0),  # would compact today and files just written
+        ("settle_hours", float("nan")),
+        ("settle_hours", float("inf")),
+        ("target_mb", 0.0),
+        ("target_mb", float("nan")),
+        ("before", "yesterday"),
+    ],
+)
+def test_the_command_refuses_a_negative_or_non_finite_settle_and_bad_options(
+    lake, make_settings, option, value
+):
+    options = {"before": None, "settle_hours": 2.0, "target_mb": 128.0, option: value}
+    files = lake_files(lake)
+    with pytest.raises(ConfigError, match=option.replace("_", "-")):
+        compaction.run_cli(argparse.Namespace(**options), make_settings(kafka=False))
+    assert lake_files(lake) == files  # nothing compacted
