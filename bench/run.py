@@ -27,13 +27,16 @@ if __package__ in (None, ""):
 
 from bench.common import REPO_ROOT, log, machine, private_broker, settings_for  # noqa: E402
 
-FIGURES = ("producer", "ingest", "scale_out", "build", "collect", "collect_http")
+FIGURES = ("producer", "ingest", "scale_out", "build", "collect", "collect_http", "lake_growth")
 QUICK = {
     "events": 50_000,
     "producer_events": 20_000,
     "lake_events": 300_000,
     "collect_lines": 20_000,
     "collect_http_records": 20_000,
+    "growth_events": 50_000,
+    "growth_files_per_day": 500,
+    "growth_year_day_events": 3_000,
 }
 
 
@@ -70,6 +73,27 @@ def main(argv: list[str] | None = None) -> int:
         help="Claude Code OTLP log records posted to collect http (default 100k)",
     )
     parser.add_argument(
+        "--growth-events",
+        type=int,
+        default=200_000,
+        help="events of the lake_growth lakes (default 200k over --growth-days)",
+    )
+    parser.add_argument(
+        "--growth-days", type=int, default=30, help="days of the lake_growth lakes (default 30)"
+    )
+    parser.add_argument(
+        "--growth-files-per-day",
+        type=int,
+        default=2000,
+        help="files a day of lake_growth's many-files lake (default 2000)",
+    )
+    parser.add_argument(
+        "--growth-year-day-events",
+        type=int,
+        default=10_000,
+        help="events a day of lake_growth's 365-day lake (default 10k; 0: no year)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"small sizes for a smoke run ({QUICK})"
     )
     parser.add_argument(
@@ -98,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             QUICK["collect_lines"],
         )
         args.collect_http_records = QUICK["collect_http_records"]
+        args.growth_events = QUICK["growth_events"]
+        args.growth_files_per_day = QUICK["growth_files_per_day"]
+        args.growth_year_day_events = QUICK["growth_year_day_events"]
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]
     if unknown:
@@ -114,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             f"--lake-events {args.lake_events}",
             f"--collect-lines {args.collect_lines}",
             f"--collect-http-records {args.collect_http_records}",
+            f"--growth-events {args.growth_events}",
+            f"--growth-days {args.growth_days}",
+            f"--growth-files-per-day {args.growth_files_per_day}",
+            f"--growth-year-day-events {args.growth_year_day_events}",
         ]
     )
     doc: dict = {
@@ -132,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
             "lake_events": args.lake_events,
             "collect_lines": args.collect_lines,
             "collect_http_records": args.collect_http_records,
+            "growth_events": args.growth_events,
+            "growth_days": args.growth_days,
+            "growth_files_per_day": args.growth_files_per_day,
+            "growth_year_day_events": args.growth_year_day_events,
         },
         "figures": {},
     }
@@ -187,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
             from bench.build import run_build
 
             figures["build"] = run_build(workdir, args.lake_events, rounds=args.rounds)
+        if "lake_growth" in only:
+            from bench.lake_growth import run_lake_growth
+
+            figures["lake_growth"] = run_lake_growth(
+                workdir,
+                args.growth_events,
+                days=args.growth_days,
+                files_per_day=args.growth_files_per_day,
+                year_day_events=args.growth_year_day_events,
+                rounds=args.rounds,
+            )
     finally:
         doc["seconds"] = round(time.perf_counter() - started, 1)
         doc["all_met"] = bool(figures) and all(
