@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MM := $(BIN)/modelmeter
 KAFKA := ops/kafka/kafka.sh
+S3 := ops/s3/s3proxy.sh
 DATE ?=
 DEMO_EVENTS ?= 200000
 DEMO_DAYS ?= 30
@@ -16,10 +17,10 @@ date_opt = $(if $(DATE),--date $(DATE),)
 TEST_WORKERS ?= 4
 UNIT_TEST_WORKERS ?= 2
 
-.PHONY: help setup kafka-up kafka-down demo daily-report dq test test-unit bench chaos lint clean
+.PHONY: help setup kafka-up kafka-down s3-up s3-down demo daily-report dq test test-unit bench chaos lint clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(BIN)/modelmeter: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null || \
@@ -37,6 +38,12 @@ kafka-up: ## start the local Kafka broker on 127.0.0.1:9092 (fetches the jars on
 
 kafka-down: ## stop the local Kafka broker started by kafka-up
 	@$(KAFKA) down
+
+s3-up: ## start the local S3 API server (S3Proxy) on 127.0.0.1:9000; prints its client env (export lines)
+	@$(S3) up
+
+s3-down: ## stop the local S3 API server started by s3-up
+	@$(S3) down
 
 demo: setup kafka-up ## end to end: simulate ~30 days of traffic, consume, build, check, report
 	@echo "== 1/5 simulate $(DEMO_EVENTS) events over $(DEMO_DAYS) days" >&2
@@ -64,8 +71,8 @@ test: setup lint ## lint, then unit and integration tests against real brokers t
 	@$(KAFKA) fetch
 	@$(BIN)/pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
 
-test-unit: setup ## the broker-free tests only (tests/unit, -m "not kafka"): no Java, no broker
-	@$(BIN)/pytest -q -n $(UNIT_TEST_WORKERS) -m "not kafka" tests/unit
+test-unit: setup ## the broker-free tests only (tests/unit, -m "not kafka and not s3"): no Java, no broker
+	@$(BIN)/pytest -q -n $(UNIT_TEST_WORKERS) -m "not kafka and not s3" tests/unit
 
 bench: setup ## benchmarks (JSON to stdout and bench/results.json)
 	@$(KAFKA) fetch
@@ -73,7 +80,7 @@ bench: setup ## benchmarks (JSON to stdout and bench/results.json)
 
 chaos: setup ## fault-injection run: kills, broker restart, rebalances; verifies exactly-once
 	@$(KAFKA) fetch
-	@$(BIN)/python ops/chaos.py
+	@$(BIN)/python ops/chaos.py $(CHAOS_ARGS)
 
 lint: setup ## ruff (lint and format check) and mypy
 	@$(BIN)/ruff check pipeline tests bench ops

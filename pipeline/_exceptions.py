@@ -13,6 +13,7 @@ The tree::
     │   └── KafkaAuthError           Terminal: wrong credentials / untrusted certificate, exit 2
     ├── ProducerBufferFullError      Transient: the SDK's bounded buffer is full and the broker is slow/away
     ├── LakeWriteError               Terminal: the lake cannot be written (permissions, disk full)
+    │   └── ObjectStoreUnavailableError  the lake's bucket did not answer in time, exit 2
     └── WarehouseError               the warehouse cannot be built or opened
 
 Errors carry their context as attributes and build their own one-line message, so the CLI
@@ -33,6 +34,7 @@ __all__ = [
     "KafkaAuthError",
     "ProducerBufferFullError",
     "LakeWriteError",
+    "ObjectStoreUnavailableError",
     "WarehouseError",
     "Transient",
     "Terminal",
@@ -123,6 +125,13 @@ class LakeWriteError(Terminal, PipelineError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         self.path = path
         super().__init__(f"{message}" + (f" ({path})" if path else ""))
+
+
+class ObjectStoreUnavailableError(LakeWriteError):
+    """The S3 service holding the lake did not answer within the retry time (or refused the
+    credentials); like a broker that cannot be reached, exit 2."""
+
+    exit_code = 2
 
 
 class WarehouseError(PipelineError):

@@ -277,12 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         metavar="PATH",
-        help="JSON result file (default <lake parent>/dq/dq-<date>.json)",
+        help="JSON result file (default <lake parent>/dq/dq-<date>.json; <warehouse parent>/dq/"
+        " for a lake in a bucket)",
     )
     p.add_argument(
         "--data-docs",
         metavar="DIR",
-        help="great-expectations HTML data docs directory (default <lake parent>/dq/data_docs)",
+        help="great-expectations HTML data docs directory (default <lake parent>/dq/data_docs;"
+        " <warehouse parent>/dq/data_docs for a lake in a bucket)",
     )
     p.add_argument("--no-data-docs", action="store_true", help="do not build the HTML data docs")
     p.add_argument(

@@ -29,6 +29,11 @@ range lies inside another's of the same partition for covered (the warehouse's
 Recovery is not concerned (it only touches offsets past the committed one, and a settled
 flush is far behind it), and a running consumer is never disturbed: a late event for a
 compacted day lands in a new file that a later compaction rewrites with its own run.
+
+The algorithm is written once against a :class:`~pipeline.compaction_store.Store`: the
+local lake's (:class:`LocalStore` here: ``O_NOFOLLOW`` directories, fsync, rename, an
+``fcntl`` lock) or a bucket's (:class:`~pipeline.compaction_store.BucketStore`: one PUT per
+temporary file and journal, a server-side copy instead of the rename, a lock object).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -50,19 +56,29 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline._exceptions import ConfigError, LakeWriteError
+from pipeline.compaction_store import (
+    COMPACT_PREFIX,
+    JOURNAL_DIR,
+    TABLES,
+    BucketStore,
+    Flushes,
+    Store,
+    StoredFile,
+    new_flushes,
+    temp_name,
+)
 from pipeline.files import NEW_FILE_FLAGS, atomic_write
 from pipeline.lake import SCHEMAS, FileName, open_lake_dir, write_parquet
-from pipeline.lake_files import EVENT_TABLES, REJECTED_TABLE
+from pipeline.lake_files import Lake, covered
+from pipeline.object_lake import ObjectLake
 
-__all__ = ["CompactResult", "compact_lake", "JOURNAL_DIR", "COMPACT_PREFIX"]
+__all__ = ["CompactResult", "compact_lake", "JOURNAL_DIR", "COMPACT_PREFIX", "LocalStore"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_DIR = ("_index", "compaction")
-COMPACT_PREFIX = ".compact-"
 DEFAULT_SETTLE = dt.timedelta(hours=2)
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
-_TABLES = (*EVENT_TABLES, REJECTED_TABLE)
+_Run = list[tuple[FileName, list[StoredFile]]]
 
 
 @dataclass
@@ -73,20 +89,12 @@ class CompactResult:
     rows: int = 0
     journals_replayed: int = 0
     temp_removed: int = 0
+    covered_removed: int = 0
     skipped: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _File:
-    directory: str  # "<table>/<key>=<day>", relative to the lake
-    day: dt.date
-    name: FileName
-    bytes: int
-    mtime_ns: int
-
-
 def compact_lake(
-    lake: Path,
+    lake: Lake,
     *,
     before: dt.date | None = None,
     settle: dt.timedelta = DEFAULT_SETTLE,
@@ -94,93 +102,67 @@ def compact_lake(
     now: dt.datetime | None = None,
 ) -> CompactResult:
     """Compact the settled days of ``lake`` (those before ``before`` too, when given)."""
-    lake = Path(lake)
     result = CompactResult()
-    if not lake.is_dir():
-        return result
+    store: Store
+    if isinstance(lake, ObjectLake):
+        lake.check()
+        store = BucketStore(lake)
+    else:
+        lake = Path(lake)
+        if not lake.is_dir():
+            return result
+        store = LocalStore(lake)
     horizon = (now or dt.datetime.now(dt.UTC)) - settle
     last_day = horizon.date()  # days before it ended ``settle`` ago
     if before is not None:
         last_day = min(last_day, before)
-    with _locked(lake):
-        result.journals_replayed = _replay_journals(lake)
-        result.temp_removed = _remove_temps(lake)
-        flushes = _flushes(lake)
+    with store.locked():
+        result.journals_replayed = _replay_journals(store)
+        result.temp_removed = store.remove_temps()
+        flushes = store.flushes()
+        result.covered_removed = _remove_covered(store, flushes)
         for (topic, partition), named in sorted(flushes.items()):
-            for run in _runs(lake, named, last_day, int(horizon.timestamp() * 1e9), target_bytes):
+            for run in _runs(store, named, last_day, int(horizon.timestamp() * 1e9), target_bytes):
                 try:
-                    _compact_run(lake, topic, partition, run, result)
+                    _compact_run(store, topic, partition, run, result)
                 except _Skip as exc:
                     log.warning("compact: %s", exc)
                     result.skipped.append(str(exc))
     return result
 
 
+def _remove_covered(store: Store, flushes: Flushes) -> int:
+    """Remove the files another file of the same directory and Kafka partition covers (never
+    read: :func:`~pipeline.lake_files.covered`), and forget them in ``flushes``."""
+    hidden = covered(
+        (f.directory, name)
+        for named in flushes.values()
+        for name, files in named.items()
+        for f in files
+    )
+    for directory, name in sorted(hidden, key=lambda pair: (pair[0], str(pair[1]))):
+        log.info("compact: %s/%s is covered by another file: removed", directory, name)
+        store.discard(directory, str(name))
+    for named in flushes.values():
+        for name in list(named):
+            named[name] = [f for f in named[name] if (f.directory, name) not in hidden]
+            if not named[name]:
+                del named[name]
+    return len(hidden)
+
+
 class _Skip(Exception):
     """A run left as it is (its files are untouched)."""
 
 
-@contextmanager
-def _locked(lake: Path) -> Iterator[None]:
-    fd = open_lake_dir(lake, JOURNAL_DIR, create=True)
-    try:
-        lock = os.open("compact.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666, dir_fd=fd)
-    finally:
-        os.close(fd)
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LakeWriteError(
-                "another compaction of this lake is running", path=str(lake)
-            ) from None
-        yield
-    finally:
-        os.close(lock)
-
-
-def _flushes(lake: Path) -> dict[tuple[str, int], dict[FileName, list[_File]]]:
-    found: dict[tuple[str, int], dict[FileName, list[_File]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    for table in _TABLES:
-        table_dir = lake / table
-        if not table_dir.is_dir() or table_dir.is_symlink():
-            continue
-        for part in sorted(os.scandir(table_dir), key=lambda e: e.name):
-            if not part.is_dir(follow_symlinks=False) or "=" not in part.name:
-                continue
-            try:
-                day = dt.date.fromisoformat(part.name.split("=", 1)[1])
-            except ValueError:
-                continue
-            for entry in os.scandir(part.path):
-                name = FileName.parse(entry.name)
-                if name is None or not entry.is_file(follow_symlinks=False):
-                    continue
-                stat = entry.stat(follow_symlinks=False)
-                found[(name.topic, name.partition)][name].append(
-                    _File(f"{table}/{part.name}", day, name, stat.st_size, stat.st_mtime_ns)
-                )
-    return found
-
-
-def _complete(lake: Path, name: FileName, files: list[_File]) -> bool:
-    try:
-        rows = sum(pq.read_metadata(lake / f.directory / str(name)).num_rows for f in files)
-    except (OSError, pa.ArrowException):
-        return False
-    return rows == name.last_offset - name.first_offset + 1
-
-
 def _runs(
-    lake: Path,
-    named: dict[FileName, list[_File]],
+    store: Store,
+    named: dict[FileName, list[StoredFile]],
     last_day: dt.date,
     horizon_ns: int,
     target_bytes: int,
-) -> Iterator[list[tuple[FileName, list[_File]]]]:
-    run: list[tuple[FileName, list[_File]]] = []
+) -> Iterator[_Run]:
+    run: _Run = []
     run_day: dt.date | None = None
     run_bytes = 0
     for name in sorted(named, key=lambda n: (n.first_offset, n.last_offset)):
@@ -190,7 +172,7 @@ def _runs(
         settled = (
             all(f.day < last_day and f.mtime_ns < horizon_ns for f in files)
             and (not run or name.first_offset > run[-1][0].last_offset)
-            and _complete(lake, name, files)
+            and store.complete(name, files)
         )
         if not settled or day != run_day or run_bytes + size > target_bytes:
             if len(run) > 1:
@@ -217,18 +199,14 @@ def _checksum(con: duckdb.DuckDBPyConnection, table: pa.Table) -> tuple[int, int
 
 
 def _compact_run(
-    lake: Path,
-    topic: str,
-    partition: int,
-    run: list[tuple[FileName, list[_File]]],
-    result: CompactResult,
+    store: Store, topic: str, partition: int, run: _Run, result: CompactResult
 ) -> None:
     target = FileName(topic, partition, run[0][0].first_offset, run[-1][0].last_offset)
     inputs: dict[str, list[str]] = defaultdict(list)
     for flush, files in run:
         for f in files:
             inputs[f.directory].append(str(flush))
-    temp = f"{COMPACT_PREFIX}{target}.partial"
+    temp = temp_name(str(target))
     con = duckdb.connect()
     written: list[str] = []
     rows = 0
@@ -237,103 +215,186 @@ def _compact_run(
             schema = SCHEMAS[directory.split("/")[0]]
             parts = []
             for input_name in names:
-                data = pq.ParquetFile(lake / directory / input_name).read()
+                data = store.read(directory, input_name)
                 if not data.schema.equals(schema, check_metadata=False):
                     raise _Skip(f"{directory}/{input_name}: not the lake schema; run {target} left")
                 parts.append(data)
             table = pa.concat_tables(parts)
             table = table.take(pc.sort_indices(table["kafka_offset"]))
             expected = _checksum(con, table)
-            _write_temp(lake, directory, temp, table)
+            store.write_temp(directory, temp, table)
             written.append(directory)
-            back = pq.ParquetFile(lake / directory / temp).read()
+            back = store.read(directory, temp)
             if _checksum(con, back) != expected:
                 raise _Skip(f"{directory}/{temp}: read back different rows; run {target} left")
             rows += expected[0]
     except BaseException:
         for directory in written:
-            (lake / directory / temp).unlink(missing_ok=True)
+            store.discard(directory, temp)
         raise
     finally:
         con.close()
     journal = {"version": 1, "name": str(target), "dirs": dict(sorted(inputs.items()))}
-    journal_fd = open_lake_dir(lake, JOURNAL_DIR, create=True)
-    try:
-        with atomic_write(f"{target}.json", dir_fd=journal_fd) as fh:
-            fh.write(json.dumps(journal).encode())
-    finally:
-        os.close(journal_fd)
-    _finish(lake, journal)
+    store.write_journal(f"{target}.json", json.dumps(journal).encode())
+    _finish(store, journal)
     result.runs += 1
     result.rows += rows
     result.files_written += len(inputs)
     result.files_removed += sum(len(names) for names in inputs.values())
 
 
-def _write_temp(lake: Path, directory: str, temp: str, table: pa.Table) -> None:
-    dir_fd = open_lake_dir(lake, directory.split("/"))
-    try:
-        fd = os.open(temp, NEW_FILE_FLAGS, 0o666, dir_fd=dir_fd)
-        with os.fdopen(fd, "wb") as fh:
-            write_parquet(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    finally:
-        os.close(dir_fd)
-
-
-def _finish(lake: Path, journal: dict) -> None:
-    """Rename a journal's new files into place, remove their inputs, then the journal
+def _finish(store: Store, journal: dict[str, Any]) -> None:
+    """Put a journal's new files in place, remove their inputs, then the journal
     (idempotent: a replay after a crash at any step ends the same)."""
     final = str(journal["name"])
-    temp = f"{COMPACT_PREFIX}{final}.partial"
+    temp = temp_name(final)
     for directory, names in journal["dirs"].items():
-        dir_fd = open_lake_dir(lake, str(directory).split("/"))
+        if not store.publish(str(directory), temp, final):
+            log.error("compact: %s/%s is missing; its inputs are kept", directory, final)
+            continue
+        store.retire(str(directory), [str(n) for n in names if n != final], temp)
+    store.remove_journal(f"{final}.json")
+
+
+def _replay_journals(store: Store) -> int:
+    journals = store.journals()
+    for journal in journals:
+        log.warning("compact: finishing %s, cut short", journal["name"])
+        _finish(store, journal)
+    return len(journals)
+
+
+class LocalStore:
+    """The :class:`~pipeline.compaction_store.Store` of a local (or mounted) lake."""
+
+    def __init__(self, lake: Path) -> None:
+        self.lake = lake
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        fd = open_lake_dir(self.lake, JOURNAL_DIR, create=True)
+        try:
+            lock = os.open("compact.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666, dir_fd=fd)
+        finally:
+            os.close(fd)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LakeWriteError(
+                    "another compaction of this lake is running", path=str(self.lake)
+                ) from None
+            yield
+        finally:
+            os.close(lock)
+
+    def journals(self) -> list[dict[str, Any]]:
+        fd = open_lake_dir(self.lake, JOURNAL_DIR, create=True)
+        try:
+            names = sorted(n for n in os.listdir(fd) if n.endswith(".json") and n[0] != ".")
+        finally:
+            os.close(fd)
+        return [json.loads((self.lake.joinpath(*JOURNAL_DIR) / n).read_bytes()) for n in names]
+
+    def remove_temps(self) -> int:
+        removed = 0
+        lake = self.lake
+        for path in [*lake.glob(f"*/*/{COMPACT_PREFIX}*"), *lake.glob("_index/compaction/.*")]:
+            if path.is_file() or path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def flushes(self) -> Flushes:
+        found = new_flushes()
+        for table in TABLES:
+            table_dir = self.lake / table
+            if not table_dir.is_dir() or table_dir.is_symlink():
+                continue
+            for part in sorted(os.scandir(table_dir), key=lambda e: e.name):
+                if not part.is_dir(follow_symlinks=False) or "=" not in part.name:
+                    continue
+                try:
+                    day = dt.date.fromisoformat(part.name.split("=", 1)[1])
+                except ValueError:
+                    continue
+                for entry in os.scandir(part.path):
+                    name = FileName.parse(entry.name)
+                    if name is None or not entry.is_file(follow_symlinks=False):
+                        continue
+                    stat = entry.stat(follow_symlinks=False)
+                    found[(name.topic, name.partition)][name].append(
+                        StoredFile(
+                            f"{table}/{part.name}", day, name, stat.st_size, stat.st_mtime_ns
+                        )
+                    )
+        return found
+
+    def complete(self, name: FileName, files: list[StoredFile]) -> bool:
+        try:
+            rows = sum(
+                pq.read_metadata(self.lake / f.directory / str(name)).num_rows for f in files
+            )
+        except (OSError, pa.ArrowException):
+            return False
+        return rows == name.last_offset - name.first_offset + 1
+
+    def read(self, directory: str, name: str) -> pa.Table:
+        return pq.ParquetFile(self.lake / directory / name).read()
+
+    def write_temp(self, directory: str, temp: str, table: pa.Table) -> None:
+        dir_fd = open_lake_dir(self.lake, directory.split("/"))
+        try:
+            fd = os.open(temp, NEW_FILE_FLAGS, 0o666, dir_fd=dir_fd)
+            with os.fdopen(fd, "wb") as fh:
+                write_parquet(table, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            os.close(dir_fd)
+
+    def discard(self, directory: str, name: str) -> None:
+        (self.lake / directory / name).unlink(missing_ok=True)
+
+    def write_journal(self, name: str, body: bytes) -> None:
+        journal_fd = open_lake_dir(self.lake, JOURNAL_DIR, create=True)
+        try:
+            with atomic_write(name, dir_fd=journal_fd) as fh:
+                fh.write(body)
+        finally:
+            os.close(journal_fd)
+
+    def publish(self, directory: str, temp: str, final: str) -> bool:
+        dir_fd = open_lake_dir(self.lake, directory.split("/"))
         try:
             with suppress(FileNotFoundError):  # else renamed before a crash
                 os.replace(temp, final, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             try:
                 os.stat(final, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
-                log.error("compact: %s/%s is missing; its inputs are kept", directory, final)
-                continue
+                return False
             os.fsync(dir_fd)
-            for name in names:
-                if name != final:
-                    with suppress(FileNotFoundError):
-                        os.unlink(name, dir_fd=dir_fd)
+            return True
+        finally:
+            os.close(dir_fd)
+
+    def retire(self, directory: str, inputs: list[str], temp: str) -> None:
+        dir_fd = open_lake_dir(self.lake, directory.split("/"))
+        try:
+            for name in inputs:  # the temporary file was renamed
+                with suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dir_fd)
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    journal_fd = open_lake_dir(lake, JOURNAL_DIR)
-    try:
-        os.unlink(f"{final}.json", dir_fd=journal_fd)
-        os.fsync(journal_fd)
-    finally:
-        os.close(journal_fd)
 
-
-def _replay_journals(lake: Path) -> int:
-    fd = open_lake_dir(lake, JOURNAL_DIR, create=True)
-    try:
-        names = sorted(n for n in os.listdir(fd) if n.endswith(".json") and n[0] != ".")
-    finally:
-        os.close(fd)
-    for name in names:
-        journal = json.loads((lake.joinpath(*JOURNAL_DIR) / name).read_bytes())
-        log.warning("compact: finishing %s, cut short", journal["name"])
-        _finish(lake, journal)
-    return len(names)
-
-
-def _remove_temps(lake: Path) -> int:
-    """Temporary files of compactions cut short before their journal (journals replayed)."""
-    removed = 0
-    for path in [*lake.glob(f"*/*/{COMPACT_PREFIX}*"), *lake.glob("_index/compaction/.*")]:
-        if path.is_file() or path.is_symlink():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    def remove_journal(self, name: str) -> None:
+        journal_fd = open_lake_dir(self.lake, JOURNAL_DIR)
+        try:
+            os.unlink(name, dir_fd=journal_fd)
+            os.fsync(journal_fd)
+        finally:
+            os.close(journal_fd)
 
 
 def run_cli(args: object, settings: object) -> int:
@@ -356,7 +417,7 @@ def run_cli(args: object, settings: object) -> int:
         raise ConfigError(f"--before must be a date YYYY-MM-DD, got {before!r}") from None
     settings.apply_umask()  # type: ignore[attr-defined]
     result = compact_lake(
-        Path(settings.lake),  # type: ignore[attr-defined]
+        settings.lake,  # type: ignore[attr-defined]
         before=before_day,
         settle=dt.timedelta(hours=settle_hours),
         target_bytes=int(target_mb * 1024 * 1024),
@@ -364,7 +425,8 @@ def run_cli(args: object, settings: object) -> int:
     print(
         f"compact: {result.runs} runs, {result.files_removed} files -> {result.files_written}"
         f" ({result.rows} rows); {result.journals_replayed} cut-short compactions finished,"
-        f" {result.temp_removed} temporary files removed, {len(result.skipped)} runs skipped",
+        f" {result.temp_removed} temporary files removed, {len(result.skipped)} runs skipped,"
+        f" {result.covered_removed} covered files removed",
         file=sys.stderr,
     )
     return 0

@@ -30,7 +30,9 @@ Files appear atomically: written under a dot-prefixed temporary name (ending in
 ``.partial``, never matched by ``*.parquet``) in the same
 directory, fsynced, renamed, and the directory fsynced (:func:`pipeline.files.atomic_write`;
 mode ``0o666`` less the umask). Nothing below the lake root is written through a symbolic
-link: a linked table or partition directory is a :class:`~pipeline.LakeWriteError`.
+link: a linked table or partition directory is a :class:`~pipeline.LakeWriteError`. In a
+lake in an S3 bucket (:mod:`pipeline.object_lake`) a file is one PUT, visible whole or not
+at all (:func:`write_lake_file`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import datetime as dt
 import os
 import uuid
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -55,12 +57,14 @@ from pipeline.lake_files import (
     REJECTED_TABLE,
     TEMP_PREFIX,
     FileName,
+    Lake,
     clean_temp_files,
     fsync_path,
     open_lake_dir,
     partition_dir,
     partition_files,
 )
+from pipeline.object_lake import ObjectLake
 
 __all__ = [
     "EVENT_TABLES",
@@ -75,7 +79,10 @@ __all__ = [
     "FileName",
     "partition_dir",
     "open_lake_dir",
+    "Lake",
     "write_table_atomic",
+    "write_lake_file",
+    "read_lake_file",
     "write_parquet",
     "clean_temp_files",
     "fsync_path",
@@ -208,6 +215,22 @@ def write_parquet(table: pa.Table, sink: Any, *, compression: str = DEFAULT_COMP
         use_dictionary=list(_DICTIONARY_COLUMNS),
         write_statistics=list(_STATISTICS_COLUMNS),
     )
+
+
+def write_lake_file(lake: Lake, table: pa.Table, path: PurePath) -> None:
+    """Write one lake file: :func:`write_table_atomic` in a local lake, one PUT in a bucket."""
+    if isinstance(lake, ObjectLake):
+        lake.put_table(table, PurePosixPath(path), write_parquet)
+    else:
+        write_table_atomic(table, Path(path), lake=Path(lake))
+
+
+def read_lake_file(lake: Lake, path: PurePath, columns: list[str] | None = None) -> pa.Table:
+    """Read one lake file of a local lake or a bucket."""
+    if isinstance(lake, ObjectLake):
+        table = lake.read_table(PurePosixPath(path))
+        return table.select(columns) if columns else table
+    return pq.read_table(Path(path), columns=columns)
 
 
 def write_table_atomic(

@@ -1,5 +1,9 @@
 """Lake file names and paths (the layout of :mod:`pipeline.lake`), without pyarrow.
 
+Every function taking a ``lake`` takes a local directory (:class:`~pathlib.Path`) or an S3
+bucket (:class:`~pipeline.object_lake.ObjectLake`, whose files are
+:class:`~pathlib.PurePosixPath` ``bucket/prefix/...``).
+
 The consumer's poller needs these to recover a partition's files on assignment
 (:mod:`pipeline.consumer.recovery`); keeping pyarrow out of them keeps its memory and
 start-up time out of the poller process (the lake writer process imports pyarrow itself).
@@ -22,14 +26,23 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
-from pipeline._exceptions import LakeWriteError
+from pipeline._exceptions import ConfigError, LakeWriteError
 from pipeline.files import atomic_write, fsync_path
+from pipeline.object_lake import ObjectLake
+
+#: Where a lake lives: a local (or mounted) directory, or an S3 bucket and prefix.
+Lake = Path | ObjectLake
 
 __all__ = [
+    "Lake",
+    "covered",
+    "local_lake",
+    "prepare_lake",
+    "remove_lake_file",
     "EVENT_TABLES",
     "REJECTED_TABLE",
     "TEMP_PREFIX",
@@ -74,14 +87,69 @@ class FileName:
         return cls(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]))
 
 
-def partition_dir(lake: Path, table: str, day: dt.date) -> Path:
+def covered(names: Iterable[tuple[str, FileName]]) -> set[tuple[str, FileName]]:
+    """The (directory, name) pairs whose offsets another file of the same directory and Kafka
+    partition covers. Such a file is never read: its rows are in the covering one (a compacted
+    file and its inputs until they are removed, or the files of a flush written again by a
+    partition's new owner after the old one had lost it)."""
+    groups: dict[tuple[str, str, int], list[FileName]] = {}
+    for directory, name in names:
+        groups.setdefault((directory, name.topic, name.partition), []).append(name)
+    out: set[tuple[str, FileName]] = set()
+    for (directory, _, _), found in groups.items():
+        reach = -1
+        for name in sorted(found, key=lambda n: (n.first_offset, -n.last_offset)):
+            if name.last_offset <= reach:
+                out.add((directory, name))
+            reach = max(reach, name.last_offset)
+    return out
+
+
+def partition_dir(lake: Lake, table: str, day: dt.date) -> PurePath:
     """Directory of one day of ``table``. ``day`` is a validated date, never a raw event value."""
     if table not in (*EVENT_TABLES, REJECTED_TABLE):
         raise ValueError(f"unknown lake table {table!r}")
     if not isinstance(day, dt.date):
         raise TypeError("day must be a datetime.date")
     key = "received_date" if table == REJECTED_TABLE else "event_date"
+    if isinstance(lake, ObjectLake):
+        return lake.path(table, f"{key}={day.isoformat()}")
     return Path(lake) / table / f"{key}={day.isoformat()}"
+
+
+def prepare_lake(lake: Lake) -> None:
+    """Make sure the consumer can write ``lake``: create the local directory, or check that
+    the bucket exists and answers; :class:`~pipeline.LakeWriteError` otherwise."""
+    if isinstance(lake, ObjectLake):
+        lake.check()
+        return
+    try:
+        lake.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LakeWriteError(
+            f"cannot create the lake: {exc.strerror or exc}", path=str(lake)
+        ) from None
+    if not lake.is_dir():
+        raise LakeWriteError("the lake is not a directory", path=str(lake))
+
+
+def local_lake(lake: Lake, verb: str) -> Path:
+    """``lake`` when it is a local directory; a :class:`~pipeline.ConfigError` (exit 2) naming
+    ``verb`` when it is in object storage, which ``verb`` does not handle yet."""
+    if isinstance(lake, ObjectLake):
+        raise ConfigError(
+            f"{verb} does not work on a lake in object storage yet ({lake}); run it on a local"
+            " or mounted lake"
+        )
+    return Path(lake)
+
+
+def remove_lake_file(lake: Lake, path: PurePath) -> None:
+    """Delete one lake file (nothing when it is gone already)."""
+    if isinstance(lake, ObjectLake):
+        lake.delete(PurePosixPath(path))
+    else:
+        Path(path).unlink(missing_ok=True)
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -207,7 +275,7 @@ def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
 
 
 def clean_temp_files(
-    lake: Path,
+    lake: Lake,
     *,
     topic: str | None = None,
     partition: int | None = None,
@@ -221,6 +289,8 @@ def clean_temp_files(
     the whole lake. Linked directories are not entered; a link named like a temporary file
     is removed (the link, not what it points to).
     """
+    if isinstance(lake, ObjectLake):  # one PUT per file: no temporary object is ever made
+        return 0
     removed = 0
     # a writer's temporary name: .tmp-<32 hex>-<topic>+<partition>+<first>+<last>.parquet.partial
     owner = f"{topic}+{partition}+" if topic is not None and partition is not None else None
@@ -244,8 +314,8 @@ def _temp_target(name: str) -> str:
 
 
 def partition_files(
-    lake: Path, topic: str, partition: int, *, dirs: Sequence[str] | None = None
-) -> list[tuple[Path, FileName]]:
+    lake: Lake, topic: str, partition: int, *, dirs: Sequence[str] | None = None
+) -> list[tuple[PurePath, FileName]]:
     """Every lake file (all tables, all days) written from one Kafka partition of ``topic``;
     with ``dirs``, those in these ``<table>/<partition>`` directories only.
 
@@ -253,7 +323,17 @@ def partition_files(
     never followed, so nothing outside the lake is listed (and then read or deleted).
     """
     prefix = f"{topic}+{partition}+"
-    out = []
+    out: list[tuple[PurePath, FileName]] = []
+    if isinstance(lake, ObjectLake):
+        for relative in sorted(set(dirs)) if dirs is not None else [""]:
+            for path, _, _ in lake.files(relative):
+                name = FileName.parse(path.name) if path.name.startswith(prefix) else None
+                table = path.parent.parent
+                if name is None or name.topic != topic or name.partition != partition:
+                    continue
+                if table.parent == lake.root and "=" in path.parent.name:  # <table>/<partition>/
+                    out.append((path, name))
+        return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))
     for directory, part_fd in _partitions(lake, dirs):
         for entry in _entries(part_fd):
             if not entry.name.startswith(prefix) or not entry.is_file(follow_symlinks=False):
@@ -275,7 +355,7 @@ def _index_name(topic: str, partition: int) -> str:
     return f"{topic}+{partition}+index.json"
 
 
-def read_partition_index(lake: Path, topic: str, partition: int) -> dict[str, int] | None:
+def read_partition_index(lake: Lake, topic: str, partition: int) -> dict[str, int] | None:
     """The index of one Kafka partition: ``<table>/<partition dir>`` (relative to the lake)
     -> an upper bound of the last offsets of the partition's files in that directory.
 
@@ -284,6 +364,9 @@ def read_partition_index(lake: Path, topic: str, partition: int) -> dict[str, in
     ``>= C``. None when there is no index (a lake written before indexes, or a partition
     never flushed) or it is unreadable: then only a listing of the whole lake is complete.
     """
+    if isinstance(lake, ObjectLake):
+        data = lake.get_bytes(lake.path(*INDEX_DIR, _index_name(topic, partition)))
+        return None if data is None else _parse_index(data)
     try:
         dir_fd = open_lake_dir(lake, INDEX_DIR)
     except (OSError, LakeWriteError):
@@ -298,6 +381,10 @@ def read_partition_index(lake: Path, topic: str, partition: int) -> dict[str, in
         return None
     finally:
         os.close(dir_fd)
+    return _parse_index(data)
+
+
+def _parse_index(data: bytes) -> dict[str, int] | None:
     try:
         doc = json.loads(data)
         bounds = doc["dirs"]
@@ -316,7 +403,7 @@ def _is_index_dir(relative: object) -> bool:
 
 
 def update_partition_index(
-    lake: Path, topic: str, partition: int, bounds: dict[str, int]
+    lake: Lake, topic: str, partition: int, bounds: dict[str, int]
 ) -> dict[str, int]:
     """Raise the bounds of ``bounds``' directories in the partition's index (never lower one)
     and write it atomically and durably; returns the index written.
@@ -340,6 +427,9 @@ def update_partition_index(
         },
         indent=0,
     ).encode()
+    if isinstance(lake, ObjectLake):  # one PUT replaces the object whole
+        lake.put_bytes(lake.path(*INDEX_DIR, name), body)
+        return merged
     dir_fd = open_lake_dir(lake, INDEX_DIR, create=True)
     try:
         temp = f"{TEMP_PREFIX}{uuid.uuid4().hex}-{name}.partial"

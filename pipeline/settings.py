@@ -19,7 +19,6 @@ over Kafka settings they do not use.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +26,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline._exceptions import ConfigError
+from pipeline.object_lake import ObjectLake, is_object_url
 from pipeline.resources import default_data_file
 
 __all__ = ["Settings", "DEFAULT_TOPIC", "dlq_topic_for", "SASL_PROTOCOLS", "TLS_PROTOCOLS"]
@@ -86,7 +86,9 @@ class Settings(BaseSettings):
         "or kafka-python",
     )
     topic: str = Field(DEFAULT_TOPIC, validation_alias=_env("MODELMETER_TOPIC", "topic"))
-    lake: Path = Field(Path("data/lake"), validation_alias=_env("MODELMETER_LAKE", "lake"))
+    lake: Path | ObjectLake = Field(
+        Path("data/lake"), validation_alias=_env("MODELMETER_LAKE", "lake")
+    )
     warehouse: Path = Field(
         Path("data/warehouse.duckdb"), validation_alias=_env("MODELMETER_WAREHOUSE", "warehouse")
     )
@@ -177,15 +179,22 @@ class Settings(BaseSettings):
             raise ValueError("umask must be between 000 and 777 (octal)")
         return value
 
-    @field_validator("lake", "warehouse", mode="before")
+    @field_validator("lake", mode="before")
+    @classmethod
+    def _lake_location(cls, value: Any) -> Any:
+        # a URL must never become a relative directory ("s3:/bucket/lake"): every consumer
+        # would write its own local copy, and build would find an empty lake
+        if is_object_url(value):
+            return ObjectLake.parse(value)
+        return value
+
+    @field_validator("warehouse", mode="before")
     @classmethod
     def _local_path(cls, value: Any) -> Any:
-        # "s3://bucket/lake" would otherwise become the relative directory "s3:/bucket/lake":
-        # every consumer writing its own local copy, and build finding an empty lake
-        if isinstance(value, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value):
+        if is_object_url(value):
             raise ValueError(
-                f"{value!r} is a URL; the lake and the warehouse are local (or mounted) paths:"
-                " object storage is not supported yet"
+                f"{value!r} is a URL; the warehouse is a local (or mounted) DuckDB file"
+                " (the lake may be s3://BUCKET/PREFIX)"
             )
         return value
 

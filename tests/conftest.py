@@ -6,4 +6,5 @@ pytest_plugins = [
     "pytester",
     "tests.fixtures.broker",
     "tests.fixtures.secure_kafka",
+    "tests.fixtures.s3_server",
 ]

@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pipeline.consumer.validate import Reject
@@ -341,14 +340,9 @@ class DeadLetter:
         value = (r.value or b"")[:REDUCED_VALUE_BYTES]  # never both null
         return key, value, headers + reduced_headers(r, letter.reduced_because)
 
-    def send_rejected_file(self, path: Path) -> tuple[int, int]:
-        """Dead-letter again the rejects stored in one ``_rejected`` Parquet file (crash
+    def send_rejected(self, table: Any) -> tuple[int, int]:
+        """Dead-letter again the rejects of a ``_rejected`` table read from the lake (crash
         recovery: its flush was written but maybe not dead-lettered); (sent, dlq_failed)."""
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(
-            path, columns=["raw_key", "raw_value", "error", "kafka_partition", "kafka_offset"]
-        )
         rejects = [
             Reject(
                 row["kafka_partition"],

@@ -37,6 +37,7 @@ from pipeline._exceptions import KafkaError, LakeWriteError
 from pipeline.consumer.batches import Flushed, RawBatch
 from pipeline.consumer.clients import CONSUMER_DEFAULTS, ConsumerClient, keep_from
 from pipeline.consumer.sink_process import SinkProcess, tune_gc
+from pipeline.lake_files import prepare_lake
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ class Consumer:
     def run(self) -> ConsumerStats:
         from pipeline.kafka_admin import ensure_topics
 
-        self._check_lake()
+        prepare_lake(self.settings.lake)
         ensure_topics(self.settings)
         options: dict[str, Any] = {
             "flush_events": self.flush_events,
@@ -442,17 +443,6 @@ class Consumer:
             raise exc
 
     # -- helpers ----------------------------------------------------------------------------
-    def _check_lake(self) -> None:
-        lake = self.settings.lake
-        try:
-            lake.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LakeWriteError(
-                f"cannot create the lake: {exc.strerror or exc}", path=str(lake)
-            ) from None
-        if not lake.is_dir():
-            raise LakeWriteError("the lake is not a directory", path=str(lake))
-
     def _update_highwater(self) -> None:
         assert self._client is not None
         for p in set(self.stats.highwater) - self._assigned:  # revoked: not our lag any more

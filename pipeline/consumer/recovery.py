@@ -34,17 +34,20 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 from pipeline.lake_files import (
     INDEX_DIR,
     REJECTED_TABLE,
     FileName,
+    Lake,
     clean_temp_files,
     partition_files,
     read_partition_index,
+    remove_lake_file,
     update_partition_index,
 )
+from pipeline.object_lake import ObjectLake
 
 __all__ = ["Recovery", "recover_partition"]
 
@@ -58,27 +61,29 @@ class Recovery:
     partition: int
     committed: int | None
     position: int | None  # offset to seek to; None = the committed offset / auto reset
-    deleted: list[Path] = field(default_factory=list)
+    deleted: list[PurePath] = field(default_factory=list)
     temp_removed: int = 0
     straddling: list[FileName] = field(default_factory=list)
     # _rejected files of a kept flush that was never committed: to dead-letter again
-    redeliver: list[Path] = field(default_factory=list)
+    redeliver: list[PurePath] = field(default_factory=list)
     # directories listed through the partition's index; None: the whole lake was listed
     indexed_dirs: list[str] | None = None
 
 
-def _rows(path: Path) -> int:
+def _rows(lake: Lake, path: PurePath) -> int:
+    if isinstance(lake, ObjectLake):
+        return lake.num_rows(PurePosixPath(path))
     # pyarrow only here (a lake without a committed offset): the poller process runs this
     # and otherwise never loads pyarrow
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_metadata(path).num_rows
+        return pq.read_metadata(Path(path)).num_rows
     except Exception:  # unreadable footer: not a complete file
         return -1
 
 
-def recover_partition(lake: Path, topic: str, partition: int, committed: int | None) -> Recovery:
+def recover_partition(lake: Lake, topic: str, partition: int, committed: int | None) -> Recovery:
     """Make the lake files of (``topic``, ``partition``) agree with ``committed``."""
     result = Recovery(partition, committed, None)
     index = read_partition_index(lake, topic, partition) if committed is not None else None
@@ -93,13 +98,13 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
         result.temp_removed = clean_temp_files(lake, topic=topic, partition=partition)
         files = partition_files(lake, topic, partition)
     if committed is None:
-        by_name: dict[FileName, list[Path]] = defaultdict(list)
+        by_name: dict[FileName, list[PurePath]] = defaultdict(list)
         for path, name in files:
             by_name[name].append(path)
         complete = [
             name
             for name, paths in by_name.items()
-            if sum(_rows(p) for p in paths) == name.last_offset - name.first_offset + 1
+            if sum(_rows(lake, p) for p in paths) == name.last_offset - name.first_offset + 1
         ]
         if complete:
             last = max(complete, key=lambda name: name.last_offset)
@@ -110,7 +115,7 @@ def recover_partition(lake: Path, topic: str, partition: int, committed: int | N
             committed = 0
     for path, name in files:
         if name.first_offset >= committed:
-            path.unlink(missing_ok=True)
+            remove_lake_file(lake, path)
             result.deleted.append(path)
         elif name.last_offset >= committed:
             result.straddling.append(name)

@@ -7,8 +7,8 @@ One flush of partition ``p`` covering offsets ``[first, last]``:
    the files when it does not, with headroom so that this happens about once in
    :data:`INDEX_HEADROOM_FLUSHES` flushes), so that recovery lists only those directories;
 1. writes one Parquet file per (table, day) touched, all named
-   ``<topic>+<p>+<first>+<last>.parquet`` (:func:`pipeline.lake.write_table_atomic`:
-   temporary name, fsync, rename, directory fsync);
+   ``<topic>+<p>+<first>+<last>.parquet`` (:func:`pipeline.lake.write_lake_file`:
+   temporary name, fsync, rename, directory fsync; one PUT in a bucket);
 2. sends the flush's invalid messages to the dead-letter topic and waits for the acks
    (:class:`~pipeline.consumer.dead_letter.DeadLetter`: a message the DLQ refuses gets a
    reduced dead letter, never an exception);
@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import pyarrow as pa
@@ -41,7 +41,8 @@ from pipeline.lake import (
     REJECTED_TABLE,
     FileName,
     partition_dir,
-    write_table_atomic,
+    read_lake_file,
+    write_lake_file,
 )
 from pipeline.lake_files import update_partition_index
 from pipeline.settings import Settings
@@ -111,7 +112,7 @@ class Sink:
         dead_letter: DeadLetter | None = None,
         write_threads: int = 4,
     ) -> None:
-        self.lake = Path(settings.lake)
+        self.lake = settings.lake
         self.topic = settings.topic
         self.flush_events = max(1, flush_events)
         self.flush_seconds = flush_seconds
@@ -186,7 +187,7 @@ class Sink:
             self._buffers.pop(p, None)
             self._index.pop(p, None)  # the next owner may write it: read it again
 
-    def redeliver(self, paths: Iterable[Path]) -> int:
+    def redeliver(self, paths: Iterable[PurePath]) -> int:
         """Dead-letter again the rejects of ``_rejected`` files whose flush was never
         committed (crash recovery, see :mod:`pipeline.consumer.recovery`); returns how many
         were sent. The DLQ is at-least-once: some may be there already."""
@@ -194,7 +195,10 @@ class Sink:
             return 0
         sent = 0
         for path in paths:
-            count, failed = self._dead_letter.send_rejected_file(path)
+            columns = ["raw_key", "raw_value", "error", "kafka_partition", "kafka_offset"]
+            count, failed = self._dead_letter.send_rejected(
+                read_lake_file(self.lake, path, columns)
+            )
             sent += count
             if failed:
                 log.error(
@@ -228,7 +232,7 @@ class Sink:
             for p, jobs, landed, tokens in planned
         ]
 
-    def _index_ahead(self, partition: int, paths: list[Path]) -> None:
+    def _index_ahead(self, partition: int, paths: list[PurePath]) -> None:
         """Bound the directories of ``paths`` in the partition's index before they are written."""
         buf = self._buffers[partition]
         known = self._index.get(partition, {})
@@ -247,12 +251,12 @@ class Sink:
                 path=getattr(exc, "filename", None),
             ) from None
 
-    def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, Path]], int, TokenSums]:
+    def _plan(self, partition: int) -> tuple[list[tuple[pa.Table, PurePath]], int, TokenSums]:
         """The files one flush of ``partition`` writes, how many valid rows they hold, and
         the token sums of its llm_call rows (:func:`token_sums`)."""
         buf = self._buffers[partition]
         name = str(FileName(self.topic, partition, buf.first, buf.last))
-        jobs: list[tuple[pa.Table, Path]] = []
+        jobs: list[tuple[pa.Table, PurePath]] = []
         landed = 0
         tokens: TokenSums = {}
         for table_name, parts in buf.tables.items():
@@ -343,11 +347,11 @@ class Sink:
             schema=REJECTED_SCHEMA,
         )
 
-    def _write_all(self, jobs: list[tuple[pa.Table, Path]]) -> None:
-        def write(job: tuple[pa.Table, Path]) -> None:
+    def _write_all(self, jobs: list[tuple[pa.Table, PurePath]]) -> None:
+        def write(job: tuple[pa.Table, PurePath]) -> None:
             table, path = job
             try:
-                write_table_atomic(table, path)
+                write_lake_file(self.lake, table, path)
             except OSError as exc:
                 raise LakeWriteError(
                     f"cannot write the lake: {exc.strerror or exc}", path=str(path)

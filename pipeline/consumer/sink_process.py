@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 from pipeline._exceptions import PipelineError
@@ -207,7 +207,7 @@ class SinkProcess:
                 out, self._ready = self._ready + arg, []
                 return out
 
-    def redeliver(self, paths: Iterable[Path]) -> int:
+    def redeliver(self, paths: Iterable[PurePath]) -> int:
         """:meth:`Sink.redeliver <pipeline.consumer.sink.Sink.redeliver>` in the writer."""
         self._send("redeliver", list(paths))
         while True:

@@ -8,11 +8,13 @@
 
 The checks (:data:`CHECKS`) are expectation suites kept as JSON files in
 ``schemas/expectations/`` with thresholds in ``schemas/dq.yaml``; they run over the day's
-lake partitions (:mod:`pipeline.dq.lakeday`) and, read-only, the warehouse. Besides the
-summary, a run writes a JSON result for schedulers (``<lake parent>/dq/dq-<date>.json``)
-and great-expectations' HTML data docs (``<lake parent>/dq/data_docs/index.html``).
-It cannot run (ConfigError, exit 2) without a lake, without any file for the day, with a
-bad date or a bad policy / price book / dq config.
+lake partitions (:mod:`pipeline.dq.lakeday`; a local lake or one in an S3 bucket) and,
+read-only, the warehouse. Besides the summary, a run writes a JSON result for schedulers
+(``<dq dir>/dq-<date>.json``) and great-expectations' HTML data docs
+(``<dq dir>/data_docs/index.html``), where the dq dir is ``<lake parent>/dq/`` for a local
+lake and ``<warehouse parent>/dq/`` for a lake in a bucket (:func:`default_outputs`).
+It cannot run (ConfigError, exit 2) without a lake (or its bucket), without any file for the
+day, with a bad date or a bad policy / price book / dq config.
 """
 
 from __future__ import annotations
@@ -23,14 +25,23 @@ from pathlib import Path
 
 from pipeline._exceptions import ConfigError, NoDataError
 from pipeline.dq.checks import CHECKS
+from pipeline.object_lake import ObjectLake
 from pipeline.settings import Settings
 
 __all__ = ["CHECKS", "run_dq", "run_cli", "default_outputs"]
 
 
 def default_outputs(settings: Settings, day: dt.date) -> tuple[Path, Path]:
-    """(JSON result file, data-docs directory) next to the lake: ``<lake parent>/dq/``."""
-    base = Path(settings.lake).parent / "dq"
+    """(JSON result file, data-docs directory) in ``<lake parent>/dq/`` for a local lake.
+
+    A lake in a bucket has no local parent: the outputs go next to the warehouse instead,
+    ``<warehouse parent>/dq/`` (``data/dq/`` with the default warehouse
+    ``data/warehouse.duckdb``, where the default local lake ``data/lake`` puts them too).
+    """
+    if isinstance(settings.lake, ObjectLake):
+        base = Path(settings.warehouse).parent / "dq"
+    else:
+        base = Path(settings.lake).parent / "dq"
     return base / f"dq-{day.isoformat()}.json", base / "data_docs"
 
 
@@ -54,8 +65,10 @@ def run_dq(
     from pipeline.prices import load_price_book
 
     now = now or dt.datetime.now(dt.UTC)
-    lake = Path(settings.lake)
-    if not lake.is_dir():
+    lake = settings.lake
+    if isinstance(lake, ObjectLake):
+        lake.check()  # the bucket exists and answers (exit 2 otherwise)
+    elif not Path(lake).is_dir():
         raise ConfigError(f"no lake at {lake} (set MODELMETER_LAKE or --lake)")
     config = load_dq_config(config_path or default_config_path())
     policy = load_policy(settings.policy)

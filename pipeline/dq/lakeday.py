@@ -8,6 +8,15 @@ over several tables and over other days' partitions too - so the reconciliation 
 file of that name anywhere in the lake, and compares each flush with its neighbours among
 all the lake's flushes of the same Kafka partition.
 
+The lake is a local directory or an S3 bucket (:data:`~pipeline.lake_files.Lake`): every
+listing and read goes through :func:`day_files`, :func:`read_file` and :func:`flush_files`,
+which take either, so both give the same frames for the same files. In a bucket a day's
+files are listed per partition prefix (``<table>/event_date=D/``, one LIST each) and a file
+is fetched whole (one GET) and decoded in memory, so that a retried request is a transport
+failure and never a damaged file; the reconciliation lists the lake once per run (one
+recursive LIST of the prefix, paged by 1,000 objects) for all of the day's Kafka partitions,
+because a flush's files and its neighbours may lie in any day's partition.
+
 Everything here is pure (files in, frames out); great-expectations is not imported.
 """
 
@@ -15,9 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 import pandas as pd
 import pyarrow as pa
@@ -30,13 +40,18 @@ from pipeline.lake import (
     SCHEMAS,
     TEMP_PREFIX,
     FileName,
+    Lake,
     partition_dir,
     partition_files,
 )
+from pipeline.object_lake import ObjectLake
 
 __all__ = [
     "LakeDay",
     "load_lake_day",
+    "day_files",
+    "read_file",
+    "flush_files",
     "flush_frame",
     "daily_event_counts",
     "schema_problem",
@@ -50,14 +65,16 @@ _TABLES = (*EVENT_TABLES, REJECTED_TABLE)
 class LakeDay:
     """The frames of one day: per file, per table, per flush."""
 
-    lake: Path
+    lake: Lake
     day: dt.date
     files: pd.DataFrame  # one row per file of the day: file, table, schema_problem
     tables: dict[str, pd.DataFrame]  # lake table -> the day's rows (schema-valid files only)
-    paths: dict[str, list[Path]] = field(default_factory=dict)  # lake table -> the day's files
+    #: lake table -> the day's files (:class:`~pathlib.Path` in a local lake,
+    #: :class:`~pathlib.PurePosixPath` ``bucket/prefix/...`` in a bucket)
+    paths: dict[str, list[PurePath]] = field(default_factory=dict)
     #: kafka_offset values of each schema-valid file of the day, kept from the one read of it
     #: so that the reconciliation (:func:`flush_frame`) does not read those files again
-    offsets: dict[Path, list[int]] = field(default_factory=dict)
+    offsets: dict[PurePath, list[int]] = field(default_factory=dict)
 
     @property
     def flush_names(self) -> set[str]:
@@ -90,25 +107,90 @@ def null_columns(frame: pd.DataFrame, table: str) -> pd.Series:
     return result
 
 
-def _day_files(lake: Path, table: str, day: dt.date) -> list[Path]:
+def _lake_file_candidate(name: str) -> bool:
+    """Not a writer's temporary file nor a hidden one (``.DS_Store``, an editor's swap file)."""
+    return not name.startswith((TEMP_PREFIX, "."))
+
+
+def day_files(lake: Lake, table: str, day: dt.date) -> list[PurePath]:
+    """The files directly in the day's partition of ``table``, sorted: in a bucket the
+    objects under ``<table>/<key>=D/`` (one listing of that prefix; an object in a deeper
+    "directory" is not the partition's, as a subdirectory is not in a local lake)."""
     directory = partition_dir(lake, table, day)
-    if not directory.is_dir():
+    if isinstance(lake, ObjectLake):
+        return sorted(
+            path
+            for path, _, _ in lake.files(lake.relative(PurePosixPath(directory)))
+            if path.parent == directory and _lake_file_candidate(path.name)
+        )
+    local = Path(directory)
+    if not local.is_dir():
         return []
-    return sorted(
-        p for p in directory.iterdir() if p.is_file() and not p.name.startswith((TEMP_PREFIX, "."))
-    )
+    return sorted(p for p in local.iterdir() if p.is_file() and _lake_file_candidate(p.name))
 
 
 _LOCAL = pafs.LocalFileSystem()
 
 
-def _read(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One lake file, its path a literal: absolute and on the local file system, so that
-    pyarrow takes no ``s3:``/``file:`` prefix of a relative lake path for a URI, and with no
-    partitioning, so that no ``key=value`` directory of the path becomes a column."""
+def read_file(lake: Lake, path: PurePath, columns: list[str] | None = None) -> pa.Table:
+    """One lake file, with no partitioning (no ``key=value`` directory of its path becomes a
+    column).
+
+    Local: its path a literal, absolute and on the local file system, so that pyarrow takes
+    no ``s3:``/``file:`` prefix of a relative lake path for a URI. Bucket: the object is
+    fetched whole (retried while the store fails: :class:`~pipeline.LakeWriteError` when it
+    never answers) and decoded from memory, so a damaged file raises the same
+    :class:`pyarrow.ArrowException` as locally; a vanished one raises FileNotFoundError.
+    """
+    if isinstance(lake, ObjectLake):
+        body = lake.get_bytes(PurePosixPath(path))
+        if body is None:
+            raise FileNotFoundError(f"{lake.relative(PurePosixPath(path))}: no such object")
+        return pq.read_table(pa.BufferReader(body), columns=columns, partitioning=None)
     return pq.read_table(
         os.path.abspath(path), columns=columns, filesystem=_LOCAL, partitioning=None
     )
+
+
+def _as_lake(lake: Lake | str) -> Lake:
+    return lake if isinstance(lake, ObjectLake) else Path(lake)
+
+
+def _relative(lake: Lake, path: PurePath) -> str:
+    """``<table>/<partition>/<name>``, the same for a local lake and a bucket."""
+    if isinstance(lake, ObjectLake):
+        return lake.relative(PurePosixPath(path))
+    return Path(path).relative_to(lake).as_posix()
+
+
+def flush_files(
+    lake: Lake, keys: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], list[tuple[PurePath, FileName]]]:
+    """Every lake file (all tables, all days) of each Kafka partition ``(topic, partition)``
+    of ``keys``: :func:`~pipeline.lake_files.partition_files` of each.
+
+    In a bucket, ``partition_files`` would list the whole lake once per Kafka partition
+    (a flush's files and its neighbours may be in any day's partition, and the partition
+    index bounds only the recent ones): here the lake is listed once for all of them and
+    the objects kept exactly as ``partition_files`` keeps them
+    (``<table>/<partition dir with =>/<topic>+<partition>+<first>+<last>.parquet``).
+    """
+    wanted = sorted(set(keys))
+    if not isinstance(lake, ObjectLake):
+        return {key: partition_files(lake, *key) for key in wanted}
+    found: dict[tuple[str, int], list[tuple[PurePath, FileName]]] = defaultdict(list)
+    if wanted:
+        keep = set(wanted)
+        for path, _, _ in lake.files():
+            name = FileName.parse(path.name)
+            if name is None or (name.topic, name.partition) not in keep:
+                continue
+            if path.parent.parent.parent == lake.root and "=" in path.parent.name:
+                found[(name.topic, name.partition)].append((path, name))
+    return {
+        key: sorted(found[key], key=lambda item: (item[1].first_offset, str(item[0])))
+        for key in wanted
+    }
 
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
@@ -119,15 +201,15 @@ def _empty(table: str) -> pd.DataFrame:
     return SCHEMAS[table].empty_table().to_pandas()
 
 
-def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
+def load_lake_day(lake: Lake, day: dt.date) -> LakeDay:
     """Read the day's files; a file whose schema or name is wrong is listed, not read."""
-    lake = Path(lake)
+    lake = _as_lake(lake)
     rows: list[dict[str, object]] = []
     tables: dict[str, pd.DataFrame] = {}
-    paths: dict[str, list[Path]] = {}
-    offsets: dict[Path, list[int]] = {}
+    paths: dict[str, list[PurePath]] = {}
+    offsets: dict[PurePath, list[int]] = {}
     for table in _TABLES:
-        paths[table] = _day_files(lake, table, day)
+        paths[table] = day_files(lake, table, day)
         good: list[pa.Table] = []
         for path in paths[table]:
             problem: str | None
@@ -135,7 +217,7 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
                 problem = "not a lake file name (<topic>+<partition>+<first>+<last>.parquet)"
             else:
                 try:
-                    data = _read(path)
+                    data = read_file(lake, path)
                 except (OSError, pa.ArrowException) as exc:
                     data, problem = None, f"unreadable: {exc}"
                 else:
@@ -144,7 +226,7 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
                     # nullable: a null in a key column is the keys_not_null check's to report
                     good.append(data.select(SCHEMAS[table].names).cast(_nullable(SCHEMAS[table])))
                     offsets[path] = _non_null_ints(data.column("kafka_offset"))
-            relative = str(path.relative_to(lake))
+            relative = _relative(lake, path)
             rows.append(
                 {
                     "file": relative,
@@ -157,10 +239,10 @@ def load_lake_day(lake: Path, day: dt.date) -> LakeDay:
     return LakeDay(lake=lake, day=day, files=files, tables=tables, paths=paths, offsets=offsets)
 
 
-def _offsets(path: Path) -> list[int] | None:
+def _offsets(lake: Lake, path: PurePath) -> list[int] | None:
     """The kafka_offset values of one file, or None when they cannot be read."""
     try:
-        column = _read(path, ["kafka_offset"]).column("kafka_offset")
+        column = read_file(lake, path, ["kafka_offset"]).column("kafka_offset")
     except (OSError, KeyError, pa.ArrowException):
         return None
     if not pa.types.is_integer(column.type):
@@ -190,7 +272,10 @@ _FLUSH_COLUMNS = [
 
 
 def flush_frame(
-    lake: Path, flush_names: set[str], *, known_offsets: Mapping[Path, list[int]] | None = None
+    lake: Lake,
+    flush_names: set[str],
+    *,
+    known_offsets: Mapping[PurePath, list[int]] | None = None,
 ) -> pd.DataFrame:
     """One row per flush of the day with what reconciliation asserts.
 
@@ -202,18 +287,20 @@ def flush_frame(
     (double counting); null when there is no neighbour. ``known_offsets`` (path -> its
     kafka_offset values, e.g. :attr:`LakeDay.offsets`) spares reading those files again.
     """
-    lake = Path(lake)
+    lake = _as_lake(lake)
     names = [n for n in (FileName.parse(text) for text in flush_names) if n is not None]
     rows = []
-    for topic, partition in sorted({(n.topic, n.partition) for n in names}):
-        files = partition_files(lake, topic, partition)  # every table, every day
+    listed = flush_files(lake, {(n.topic, n.partition) for n in names})  # every table, day
+    for (topic, partition), files in listed.items():
         siblings = sorted({n for _, n in files}, key=lambda n: (n.first_offset, n.last_offset))
         for name in sorted(
             (n for n in names if (n.topic, n.partition) == (topic, partition)),
             key=lambda n: n.first_offset,
         ):
             rows.append(
-                _flush_row(name, [p for p, n in files if n == name], siblings, known_offsets or {})
+                _flush_row(
+                    lake, name, [p for p, n in files if n == name], siblings, known_offsets or {}
+                )
             )
     frame = pd.DataFrame(rows, columns=_FLUSH_COLUMNS)
     for column in ("gap_before", "gap_after"):
@@ -222,15 +309,16 @@ def flush_frame(
 
 
 def _flush_row(
+    lake: Lake,
     name: FileName,
-    paths: list[Path],
+    paths: list[PurePath],
     siblings: list[FileName],
-    known_offsets: Mapping[Path, list[int]],
+    known_offsets: Mapping[PurePath, list[int]],
 ) -> dict[str, object]:
     offsets: list[int] = []
     rejected_rows = 0
     for path in paths:
-        values = known_offsets[path] if path in known_offsets else _offsets(path)
+        values = known_offsets[path] if path in known_offsets else _offsets(lake, path)
         if values is None:
             continue  # reported by the schema check
         offsets.extend(values)
@@ -259,17 +347,18 @@ def _flush_row(
     }
 
 
-def daily_event_counts(lake: Path, days: list[dt.date]) -> dict[dt.date, int]:
+def daily_event_counts(lake: Lake, days: list[dt.date]) -> dict[dt.date, int]:
     """Distinct event_ids per day over llm_call + task_feedback, for days that have files."""
+    lake = _as_lake(lake)
     counts: dict[dt.date, int] = {}
     for day in days:
         ids: set[str] = set()
         seen_files = False
         for table in EVENT_TABLES:
-            for path in _day_files(Path(lake), table, day):
+            for path in day_files(lake, table, day):
                 seen_files = True
                 try:
-                    column = _read(path, ["event_id"]).column("event_id")
+                    column = read_file(lake, path, ["event_id"]).column("event_id")
                 except (OSError, KeyError, pa.ArrowException):
                     continue
                 ids.update(v for v in column.to_pylist() if v is not None)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dq.checks import CheckResult
+from pipeline.lake_files import Lake
 from pipeline.report import write_atomic
 from pipeline.safe_text import visible
 
@@ -30,7 +31,7 @@ class DqReport:
 
     day: dt.date
     generated_at: dt.datetime
-    lake: Path
+    lake: Lake  # a local directory or an S3 bucket (shown as s3://bucket/prefix)
     warehouse: Path
     results: list[CheckResult]
     json_path: Path | None = None

@@ -24,6 +24,7 @@ from pipeline._exceptions import WarehouseError
 from pipeline.budgets import load_budgets
 from pipeline.files import replace_file
 from pipeline.model_catalog import load_model_catalogue
+from pipeline.object_lake import ObjectLake
 from pipeline.policy import load_policy
 from pipeline.prices import load_price_book
 from pipeline.resources import sql_dir as packaged_sql_dir
@@ -39,6 +40,7 @@ from pipeline.warehouse.lake_sources import (
     lake_directories,
     lake_files,
     lake_views_sql,
+    object_lake_datasets,
     register_lake,
 )
 from pipeline.warehouse.models import MACROS_FILE, discover_models, ordered_models
@@ -67,8 +69,10 @@ def is_stale(settings: Any) -> bool:
             return True  # let the build report the missing file
     # The lake's writers add, replace and remove files by rename and unlink, which sets the
     # directory's mtime: the directories tell, without listing every file.
-    lake = Path(settings.lake)
-    if lake.is_dir():
+    lake = settings.lake
+    if isinstance(lake, ObjectLake):  # no directories: every object's time
+        inputs.extend(f.mtime_ns for found in lake_files(lake).values() for f in found)
+    elif lake.is_dir():
         inputs.append(lake.stat().st_mtime_ns)
         for table in SOURCES:
             table_dir = lake / table
@@ -108,8 +112,10 @@ def build_warehouse(
     budgets = load_budgets(settings.budgets, policy)
     result = BuildResult(warehouse=target, built_at=dt.datetime.now(dt.UTC))
 
-    lake = Path(settings.lake)
-    if not lake.is_dir():
+    lake = settings.lake
+    if isinstance(lake, ObjectLake):
+        lake.check()  # the bucket exists and answers
+    elif not lake.is_dir():
         result.warnings.append(f"lake {lake} does not exist: building an empty warehouse")
         say(f"build: warning: {result.warnings[-1]}")
     models = ordered_models(discover_models(models_dir), input_tables())
@@ -139,7 +145,11 @@ def build_warehouse(
     database_path(target)  # refused here, naming the configured path
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     building_literal = database_path(building)
-    lake_sql = lake_views_sql(files, plan)  # refuses lake paths DuckDB cannot read literally
+    lake_sources = (
+        object_lake_datasets(lake, files, plan)
+        if isinstance(lake, ObjectLake)
+        else lake_views_sql(files, plan)  # refuses lake paths DuckDB cannot read literally
+    )
     inputs = BuildInputs(
         settings, book, policy, policy_sha256, catalogue, budgets, files, result, started
     )
@@ -164,7 +174,7 @@ def build_warehouse(
                 + ", ".join(f"{n} {result.rows[n]}" for n in dims)
                 + f" in {time.monotonic() - step:.1f}s"
             )
-            register_lake(con, lake_sql)
+            register_lake(con, lake_sources)
             run_models(con, models, plan, result, say)
             step = time.monotonic()
             marts = build_tables(con, inputs, "after models")

@@ -22,8 +22,8 @@ from pathlib import Path
 import duckdb
 
 from pipeline._exceptions import PipelineError
-from pipeline.lake import EVENT_TABLES
-from pipeline.warehouse.lake_sources import LakeFile
+from pipeline.lake import EVENT_TABLES, Lake
+from pipeline.warehouse.lake_sources import LakeFile, lake_location
 from pipeline.warehouse.models import BUILD_ONLY_LAYERS, Model, lake_sources
 from pipeline.warehouse.readonly import open_warehouse_readonly
 
@@ -45,10 +45,10 @@ class NeedsFullBuild(Exception):
     """An incremental build found something only a full build handles correctly."""
 
 
-def fingerprint(lake: Path, prices_sha256: str, policy_sha256: str, sql_dir: Path) -> str:
+def fingerprint(lake: Lake, prices_sha256: str, policy_sha256: str, sql_dir: Path) -> str:
     """What an incremental build must share with the previous one: inputs other than the lake, code."""
     digest = hashlib.sha256()
-    for part in (str(lake.resolve()), prices_sha256, policy_sha256):
+    for part in (lake_location(lake), prices_sha256, policy_sha256):
         digest.update(part.encode() + b"\0")
     files = [
         (f"sql/{p.relative_to(sql_dir).as_posix()}", p) for p in sorted(sql_dir.rglob("*.sql"))

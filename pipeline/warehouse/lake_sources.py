@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, FileName
+from pipeline.lake import REJECTED_TABLE, SCHEMAS, TEMP_PREFIX, FileName, Lake
+from pipeline.lake_files import covered
+from pipeline.object_lake import ObjectLake
 from pipeline.warehouse.duckdb_helpers import create_from_arrow, parquet_literal, sql_str
 
 __all__ = [
@@ -41,7 +43,9 @@ __all__ = [
     "LakeFile",
     "lake_directories",
     "lake_files",
+    "lake_location",
     "lake_views_sql",
+    "object_lake_datasets",
     "register_lake",
 ]
 
@@ -63,7 +67,7 @@ class LakeFile:
 
     table: str
     partition: str  # the partition directory's value, e.g. "2025-06-01"
-    path: Path
+    path: PurePath  # a PurePosixPath ``bucket/prefix/...`` in a bucket
     bytes: int
     mtime_ns: int
     #: the partition directory's mtime when listed, None when too recent to be trusted
@@ -72,6 +76,11 @@ class LakeFile:
 
 #: (lake table, partition value) -> (the directory's recorded mtime, its files then)
 Known = Mapping[tuple[str, str], tuple[int, list[LakeFile]]]
+
+
+def lake_location(lake: Lake) -> str:
+    """The lake as recorded by a build: its URL, or its local directory resolved."""
+    return str(lake) if isinstance(lake, ObjectLake) else str(Path(lake).resolve())
 
 
 def lake_directories(lake: Path, table: str) -> list[tuple[str, Path, int]]:
@@ -97,12 +106,15 @@ def lake_directories(lake: Path, table: str) -> list[tuple[str, Path, int]]:
     return sorted(found)
 
 
-def lake_files(lake: Path, known: Known | None = None) -> dict[str, list[LakeFile]]:
+def lake_files(lake: Lake, known: Known | None = None) -> dict[str, list[LakeFile]]:
     """The finished Parquet files of each lake table (writers' temporary files excluded).
 
     A partition directory found in ``known`` with the recorded mtime is not listed: its
-    recorded files are returned.
+    recorded files are returned. A lake in a bucket is listed whole (pages of 1,000 keys: a
+    compacted lake keeps that to a few requests a month of data).
     """
+    if isinstance(lake, ObjectLake):
+        return {table: _uncovered(_objects(lake, table)) for table in SOURCES}
     found: dict[str, list[LakeFile]] = {}
     for table in SOURCES:
         files: list[LakeFile] = []
@@ -115,6 +127,19 @@ def lake_files(lake: Path, known: Known | None = None) -> dict[str, list[LakeFil
             files.extend(_listed(table, value, directory, trusted))
         found[table] = _uncovered(files)
     return found
+
+
+def _objects(lake: ObjectLake, table: str) -> list[LakeFile]:
+    table_root = lake.path(table)
+    files = []
+    for path, size, mtime in lake.files(table):
+        directory = path.parent
+        if directory.parent != table_root or "=" not in directory.name:
+            continue
+        if not path.name.endswith(".parquet") or path.name.startswith((TEMP_PREFIX, ".")):
+            continue
+        files.append(LakeFile(table, directory.name.split("=", 1)[1], path, size, mtime))
+    return sorted(files, key=lambda f: (f.partition, f.path.name))
 
 
 def _listed(table: str, value: str, directory: Path, directory_mtime: int | None) -> list[LakeFile]:
@@ -139,22 +164,13 @@ def _listed(table: str, value: str, directory: Path, directory_mtime: int | None
 
 
 def _uncovered(files: list[LakeFile]) -> list[LakeFile]:
-    """``files`` less those whose offsets another file of their directory and Kafka partition
-    covers (a compacted file and its inputs, until they are removed)."""
+    """``files`` less those another file of their directory and Kafka partition covers
+    (:func:`~pipeline.lake_files.covered`)."""
     named = [(f, FileName.parse(f.path.name)) for f in files]
-    groups: dict[tuple[str, str, int], list[tuple[int, int, LakeFile]]] = defaultdict(list)
-    for f, name in named:
-        if name is not None:
-            key = (f.partition, name.topic, name.partition)
-            groups[key].append((name.first_offset, name.last_offset, f))
-    covered: set[Path] = set()
-    for ranges in groups.values():
-        reach = -1
-        for _first, last, f in sorted(ranges, key=lambda r: (r[0], -r[1])):
-            if last <= reach:
-                covered.add(f.path)
-            reach = max(reach, last)
-    return [f for f in files if f.path not in covered] if covered else files
+    hidden = covered((f.partition, name) for f, name in named if name is not None)
+    if not hidden:
+        return files
+    return [f for f, name in named if name is None or (f.partition, name) not in hidden]
 
 
 def lake_views_sql(
@@ -178,7 +194,7 @@ def lake_views_sql(
         selects[table] = (
             f"select * exclude (filename), cast(regexp_extract(filename, {directory}, 1) as date)"
             f" as {partition_column} from read_parquet("
-            f"[{', '.join(parquet_literal(f.path) for f in sorted(found, key=_order))}], "
+            f"[{', '.join(parquet_literal(Path(f.path)) for f in sorted(found, key=_order))}], "
             "filename = true, hive_partitioning = false, union_by_name = true)"
             if found
             else None
@@ -190,12 +206,46 @@ def _order(f: LakeFile) -> tuple[str, str]:
     return (f.partition, f.path.name)
 
 
-def register_lake(con: duckdb.DuckDBPyConnection, selects: dict[str, str | None]) -> None:
-    """lake_<table> views (:func:`lake_views_sql`), or empty tables of the lake schema."""
+def object_lake_datasets(
+    lake: ObjectLake, files: dict[str, list[LakeFile]], plan: dict[str, set[str]] | None = None
+) -> dict[str, Any]:
+    """Per lake table, a pyarrow dataset over its files in the bucket (None: no files), with
+    the partition column from the directory names; with a plan, the changed partitions only.
+    DuckDB scans it through Arrow (its own S3 reader is an extension it would download)."""
+    import pyarrow.dataset as ds
+
+    out: dict[str, Any] = {}
+    for table, (_, partition_column) in SOURCES.items():
+        found = files.get(table, [])
+        if plan is not None and table in plan:
+            found = [f for f in found if f.partition in plan[table]]
+        out[table] = (
+            ds.dataset(
+                [str(f.path) for f in found],
+                schema=SCHEMAS[table].append(pa.field(partition_column, pa.date32())),
+                format="parquet",
+                filesystem=lake.filesystem(),
+                partitioning=ds.partitioning(
+                    pa.schema([(partition_column, pa.date32())]), flavor="hive"
+                ),
+                partition_base_dir=str(lake.path(table)),
+            )
+            if found
+            else None
+        )
+    return out
+
+
+def register_lake(con: duckdb.DuckDBPyConnection, selects: dict[str, Any]) -> None:
+    """lake_<table> views over :func:`lake_views_sql`'s selects or
+    :func:`object_lake_datasets`' datasets, or empty tables of the lake schema."""
     for table, (view, partition_column) in SOURCES.items():
         select = selects.get(table)
-        if select:
+        if isinstance(select, str) and select:
             con.execute(f"create or replace temp view {view} as\n{select}")
+        elif select is not None and not isinstance(select, str):
+            con.register(f"{view}_dataset", select)
+            con.execute(f"create or replace temp view {view} as select * from {view}_dataset")
         else:
             schema = SCHEMAS[table].append(pa.field(partition_column, pa.date32()))
             create_from_arrow(con, view, schema.empty_table(), temp=True)

@@ -27,7 +27,7 @@ from pipeline.model_catalog import ModelCatalogue
 from pipeline.policy import ModelRef, Policy, roi_projection
 from pipeline.prices import PriceBook
 from pipeline.warehouse.duckdb_helpers import create_from_arrow
-from pipeline.warehouse.lake_sources import LakeFile
+from pipeline.warehouse.lake_sources import LakeFile, lake_location
 from pipeline.warehouse.runner import BuildResult
 
 __all__ = [
@@ -275,7 +275,7 @@ def mart_build_info(inputs: BuildInputs, con: duckdb.DuckDBPyConnection) -> pa.T
         {
             "built_at": pa.array([result.built_at], pa.timestamp("us", tz="UTC")),
             "modelmeter_version": [modelmeter_version],
-            "lake_path": [str(Path(settings.lake).resolve())],
+            "lake_path": [lake_location(settings.lake)],
             "llm_call_files": pa.array([result.lake_files.get("llm_call", 0)], pa.int64()),
             "task_feedback_files": pa.array(
                 [result.lake_files.get("task_feedback", 0)], pa.int64()

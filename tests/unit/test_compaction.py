@@ -144,6 +144,27 @@ def test_readers_skip_a_file_another_of_the_same_partition_covers(tmp_path):
     assert kept == {str(names[0]), str(names[3]), str(names[4])}
 
 
+def test_compaction_removes_files_another_covers_and_readers_see_the_same_rows(lake, make_settings):
+    """A partition's new owner wrote offsets 0-11 again as one flush (the old owner, which had
+    lost the partition, had written them as two): the two old files are covered, never read,
+    and compaction removes them, even in a day it does not compact."""
+    sink = Sink(make_settings(kafka=False, topic="t"), dead_letter=None)
+    try:
+        write_flushes(sink, 0, 0, [[D1] * 12])
+    finally:
+        sink.close()
+    before_rows = rows(lake)
+    superseded = (str(FileName("t", 0, 0, 5)), str(FileName("t", 0, 6, 11)))
+    old = [f for f in lake_files(lake) if f.endswith(superseded)]
+    assert "llm_call/event_date=2025-06-01/" + superseded[0] in old
+    result = compact_lake(lake, before=D1, now=LATER)  # no day before D1: nothing compacted
+    assert (result.covered_removed, result.runs) == (len(old), 0)
+    assert not set(old) & set(lake_files(lake))
+    assert f"llm_call/event_date=2025-06-01/{FileName('t', 0, 0, 11)}" in lake_files(lake)
+    assert rows(lake) == before_rows
+    assert compact_lake(lake, before=D1, now=LATER).covered_removed == 0
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
     [

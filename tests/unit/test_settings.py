@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline._exceptions import ConfigError
+from pipeline.object_lake import ObjectLake
 from pipeline.settings import Settings
 
 SECRET = "s3cr3t-Pa55word-for-tests"
@@ -272,14 +273,41 @@ def test_the_password_is_no_command_line_option(capsys: pytest.CaptureFixture[st
     assert "KAFKA_SASL_PASSWORD" in out and "KAFKA_SASL_PASSWORD_FILE" in out
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/lake", "gs://bucket/x", "file:///srv/lake"])
-@pytest.mark.parametrize("field", ["lake", "warehouse"])
-def test_a_url_for_the_lake_or_warehouse_is_refused_not_taken_as_a_relative_path(field, url):
+@pytest.mark.parametrize(
+    ("field", "url", "says"),
+    [
+        ("warehouse", "s3://bucket/lake", "is a URL"),
+        ("warehouse", "file:///srv/w.duckdb", "is a URL"),
+        ("lake", "gs://bucket/x", "only s3:// URLs"),
+        ("lake", "file:///srv/lake", "only s3:// URLs"),
+        ("lake", "s3://Bad_Bucket/lake", "not a valid S3 bucket name"),
+        ("lake", "s3://bucket/a/../b", "'..'"),
+        ("lake", "s3://user@bucket/lake", "nothing else"),
+    ],
+)
+def test_a_url_is_never_taken_as_a_relative_path(field, url, says):
     """``s3://b/l`` as a path would be the local directory ``s3:/b/l``: each consumer writing
-    its own copy and build reading an empty lake. It is refused, naming the value."""
+    its own copy and build reading an empty lake. The lake takes s3:// URLs; anything else
+    that looks like a URL is refused, naming the value."""
     with pytest.raises(ValidationError) as err:
         Settings(**{field: url})
-    assert "is a URL" in str(err.value) and url in str(err.value)
+    assert says in str(err.value) and url in str(err.value)
     assert Settings(**{field: "data/s3-mirror/lake"}).model_dump()[field] == Path(
         "data/s3-mirror/lake"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "bucket", "prefix"),
+    [
+        ("s3://bucket/lake", "bucket", "lake"),
+        ("s3://my.bucket-1/a/b/", "my.bucket-1", "a/b"),
+        ("s3://bucket", "bucket", ""),
+    ],
+)
+def test_an_s3_url_is_the_lake_in_that_bucket(url, bucket, prefix, monkeypatch):
+    monkeypatch.setenv("MODELMETER_LAKE", url)
+    lake = Settings().lake
+    assert isinstance(lake, ObjectLake)
+    assert (lake.bucket, lake.prefix) == (bucket, prefix)
+    assert str(lake) == url.rstrip("/")
