@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --quick         # a fast smoke pass with small sizes
     .venv/bin/python bench/run.py --only ingest,producer --events 200000
     .venv/bin/python bench/run.py --only collect --collect-lines 200000
+    .venv/bin/python bench/run.py --only lake_s3 --update    # bucket vs directory (S3Proxy)
 
 Prints ONE JSON document on stdout and writes it to bench/results.json (``--output``);
 progress goes to stderr. Each figure has its value(s), its goal, ``met`` and the exact command
@@ -27,7 +28,16 @@ if __package__ in (None, ""):
 
 from bench.common import REPO_ROOT, log, machine, private_broker, settings_for  # noqa: E402
 
-FIGURES = ("producer", "ingest", "scale_out", "build", "collect", "collect_http", "lake_growth")
+FIGURES = (
+    "producer",
+    "ingest",
+    "scale_out",
+    "build",
+    "collect",
+    "collect_http",
+    "lake_growth",
+    "lake_s3",
+)
 QUICK = {
     "events": 50_000,
     "producer_events": 20_000,
@@ -37,6 +47,7 @@ QUICK = {
     "growth_events": 50_000,
     "growth_files_per_day": 500,
     "growth_year_day_events": 3_000,
+    "s3_events": 50_000,
 }
 
 
@@ -94,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         help="events a day of lake_growth's 365-day lake (default 10k; 0: no year)",
     )
     parser.add_argument(
+        "--s3-events",
+        type=int,
+        default=200_000,
+        help="events landed into a bucket and into a directory for lake_s3 (default 200k)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help=f"small sizes for a smoke run ({QUICK})"
     )
     parser.add_argument(
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         args.growth_events = QUICK["growth_events"]
         args.growth_files_per_day = QUICK["growth_files_per_day"]
         args.growth_year_day_events = QUICK["growth_year_day_events"]
+        args.s3_events = QUICK["s3_events"]
     only = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in only if f not in FIGURES]
     if unknown:
@@ -145,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--growth-days {args.growth_days}",
             f"--growth-files-per-day {args.growth_files_per_day}",
             f"--growth-year-day-events {args.growth_year_day_events}",
+            f"--s3-events {args.s3_events}",
         ]
     )
     doc: dict = {
@@ -167,13 +186,15 @@ def main(argv: list[str] | None = None) -> int:
             "growth_days": args.growth_days,
             "growth_files_per_day": args.growth_files_per_day,
             "growth_year_day_events": args.growth_year_day_events,
+            "s3_events": args.s3_events,
         },
         "figures": {},
     }
     figures = doc["figures"]
     started = time.perf_counter()
     try:
-        if any(f in only for f in ("producer", "ingest", "scale_out", "collect", "collect_http")):
+        kafka_figures = ("producer", "ingest", "scale_out", "collect", "collect_http", "lake_s3")
+        if any(f in only for f in kafka_figures):
             with private_broker(workdir) as broker:
                 if "producer" in only:
                     from bench.producer import run_producer
@@ -216,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
                         settings_for(broker, "bench-collect-http", workdir),
                         workdir,
                         args.collect_http_records,
+                        rounds=args.rounds,
+                    )
+                if "lake_s3" in only:
+                    from bench.lake_s3 import run_lake_s3
+
+                    figures["lake_s3"] = run_lake_s3(
+                        settings_for(broker, "bench-lake-s3", workdir),
+                        workdir,
+                        args.s3_events,
                         rounds=args.rounds,
                     )
         if "build" in only:

@@ -3,6 +3,7 @@
     .venv/bin/python ops/chaos.py [--events 200000] [--bad-fraction 0.01]
         [--duplicate-fraction 0.01] [--kills 5] [--broker-restarts 1] [--poison-pills 30]
         [--compact-kills 3] [--seed S] [--json PATH]
+        [--object-store [--s3-restarts 1] [--s3-pause 4]]
 
 What it does, on its own broker (ops/kafka/kafka.sh on free ports, a temporary data dir) and
 its own temporary lake and warehouse:
@@ -49,6 +50,23 @@ with a dead letter has a file in ``_rejected/received_date=<today>``: with the d
 messages and poison pills nearly every flush has one, so the compactions of this run find
 little or nothing to rewrite and the kills hit their start-up and scan;
 tests/integration/test_compaction_live.py kills compactions in the middle of their rewrites.
+
+``--object-store``: the lake is a bucket, ``s3://<bucket>/lake``, on an S3 server of the run's
+own (S3Proxy through ops/s3/s3proxy.sh on a free port, a temporary data dir, a random
+credential that is never printed), and every child process gets its AWS settings in its
+environment, with ``MODELMETER_LAKE_RETRY_SECONDS`` (``Options.lake_retry_seconds``, 120 s)
+far above an outage. Two consumers run from the start, as on two machines: each in a working
+directory of its own and with its own ``--instance-id`` (static membership), in one group. The
+faults: the SIGKILLs of a random consumer (restarted), the broker restart(s), the S3 server
+restarted ``--s3-restarts`` times (after the first kill, then after every second one: stopped,
+``--s3-pause`` seconds without it, started again; the consumers ride it out on their
+retries), and the compaction kills, against the bucket (the lock object a killed compaction
+leaves is deleted once it is gone, as docs/operations.md allows, so that the next one need not
+wait for it to go stale). Drain, compaction, build and audit are the same, the audit listing
+and reading the bucket through pyarrow (:class:`LakeAccess`); no temporary file left means no
+``.compact-*`` object and no compaction journal object; and no consumer may have exited but
+by a SIGKILL of the run or its final SIGTERM. The summary's ``faults`` add ``s3_restarts``
+and ``consumers`` (instance id, working directory, starts, exit codes).
 """
 
 from __future__ import annotations
@@ -61,6 +79,7 @@ import math
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -72,12 +91,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from pipeline.cli import setting_args  # noqa: E402
+from pipeline.object_lake import RETRY_SECONDS_ENV, ObjectLake  # noqa: E402
 from pipeline.prices import TOKEN_KINDS  # noqa: E402
 
 MODELMETER = str(Path(sys.executable).parent / "modelmeter")
@@ -119,6 +140,13 @@ class Options:
     # 60 s is twice that worst case, and short enough for the flushes of the first minute to
     # settle while the faults go on.
     compact_settle: float = 60.0
+    # --object-store: the lake in a bucket of the run's own S3 server, two consumers from the
+    # start, the S3 server restarted ``s3_restarts`` times (``s3_pause`` seconds down, plus
+    # its start-up); the consumers retry a failing store for ``lake_retry_seconds``
+    object_store: bool = False
+    s3_restarts: int = 1
+    s3_pause: float = 4.0
+    lake_retry_seconds: float = 120.0
 
 
 @dataclass
@@ -128,19 +156,27 @@ class ConsumerProc:
     name: str
     argv: list[str]
     log_path: Path
+    cwd: Path = REPO_ROOT
+    env: dict[str, str] | None = None  # None: this process's environment
     proc: subprocess.Popen | None = None
     starts: int = 0
     exits: list[int] = field(default_factory=list)
     started_at: float = 0.0
 
+    def reap(self) -> None:
+        """Record the exit code of a process that exited on its own (not killed or stopped)."""
+        if self.proc is not None and self.proc.poll() is not None and len(self.exits) < self.starts:
+            self.exits.append(self.proc.returncode)
+
     def start(self) -> None:
+        self.reap()
         self.starts += 1
         self.started_at = time.monotonic()
         with open(self.log_path, "a") as out:
             out.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')}\n")
             out.flush()
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+                self.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env
             )
 
     @property
@@ -175,12 +211,78 @@ _COMPACT_LINE = re.compile(
 )
 
 
-def lake_state(lake: Path) -> dict[str, int]:
+class LakeAccess:
+    """The run's lake as the audit and the compaction records see it: a local directory, or
+    a bucket (``s3://bucket/prefix``) listed and read through pyarrow with the run's AWS
+    settings (``env``: the environment its child processes get). The one way the audit lists
+    and reads the lake, whichever it is."""
+
+    def __init__(self, lake: Path | ObjectLake, env: dict[str, str] | None = None) -> None:
+        from pyarrow import fs as pafs
+
+        self.is_bucket = isinstance(lake, ObjectLake)
+        if isinstance(lake, ObjectLake):
+            aws = env if env is not None else os.environ
+            endpoint = urlsplit(aws["AWS_ENDPOINT_URL"])
+            self.fs: Any = pafs.S3FileSystem(
+                access_key=aws["AWS_ACCESS_KEY_ID"],
+                secret_key=aws["AWS_SECRET_ACCESS_KEY"],
+                endpoint_override=endpoint.netloc,
+                scheme=endpoint.scheme,
+                region=aws.get("AWS_REGION") or "us-east-1",
+            )
+            self.root = str(lake.root)
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root = Path(lake).absolute().as_posix()
+
+    def files(self) -> list[str]:
+        """Every file (object) of the lake, relative to it, sorted."""
+        from pyarrow import fs as pafs
+
+        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        return sorted(
+            info.path[len(self.root) + 1 :]
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and not info.path.endswith("/")
+        )
+
+    def read(self, table: str, columns: list[str]) -> Any:
+        """``columns`` of every ``<table>/*/*.parquet`` file, one Arrow table; None when there
+        is no file."""
+        import pyarrow.dataset as ds
+
+        paths = [
+            f"{self.root}/{f}"
+            for f in self.files()
+            if f.startswith(f"{table}/") and f.count("/") == 2 and f.endswith(".parquet")
+        ]
+        if not paths:
+            return None
+        return ds.dataset(paths, filesystem=self.fs, format="parquet").to_table(columns=columns)
+
+    def remove_compaction_lock(self) -> bool:
+        """Delete a bucket's compaction lock object (a SIGKILLed compaction's: it is gone);
+        whether there was one. A local lake's lock is a file lock, released with its process."""
+        from pyarrow import fs as pafs
+
+        lock = f"{self.root}/_index/compaction/compact.lock"
+        if not self.is_bucket or self.fs.get_file_info(lock).type != pafs.FileType.File:
+            return False
+        self.fs.delete_file(lock)
+        return True
+
+
+def lake_state(lake: LakeAccess) -> dict[str, int]:
     """The lake's finished files, compaction temporaries and compaction journals."""
+    names = [f.split("/") for f in lake.files()]
+    in_dirs = [p for p in names if len(p) == 3]  # <dir>/<dir>/<name>
     return {
-        "files": sum(1 for p in lake.glob("*/*/*.parquet") if not p.name.startswith(".")),
-        "compact_temp_files": sum(1 for _ in lake.glob("*/*/.compact-*")),
-        "journals": sum(1 for _ in lake.glob("_index/compaction/*.json")),
+        "files": sum(1 for p in in_dirs if p[2].endswith(".parquet") and p[2][0] != "."),
+        "compact_temp_files": sum(1 for p in in_dirs if p[2].startswith(".compact-")),
+        "journals": sum(
+            1 for p in in_dirs if p[:2] == ["_index", "compaction"] and p[2].endswith(".json")
+        ),
     }
 
 
@@ -190,8 +292,9 @@ class Compactions:
     some left to finish (their stderr summary lines are added up)."""
 
     argv: list[str]
-    lake: Path
+    lake: LakeAccess
     log_path: Path
+    env: dict[str, str] | None = None  # None: this process's environment
     started: int = 0
     killed: int = 0
     completed: int = 0
@@ -206,7 +309,9 @@ class Compactions:
             out.write(f"--- compact {self.started} at {time.strftime('%H:%M:%S')}\n")
         err = open(self.log_path, "a")  # noqa: SIM115 - closed once the process is done
         try:
-            proc = subprocess.Popen(self.argv, stdout=err, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            proc = subprocess.Popen(
+                self.argv, stdout=err, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=self.env
+            )
         finally:
             err.close()
         return proc, time.monotonic()
@@ -266,6 +371,9 @@ class Compactions:
                 "lake_before": before,
                 "lake_after": lake_state(self.lake),
             }
+            if self.lake.is_bucket:
+                # its lock object, which would keep the next compaction out for 10 minutes
+                kill["lock_removed"] = self.lake.remove_compaction_lock()
             self.kills.append(kill)
             return kill
 
@@ -440,14 +548,19 @@ def expected_from_simulator(settings, run_args: dict[str, Any]) -> dict[str, Any
 
 
 def audit(
-    settings, summary: dict[str, Any], expected: dict[str, Any], *, poison_pills: int = 0
+    settings,
+    summary: dict[str, Any],
+    expected: dict[str, Any],
+    *,
+    poison_pills: int = 0,
+    lake: LakeAccess | None = None,
 ) -> dict[str, Any]:
+    """``lake``: how to reach ``settings.lake`` (default: a local directory, or a bucket with
+    this process's AWS settings)."""
     import duckdb
     import pyarrow as pa
 
-    from pipeline.warehouse import parquet_literal
-
-    lake = Path(settings.lake)
+    lake = lake or LakeAccess(settings.lake)
     checks: dict[str, dict[str, Any]] = {}
 
     def check(name: str, want: Any, got: Any) -> None:
@@ -457,13 +570,12 @@ def audit(
     try:
 
         def src(table: str) -> str | None:
-            files = sorted(lake.glob(f"{table}/*/*.parquet"))
-            if not files:
+            columns = ["kafka_partition", "kafka_offset"]
+            rows = lake.read(table, columns if table == "_rejected" else ["event_id", *columns])
+            if rows is None:
                 return None
-            return (
-                f"read_parquet([{', '.join(map(parquet_literal, files))}], "
-                "hive_partitioning = false)"
-            )
+            con.register(f"lake_{table.strip('_')}", rows)
+            return f"lake_{table.strip('_')}"
 
         events = [s for s in (src("llm_call"), src("task_feedback")) if s]
         rejected = src("_rejected")
@@ -515,11 +627,14 @@ def audit(
     check("lake_rows_are_topic_messages", topic_messages, event_rows + rejected_rows)
     check("distinct_offsets_are_topic_messages", topic_messages, distinct_offsets)
     check("committed_offsets_are_end_offsets", end, {p: committed.get(p, -1) for p in end})
-    temp_files = sorted(
-        str(p.relative_to(lake))
-        for p in lake.rglob("*")
-        if p.is_file() and (p.name.startswith(".") or p.name.endswith(".partial"))
-    )
+    temp_files = [
+        f
+        for f in lake.files()
+        if (name := f.rsplit("/", 1)[-1]).startswith(".")
+        or name.endswith(".partial")
+        # a bucket's compaction journal objects too (a local lake's: compaction_journals_left)
+        or (lake.is_bucket and f.startswith("_index/compaction/") and name.endswith(".json"))
+    ]
     check("temporary_files_left", [], temp_files)
 
     from pipeline.warehouse import open_warehouse_readonly
@@ -578,12 +693,18 @@ def audit(
 def _plan(opts: Options) -> list[str]:
     """The faults in order: the broker restart(s) first (while the simulator is producing),
     then the kills; a second consumer joins after the first kill and leaves before the last.
-    The compactions (``--compact-kills`` killed, one left to finish) go anywhere after the
-    broker restarts, at seeded random places."""
+    With ``object_store`` both consumers run from the start (no join, no leave) and the S3
+    server restarts after the first kill, then after every second one. The compactions
+    (``--compact-kills`` killed, one left to finish) go anywhere after the broker restarts, at
+    seeded random places."""
     plan = ["broker"] * opts.broker_restarts + ["kill"] * opts.kills
     first_kill = opts.broker_restarts
-    plan.insert(min(first_kill + 1, len(plan)), "join")
-    plan.insert(len(plan) - 1 if opts.kills >= 2 else len(plan), "leave")
+    if opts.object_store:
+        for i in range(opts.s3_restarts):
+            plan.insert(min(first_kill + 1 + 3 * i, len(plan)), "s3")
+    else:
+        plan.insert(min(first_kill + 1, len(plan)), "join")
+        plan.insert(len(plan) - 1 if opts.kills >= 2 else len(plan), "leave")
     if opts.compact_kills:
         places = random.Random(f"{opts.seed}:compact")
         for step in ["compact-kill"] * opts.compact_kills + ["compact"]:
@@ -591,11 +712,42 @@ def _plan(opts: Options) -> list[str]:
     return plan
 
 
+def _behind(bootstrap: str, topic: str) -> int:
+    """Messages of the topic the group has not committed yet (-1: unknown)."""
+    with contextlib.suppress(Exception):
+        committed = _committed(bootstrap, GROUP, topic)
+        return sum(off - committed.get(p, 0) for p, off in _end_offsets(bootstrap, topic).items())
+    return -1
+
+
+def _start_object_store(opts: Options, workdir: Path) -> tuple[Any, str]:
+    """A private S3 server (ops/s3/s3proxy.sh on a free port, data under ``workdir/s3``, a
+    random credential) and a fresh bucket on it."""
+    from tests.fixtures.kafka_broker import FAST_START_JVM_OPTS
+    from tests.fixtures.s3_server import LocalS3
+
+    s3 = LocalS3(
+        data_dir=workdir / "s3",
+        identity="modelmeter-chaos",
+        credential=secrets.token_hex(20),  # never printed, nor written to the summary
+        jvm_opts=FAST_START_JVM_OPTS,
+    )
+    log(f"starting a private S3 server on {s3.endpoint}")
+    s3.start()
+    try:
+        return s3, s3.bucket(f"chaos-{opts.seed}-{os.getpid()}")
+    except BaseException:
+        s3.stop()
+        raise
+
+
 def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
-    """Run the scenario; ``broker`` is a started, restartable broker or None (start our own)."""
+    """Run the scenario; ``broker`` is a started, restartable broker or None (start our own).
+    With ``opts.object_store`` the run starts (and stops) its own S3 server too."""
     from pipeline.kafka_admin import ensure_topics
     from pipeline.settings import Settings
     from tests.fixtures.kafka_broker import LocalBroker
+    from tests.fixtures.s3_server import CHECKSUM_ENV
 
     rng = random.Random(opts.seed)
     own_broker = broker is None
@@ -603,10 +755,30 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         broker = LocalBroker(data_dir=workdir / "kafka")
         log(f"starting a private broker on {broker.bootstrap}")
         broker.start()
+    s3 = None
+    child_env: dict[str, str] | None = None  # None: the children inherit this environment
+    saved_env: dict[str, str | None] = {}
+    lake_location: Path | str = workdir / "lake"
+    if opts.object_store:
+        # the AWS SDK inside pyarrow reads the checksum settings from the process environment
+        # only: set for this process's own S3 requests while the run lasts (restored after)
+        saved_env = {k: os.environ.get(k) for k in CHECKSUM_ENV}
+        os.environ.update(CHECKSUM_ENV)
+        try:
+            s3, bucket = _start_object_store(opts, workdir)
+        except BaseException:
+            _restore_environ(saved_env)
+            if own_broker:
+                broker.stop()
+            raise
+        lake_location = f"s3://{bucket}/lake"
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        child_env.update(s3.env())
+        child_env[RETRY_SECONDS_ENV] = f"{opts.lake_retry_seconds:g}"
     settings = Settings(
         kafka_bootstrap_servers=broker.bootstrap,
         topic=f"{TOPIC}-{opts.seed}-{os.getpid()}",
-        lake=workdir / "lake",
+        lake=lake_location,
         warehouse=workdir / "warehouse.duckdb",
         policy=REPO_ROOT / "schemas" / "routing_policy.yaml",
         prices=REPO_ROOT / "schemas" / "prices.csv",
@@ -639,13 +811,30 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         "--progress-seconds",
         "0",
     ]
-    consumers = {
-        name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log") for name in ("a", "b")
-    }
+    lake = LakeAccess(settings.lake, child_env)
+    if opts.object_store:
+        # as on two machines: a working directory and a static member id each, one group
+        consumers = {}
+        for name in ("a", "b"):
+            home = workdir / f"machine-{name}"
+            home.mkdir(parents=True, exist_ok=True)
+            consumers[name] = ConsumerProc(
+                name,
+                [*consume, "--instance-id", f"chaos-{name}"],
+                home / "consumer.log",
+                cwd=home,
+                env=child_env,
+            )
+    else:
+        consumers = {
+            name: ConsumerProc(name, consume, workdir / f"consumer-{name}.log")
+            for name in ("a", "b")
+        }
     compactions = Compactions(
         [MODELMETER, "compact", *common, "--settle-hours", str(opts.compact_settle / 3600)],
-        settings.lake,
+        lake,
         workdir / "compact.log",
+        env=child_env,
     )
     final_compaction: dict[str, Any] = {}
     timeline: list[dict[str, Any]] = []
@@ -680,11 +869,16 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             str(summary_path),
         ]
         sim_log = open(workdir / "simulate.log", "w")  # noqa: SIM115 - closed in finally
-        sim = subprocess.Popen(sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        sim = subprocess.Popen(
+            sim_argv, stdout=sim_log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=child_env
+        )
         sim_log.close()
         note("simulate started", messages=messages)
         consumers["a"].start()
         note("consumer a started")
+        if opts.object_store:
+            consumers["b"].start()
+            note("consumer b started")
         pills = PoisonPills(settings.kafka_bootstrap_servers, settings.topic, opts.poison_pills)
         pills.start()
         note("poison pills started", count=opts.poison_pills)
@@ -730,6 +924,22 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 note("broker restart", produced=produced, simulator_running=sim.poll() is None)
                 broker.restart()
                 note("broker back")
+            elif step == "s3" and s3 is not None:
+                note(
+                    "S3 restart",
+                    produced=_produced(settings.kafka_bootstrap_servers, settings.topic),
+                    uncommitted=_behind(settings.kafka_bootstrap_servers, settings.topic),
+                    simulator_running=sim.poll() is None,
+                )
+                down = time.monotonic()
+                s3.stop()
+                time.sleep(opts.s3_pause)  # the consumers retry meanwhile
+                s3.start()
+                note(
+                    "S3 back",
+                    down_seconds=round(time.monotonic() - down, 1),
+                    consumers_running=sorted(c.name for c in consumers.values() if c.running),
+                )
             elif step == "join":
                 consumers["b"].start()
                 note("consumer b joined the group")
@@ -755,6 +965,8 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 # a stop, not another kill: let a just-restarted consumer get going first
                 time.sleep(max(0.0, consumer.started_at + opts.pause_max - time.monotonic()))
                 note(f"stopping consumer {consumer.name} (SIGTERM)", exit_code=consumer.stop())
+            else:
+                consumer.reap()
         # Drain. A SIGKILLed member stays in the group until its session times out, and a
         # drain that joins before that may get only some partitions and go idle on them: drain
         # again until the group's committed offsets reach the end of every partition.
@@ -772,7 +984,12 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         for attempt in range(1, 6):
             with open(workdir / "consumer-drain.log", "a") as out:
                 code = subprocess.run(
-                    drain, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, timeout=1800
+                    drain,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=REPO_ROOT,
+                    env=child_env,
+                    timeout=1800,
                 ).returncode
             end = _end_offsets(settings.kafka_bootstrap_servers, settings.topic)
             committed = _committed(settings.kafka_bootstrap_servers, GROUP, settings.topic)
@@ -798,6 +1015,7 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
+                env=child_env,
                 timeout=1800,
             ).returncode
         note("modelmeter build", exit_code=code)
@@ -807,9 +1025,9 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
             )
         log("auditing")
         expected = expected_from_simulator(settings, run_args)
-        result = audit(settings, summary, expected, poison_pills=opts.poison_pills)
+        result = audit(settings, summary, expected, poison_pills=opts.poison_pills, lake=lake)
         if opts.compact_kills:
-            left = lake_state(Path(settings.lake))
+            left = lake_state(lake)
             for name, key in (
                 ("compaction_temp_files_left", "compact_temp_files"),
                 ("compaction_journals_left", "journals"),
@@ -819,6 +1037,18 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 "expected": [],
                 "actual": compactions.failed,
                 "ok": not compactions.failed,
+            }
+        if opts.object_store:
+            # every consumer rode the S3 restarts out: none exited but by a SIGKILL of the
+            # run or its final SIGTERM (exit 2: the store did not answer for its retry time)
+            unexpected = {
+                c.name: [x for x in c.exits if x not in (0, -signal.SIGKILL)]
+                for c in consumers.values()
+            }
+            result["checks"]["consumer_exits_only_kills_and_stops"] = {
+                "expected": {},
+                "actual": {k: v for k, v in unexpected.items() if v},
+                "ok": not any(unexpected.values()),
             }
     finally:
         if sim is not None and sim.poll() is None:
@@ -831,6 +1061,9 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
                 consumer.proc.wait()
         if own_broker:
             broker.stop()
+        if s3 is not None:
+            s3.stop()
+            _restore_environ(saved_env)
 
     kills = sum(1 for t in timeline if t["action"] == "SIGKILL consumer")
     restarts = sum(1 for t in timeline if t["action"] == "broker restart")
@@ -852,16 +1085,38 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         "kills": compactions.kills,
         "final": final_compaction,
     }
+    faults: dict[str, Any] = {
+        "consumer_kills": kills,
+        "broker_restarts": restarts,
+        "second_consumer": consumers["b"].starts > 0,
+        "consumer_exit_codes": {c.name: c.exits for c in consumers.values()},
+        "compaction_kills": compactions.killed,
+    }
+    object_store: dict[str, Any] = {}
+    if s3 is not None:
+        faults["s3_restarts"] = sum(1 for t in timeline if t["action"] == "S3 restart")
+        faults["consumers"] = {
+            c.name: {
+                "instance_id": f"chaos-{c.name}",
+                "cwd": str(c.cwd),
+                "starts": c.starts,
+                "exit_codes": c.exits,
+            }
+            for c in consumers.values()
+        }
+        object_store = {
+            "object_store": {
+                "lake": str(settings.lake),
+                "endpoint": s3.endpoint,
+                "lake_retry_seconds": opts.lake_retry_seconds,
+                "s3_pause_seconds": opts.s3_pause,
+            }
+        }
     return {
         "ok": ok,
         "options": {k: getattr(opts, k) for k in Options.__dataclass_fields__},
-        "faults": {
-            "consumer_kills": kills,
-            "broker_restarts": restarts,
-            "second_consumer": any(t["action"].startswith("consumer b joined") for t in timeline),
-            "consumer_exit_codes": {c.name: c.exits for c in consumers.values()},
-            "compaction_kills": compactions.killed,
-        },
+        **object_store,
+        "faults": faults,
         "compaction": compaction,
         "simulator": {
             k: summary[k]
@@ -884,6 +1139,14 @@ def run_chaos(opts: Options, *, broker=None, workdir: Path) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 1),
         "workdir": str(workdir),
     }
+
+
+def _restore_environ(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _json_default(value: Any) -> Any:
@@ -926,6 +1189,24 @@ def main(argv: list[str] | None = None) -> int:
         default=d.compact_kills,
         help="modelmeter compact runs SIGKILLed at random moments (default 3; 0: no compaction)",
     )
+    parser.add_argument(
+        "--object-store",
+        action="store_true",
+        help="the lake in a bucket of a private S3 server (S3Proxy): two consumers with their "
+        "own working directories from the start, the S3 server restarted mid-run",
+    )
+    parser.add_argument(
+        "--s3-restarts",
+        type=int,
+        default=d.s3_restarts,
+        help="with --object-store: S3 server restarts (default 1)",
+    )
+    parser.add_argument(
+        "--s3-pause",
+        type=float,
+        default=d.s3_pause,
+        help="with --object-store: seconds the S3 server stays down on a restart (default 4)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the summary here")
     parser.add_argument(
         "--workdir", type=Path, help="keep broker data, lake, warehouse and logs here"
@@ -939,12 +1220,15 @@ def main(argv: list[str] | None = None) -> int:
         "flush_events",
         "poison_pills",
         "compact_kills",
+        "s3_restarts",
     ):
         if getattr(args, name) < (1 if name in ("events", "days", "flush_events") else 0):
             parser.error(f"--{name.replace('_', '-')} is out of range: {getattr(args, name)}")
     for name in ("bad_fraction", "duplicate_fraction"):
         if not 0 <= getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1)")
+    if not 0 <= args.s3_pause <= d.lake_retry_seconds / 4:
+        parser.error(f"--s3-pause must be in [0, {d.lake_retry_seconds / 4:g}] seconds")
     opts = Options(
         events=args.events,
         bad_fraction=args.bad_fraction,
@@ -957,6 +1241,9 @@ def main(argv: list[str] | None = None) -> int:
         flush_seconds=args.flush_seconds,
         poison_pills=args.poison_pills,
         compact_kills=args.compact_kills,
+        object_store=args.object_store,
+        s3_restarts=args.s3_restarts,
+        s3_pause=args.s3_pause,
     )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="modelmeter-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
