@@ -22,7 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import MODELMETER, PYTHON, REPO_ROOT, log, run_timed  # noqa: E402
+from bench import gen_lake  # noqa: E402
+from bench.common import MODELMETER, REPO_ROOT, log, run_timed  # noqa: E402
 
 __all__ = ["run_build"]
 
@@ -68,18 +69,7 @@ def _same_as_warehouse(lake: Path, warehouse: Path) -> bool:
 def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) -> dict:
     lake, warehouse = workdir / "lake-build", workdir / "warehouse-build.duckdb"
     yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
-    gen = [
-        PYTHON,
-        str(HERE / "gen_lake.py"),
-        "--lake",
-        str(lake),
-        "--events",
-        str(events),
-        "--days",
-        str(days),
-        "--last-day",
-        str(yesterday - dt.timedelta(days=1)),
-    ]
+    gen = gen_lake.command(lake, events, days, yesterday - dt.timedelta(days=1))
     log(f"build: generating a {events:,}-event, {days}-day lake")
     timed_gen = run_timed(gen).check()
     generated = json.loads(timed_gen.stdout)
@@ -91,21 +81,7 @@ def run_build(workdir: Path, events: int, *, days: int = 30, rounds: int = 1) ->
     log(f"build: full build {full.seconds:.1f} s")
 
     day_events = events // days
-    append = [
-        PYTHON,
-        str(HERE / "gen_lake.py"),
-        "--lake",
-        str(lake),
-        "--events",
-        str(day_events),
-        "--days",
-        "1",
-        "--last-day",
-        str(yesterday),
-        "--append",
-        "--seed",
-        "8",
-    ]
+    append = gen_lake.command(lake, day_events, 1, yesterday, append=True)
     appended = run_timed(append).check()
     log(f"build: one more day landed ({day_events:,} events); incremental build")
     incremental = run_timed(argv).check()

@@ -423,6 +423,25 @@ def generate_lake(
     }
 
 
+def command(
+    lake: Path,
+    events: int,
+    days: int,
+    last_day: dt.date,
+    *,
+    flush_events: int | None = None,
+    append: bool = False,
+) -> list[str]:
+    """The command line that runs this script (a subprocess, so that it can be timed)."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--lake", str(lake)]
+    argv += ["--events", str(events), "--days", str(days), "--last-day", str(last_day)]
+    if flush_events is not None:
+        argv += ["--flush-events", str(flush_events)]
+    if append:
+        argv += ["--append", "--seed", "8"]  # another seed: the new day's own events
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lake", type=Path, required=True)

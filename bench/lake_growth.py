@@ -59,7 +59,8 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from bench.common import MODELMETER, PYTHON, Timed, log, run_timed  # noqa: E402
+from bench import gen_lake  # noqa: E402
+from bench.common import MODELMETER, Timed, log, run_timed  # noqa: E402
 from bench.gen_lake import PARTITIONS, TOPIC, generate_lake  # noqa: E402
 from pipeline.consumer.recovery import recover_partition  # noqa: E402
 from pipeline.consumer.sink import INDEX_HEADROOM_FLUSHES  # noqa: E402
@@ -322,23 +323,11 @@ def _mode(timed: Timed) -> str:
 
 
 def _gen_argv(lake: Path, events: int, days: int, last_day: dt.date, **kw: object) -> list[str]:
-    argv = [
-        PYTHON,
-        str(HERE / "gen_lake.py"),
-        "--lake",
-        str(lake),
-        "--events",
-        str(events),
-        "--days",
-        str(days),
-        "--last-day",
-        str(last_day),
-        "--flush-events",
-        str(kw.get("flush", WHOLE_DAY_FLUSH)),
-    ]
-    if kw.get("append"):
-        argv += ["--append", "--seed", "8"]
-    return argv
+    flush = kw.get("flush", WHOLE_DAY_FLUSH)
+    assert isinstance(flush, int)
+    return gen_lake.command(
+        lake, events, days, last_day, flush_events=flush, append=bool(kw.get("append"))
+    )
 
 
 def _rounds(
