@@ -6,25 +6,12 @@ finish once; then drained, compacted, built and audited against the simulator's 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.fixtures.kafka_broker import REPO_ROOT, LocalBroker
+from tests.fixtures.chaos_run import chaos_module
+from tests.fixtures.kafka_broker import LocalBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _chaos_module():
-    spec = importlib.util.spec_from_file_location(
-        "modelmeter_ops_chaos", REPO_ROOT / "ops" / "chaos.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker, tmp_path):
@@ -35,7 +22,7 @@ def test_kills_broker_restart_and_rebalance_lose_and_double_nothing(kafka_broker
     producer-side totals exactly."""
     if not isinstance(kafka_broker, LocalBroker):
         pytest.skip("the chaos run restarts the broker: needs the tests' own broker")
-    chaos = _chaos_module()
+    chaos = chaos_module()
     opts = chaos.Options(
         events=20_000,
         bad_fraction=0.01,

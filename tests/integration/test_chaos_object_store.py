@@ -8,29 +8,17 @@ drained, compacted, built from the bucket and audited against the simulator's ow
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
-import sys
 
 import pytest
 
-from tests.fixtures.kafka_broker import REPO_ROOT, LocalBroker
+from tests.fixtures.chaos_run import chaos_module
+from tests.fixtures.kafka_broker import LocalBroker
 from tests.fixtures.s3_server import CHECKSUM_ENV
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
-
-
-def _chaos_module():
-    spec = importlib.util.spec_from_file_location(
-        "modelmeter_ops_chaos_object_store", REPO_ROOT / "ops" / "chaos.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_two_machines_land_one_bucket_exactly_once_through_kills_and_an_s3_restart(
@@ -44,7 +32,7 @@ def test_two_machines_land_one_bucket_exactly_once_through_kills_and_an_s3_resta
     exactly. The S3 credential is never printed."""
     if not isinstance(kafka_broker, LocalBroker):
         pytest.skip("the chaos run restarts the broker: needs the tests' own broker")
-    chaos = _chaos_module()
+    chaos = chaos_module()
     env_before = {k: os.environ.get(k) for k in CHECKSUM_ENV}
     opts = chaos.Options(
         events=20_000,
