@@ -12,7 +12,6 @@ import datetime as dt
 import random
 import signal
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +22,15 @@ from pyarrow import fs as pafs
 
 from pipeline.object_lake import ObjectLake
 from pipeline.warehouse import open_warehouse_readonly
-from tests.fixtures.consume import ENV, Progress, cli, committed, produce_librdkafka
+from tests.fixtures.consume import (
+    ENV,
+    Progress,
+    cli,
+    committed,
+    modelmeter,
+    produce_librdkafka,
+    run_cli,
+)
 from tests.fixtures.events import enc, llm_call
 from tests.fixtures.kafka_broker import FAST_START_JVM_OPTS, REPO_ROOT
 from tests.fixtures.s3_server import LocalS3
@@ -32,6 +39,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 MODELS = [("zai", "glm-4.5"), ("anthropic", "claude-opus-4-1"), ("zai", "glm-4.5-air")]
 GROUP = "s3-lake"
+#: land what is left on the topic, then exit
+DRAIN = ("--group", GROUP, "--until-idle", "2", "--flush-seconds", "1")
 
 
 def _events(start: int, n: int, day: dt.date) -> list[dict]:
@@ -145,25 +154,9 @@ def test_two_consumers_land_one_bucket_exactly_once_through_kills_and_a_restart(
             code = None
         assert code == 0, "".join(progress.lines[-30:])
 
-    drained = subprocess.run(
-        [*cli(settings, "--group", GROUP), "--until-idle", "2", "--flush-seconds", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    drained = run_cli(settings, *DRAIN, timeout=240, env=env, cwd=tmp_path)
     assert drained.returncode == 0, drained.stderr[-3000:]
-    built = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "build", "--full"]
-        + ["--lake", s3_bucket.url, "--warehouse", str(settings.warehouse)]
-        + ["--prices", str(settings.prices), "--policy", str(settings.policy)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    built = modelmeter(settings, "build", "--full", timeout=240, env=env)
     assert built.returncode == 0, built.stderr[-3000:]
 
     con = open_warehouse_readonly(Path(settings.warehouse))
@@ -230,14 +223,7 @@ def test_an_unreachable_object_store_stops_commits_then_exit_2_and_nothing_is_lo
         assert sum(committed(settings, GROUP).values()) == len(first)  # nothing more committed
 
         server.start()
-        drained = subprocess.run(
-            [*cli(settings, "--group", GROUP), "--until-idle", "2", "--flush-seconds", "1"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        drained = run_cli(settings, *DRAIN, timeout=180, env=env, cwd=tmp_path)
         assert drained.returncode == 0, drained.stderr[-3000:]
         fs = server.filesystem()
         rows = []
