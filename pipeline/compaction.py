@@ -133,22 +133,51 @@ def compact_lake(
 
 def _remove_covered(store: Store, flushes: Flushes) -> int:
     """Remove the files another file of the same directory and Kafka partition covers (never
-    read: :func:`~pipeline.lake_files.covered`), and forget them in ``flushes``."""
-    hidden = covered(
+    read: :func:`~pipeline.lake_files.covered`) once every offset of theirs is found in the
+    files covering them, and forget them in ``flushes``. The same offsets may have been
+    validated differently by two consumers (a clock-dependent check, a zombie's flush): a
+    covered file holding an offset the others lack is kept and reported."""
+    entries = [
         (f.directory, name)
         for named in flushes.values()
         for name, files in named.items()
         for f in files
-    )
+    ]
+    hidden = covered(entries)
+    removed: set[tuple[str, FileName]] = set()
     for directory, name in sorted(hidden, key=lambda pair: (pair[0], str(pair[1]))):
+        cover = [
+            other
+            for d, other in entries
+            if d == directory
+            and (d, other) not in hidden
+            and (other.topic, other.partition) == (name.topic, name.partition)
+            and other.first_offset <= name.last_offset
+            and other.last_offset >= name.first_offset
+        ]
+        found: set[int] = set()
+        for other in cover:
+            found.update(store.read(directory, str(other)).column("kafka_offset").to_pylist())
+        missing = set(store.read(directory, str(name)).column("kafka_offset").to_pylist()) - found
+        if missing:
+            log.warning(
+                "compact: %s/%s is covered by another file but holds %s offset(s) it lacks"
+                " (e.g. %s): kept",
+                directory,
+                name,
+                len(missing),
+                min(missing),
+            )
+            continue
         log.info("compact: %s/%s is covered by another file: removed", directory, name)
         store.discard(directory, str(name))
+        removed.add((directory, name))
     for named in flushes.values():
         for name in list(named):
             named[name] = [f for f in named[name] if (f.directory, name) not in hidden]
             if not named[name]:
                 del named[name]
-    return len(hidden)
+    return len(removed)
 
 
 class _Skip(Exception):

@@ -51,7 +51,9 @@ _REFUSED = (
     "ACCESS_DENIED",
     "AccessDenied",
     "InvalidAccessKeyId",
+    "INVALID_ACCESS_KEY_ID",
     "SignatureDoesNotMatch",
+    "SIGNATURE_DOES_NOT_MATCH",
     "NoSuchBucket",
     "NO_SUCH_BUCKET",
 )
@@ -81,19 +83,25 @@ class ObjectLake:
     def parse(cls, url: str) -> ObjectLake:
         """``s3://bucket[/prefix]``; anything else raises ValueError naming what is wrong."""
         parts = urlsplit(url)
+        if "@" in parts.netloc:  # never echoed: it may hold a key and a secret
+            raise ValueError(
+                "the lake URL holds credentials (user:secret@); give them through the AWS"
+                " settings (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never in"
+                " the URL"
+            )
         if parts.scheme != "s3":
             raise ValueError(
                 f"{url!r}: only s3:// URLs are supported for the lake (any S3-compatible"
                 " service, through AWS_ENDPOINT_URL)"
             )
-        if parts.query or parts.fragment or parts.username or parts.port:
+        if parts.query or parts.fragment or parts.port:
             raise ValueError(f"{url!r}: expected s3://BUCKET/PREFIX, nothing else")
-        if not _BUCKET.match(parts.hostname or ""):
+        if not _BUCKET.match(parts.netloc):  # lower case: never lowered silently
             raise ValueError(f"{url!r}: {parts.netloc!r} is not a valid S3 bucket name")
         prefix = parts.path.strip("/")
         if any(p in ("", ".", "..") for p in prefix.split("/")) and prefix:
             raise ValueError(f"{url!r}: the prefix has an empty, '.' or '..' component")
-        return cls(parts.hostname or "", prefix)
+        return cls(parts.netloc, prefix)
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
@@ -212,23 +220,27 @@ class ObjectLake:
         self.put_bytes(path, buffer.getvalue())
 
     def read_table(self, path: PurePosixPath) -> Any:
+        """The Parquet object at ``path``: fetched with retries, decoded after (a damaged file
+        raises as on disk, it is not mistaken for an unreachable store)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return self._retry(
-            f"read {path}", lambda: pq.read_table(str(path), filesystem=self.filesystem())
-        )
+        body = self.get_bytes(path)
+        if body is None:
+            raise FileNotFoundError(str(path))
+        return pq.read_table(pa.BufferReader(body))
 
     def num_rows(self, path: PurePosixPath) -> int:
+        """Rows of the Parquet object at ``path``; -1 when it is gone or not a Parquet file
+        (then it is not part of a complete flush), as for a local file."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        def rows() -> int:
-            with self.filesystem().open_input_file(str(path)) as f:
-                return int(pq.read_metadata(f).num_rows)
-
+        body = self.get_bytes(path)
+        if body is None:
+            return -1
         try:
-            return self._retry(f"read {path}", rows)
-        except ObjectStoreUnavailableError:
-            raise
+            return int(pq.read_metadata(pa.BufferReader(body)).num_rows)
         except Exception:  # not a Parquet file: not a complete flush
             return -1
 

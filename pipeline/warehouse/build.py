@@ -54,6 +54,10 @@ from pipeline.warehouse.runner import BuildResult, Progress, run_models, run_scr
 
 __all__ = ["build_warehouse", "is_stale"]
 
+#: S3 LastModified is whole seconds of the store's clock: objects this close to the warehouse's
+#: time count as newer.
+OBJECT_TIME_MARGIN_NS = 2_000_000_000
+
 
 def is_stale(settings: Any) -> bool:
     """True when the warehouse is missing or older than a lake file, the price book or the policy."""
@@ -70,8 +74,11 @@ def is_stale(settings: Any) -> bool:
     # The lake's writers add, replace and remove files by rename and unlink, which sets the
     # directory's mtime: the directories tell, without listing every file.
     lake = settings.lake
-    if isinstance(lake, ObjectLake):  # no directories: every object's time
-        inputs.extend(f.mtime_ns for found in lake_files(lake).values() for f in found)
+    if isinstance(lake, ObjectLake):  # no directories: every object's time, which the store
+        # keeps in whole seconds of its own clock: 2 s of margin (a newer object is never missed)
+        inputs.extend(
+            f.mtime_ns + OBJECT_TIME_MARGIN_NS for found in lake_files(lake).values() for f in found
+        )
     elif lake.is_dir():
         inputs.append(lake.stat().st_mtime_ns)
         for table in SOURCES:

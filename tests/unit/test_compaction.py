@@ -8,6 +8,7 @@ import argparse
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -163,6 +164,25 @@ def test_compaction_removes_files_another_covers_and_readers_see_the_same_rows(l
     assert f"llm_call/event_date=2025-06-01/{FileName('t', 0, 0, 11)}" in lake_files(lake)
     assert rows(lake) == before_rows
     assert compact_lake(lake, before=D1, now=LATER).covered_removed == 0
+
+
+def test_a_covered_file_holding_an_offset_its_cover_lacks_is_kept(lake, make_settings):
+    """Two consumers may validate the same offsets differently (the future-time check reads
+    the clock): the rewrite of offsets 0-11 lacks offset 4, which the old file 0-5 holds, so
+    that file stays; 6-11 goes."""
+    sink = Sink(make_settings(kafka=False, topic="t"), dead_letter=None)
+    try:
+        write_flushes(sink, 0, 0, [[D1] * 12])
+    finally:
+        sink.close()
+    directory = lake / "llm_call" / "event_date=2025-06-01"
+    cover = directory / str(FileName("t", 0, 0, 11))
+    table = pq.read_table(cover)
+    assert 4 in table.column("kafka_offset").to_pylist()
+    pq.write_table(table.filter(pc.not_equal(table["kafka_offset"], 4)), cover)
+    compact_lake(lake, before=D1, now=LATER)
+    assert (directory / str(FileName("t", 0, 0, 5))).exists()
+    assert not (directory / str(FileName("t", 0, 6, 11))).exists()
 
 
 @pytest.mark.parametrize(

@@ -282,7 +282,8 @@ def test_the_password_is_no_command_line_option(capsys: pytest.CaptureFixture[st
         ("lake", "file:///srv/lake", "only s3:// URLs"),
         ("lake", "s3://Bad_Bucket/lake", "not a valid S3 bucket name"),
         ("lake", "s3://bucket/a/../b", "'..'"),
-        ("lake", "s3://user@bucket/lake", "nothing else"),
+        ("lake", "s3://bucket:9000/lake", "nothing else"),
+        ("lake", "s3://MyBucket/lake", "not a valid S3 bucket name"),
     ],
 )
 def test_a_url_is_never_taken_as_a_relative_path(field, url, says):
@@ -295,6 +296,25 @@ def test_a_url_is_never_taken_as_a_relative_path(field, url, says):
     assert Settings(**{field: "data/s3-mirror/lake"}).model_dump()[field] == Path(
         "data/s3-mirror/lake"
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/lake",
+        "s3://:wJalrXUtnFEMI@bucket",
+        "gs://k:wJalrXUtnFEMI@b",
+    ],
+)
+def test_credentials_in_the_lake_url_are_refused_and_never_echoed(url, capsys):
+    with pytest.raises(ValidationError) as err:
+        Settings(lake=url)
+    assert "holds credentials" in str(err.value.errors()[0]["msg"])
+    assert "wJalrXUtnFEMI" not in err.value.errors()[0]["msg"]
+    from pipeline.cli import main
+
+    assert main(["build", "--lake", url]) == 2
+    assert "wJalrXUtnFEMI" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
