@@ -78,7 +78,7 @@ bench: setup ## benchmarks (JSON to stdout and bench/results.json)
 	@$(KAFKA) fetch
 	@$(BIN)/python bench/run.py
 
-chaos: setup ## fault-injection run: kills, broker restart, rebalances; verifies exactly-once
+chaos: setup ## fault injection (kills, broker restart, rebalances, compaction kills; CHAOS_ARGS=--object-store: a bucket); verifies exactly-once
 	@$(KAFKA) fetch
 	@$(BIN)/python ops/chaos.py $(CHAOS_ARGS)
 
