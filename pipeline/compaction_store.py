@@ -203,10 +203,8 @@ class BucketStore:
     def _table_objects(self) -> Iterator[tuple[str, str, int, int]]:
         """(directory, name, bytes, mtime_ns) of every object in a partition directory."""
         for table in TABLES:
-            for path, size, mtime in self.lake.files(table):
-                parts = PurePosixPath(self.lake.relative(path)).parts
-                if len(parts) == 3 and "=" in parts[1]:
-                    yield f"{parts[0]}/{parts[1]}", parts[2], size, mtime
+            for path, size, mtime in self.lake.partition_objects(table):
+                yield f"{table}/{path.parent.name}", path.name, size, mtime
 
     def journals(self) -> list[dict[str, Any]]:
         root = self.lake.path(*JOURNAL_DIR)

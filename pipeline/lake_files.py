@@ -326,12 +326,9 @@ def partition_files(
     out: list[tuple[PurePath, FileName]] = []
     if isinstance(lake, ObjectLake):
         for relative in sorted(set(dirs)) if dirs is not None else [""]:
-            for path, _, _ in lake.files(relative):
+            for path, _, _ in lake.partition_objects(relative):
                 name = FileName.parse(path.name) if path.name.startswith(prefix) else None
-                table = path.parent.parent
-                if name is None or name.topic != topic or name.partition != partition:
-                    continue
-                if table.parent == lake.root and "=" in path.parent.name:  # <table>/<partition>/
+                if name is not None and (name.topic, name.partition) == (topic, partition):
                     out.append((path, name))
         return sorted(out, key=lambda item: (item[1].first_offset, str(item[0])))
     for directory, part_fd in _partitions(lake, dirs):

@@ -263,6 +263,14 @@ class ObjectLake:
             if info.type == pafs.FileType.File and not info.path.endswith("/"):
                 yield PurePosixPath(info.path), int(info.size or 0), int(info.mtime_ns or 0)
 
+    def partition_objects(self, relative: str = "") -> Iterator[tuple[PurePosixPath, int, int]]:
+        """:meth:`files` under ``relative`` that lie directly in a partition directory
+        ``<table>/<key>=<value>/`` of the lake (what a local lake's partition directories
+        hold; an object deeper down, or beside them, is not a lake file)."""
+        for path, size, mtime in self.files(relative):
+            if path.parent.parent.parent == self.root and "=" in path.parent.name:
+                yield path, size, mtime
+
     # -- added for compaction (pipeline.compaction_store) --------------------------------
     def exists(self, path: PurePosixPath) -> bool:
         """True when the object ``path`` exists (one HEAD request)."""

@@ -120,7 +120,7 @@ def day_files(lake: Lake, table: str, day: dt.date) -> list[PurePath]:
     if isinstance(lake, ObjectLake):
         return sorted(
             path
-            for path, _, _ in lake.files(lake.relative(PurePosixPath(directory)))
+            for path, _, _ in lake.partition_objects(lake.relative(PurePosixPath(directory)))
             if path.parent == directory and _lake_file_candidate(path.name)
         )
     local = Path(directory)
@@ -181,11 +181,9 @@ def flush_files(
     found: dict[tuple[str, int], list[tuple[PurePath, FileName]]] = defaultdict(list)
     if wanted:
         keep = set(wanted)
-        for path, _, _ in lake.files():
+        for path, _, _ in lake.partition_objects():
             name = FileName.parse(path.name)
-            if name is None or (name.topic, name.partition) not in keep:
-                continue
-            if path.parent.parent.parent == lake.root and "=" in path.parent.name:
+            if name is not None and (name.topic, name.partition) in keep:
                 found[(name.topic, name.partition)].append((path, name))
     return {
         key: sorted(found[key], key=lambda item: (item[1].first_offset, str(item[0])))

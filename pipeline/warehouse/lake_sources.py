@@ -130,15 +130,11 @@ def lake_files(lake: Lake, known: Known | None = None) -> dict[str, list[LakeFil
 
 
 def _objects(lake: ObjectLake, table: str) -> list[LakeFile]:
-    table_root = lake.path(table)
     files = []
-    for path, size, mtime in lake.files(table):
-        directory = path.parent
-        if directory.parent != table_root or "=" not in directory.name:
-            continue
+    for path, size, mtime in lake.partition_objects(table):
         if not path.name.endswith(".parquet") or path.name.startswith((TEMP_PREFIX, ".")):
             continue
-        files.append(LakeFile(table, directory.name.split("=", 1)[1], path, size, mtime))
+        files.append(LakeFile(table, path.parent.name.split("=", 1)[1], path, size, mtime))
     return sorted(files, key=lambda f: (f.partition, f.path.name))
 
 
