@@ -145,6 +145,15 @@ def _remove_covered(store: Store, flushes: Flushes) -> int:
     ]
     hidden = covered(entries)
     removed: set[tuple[str, FileName]] = set()
+    read: dict[tuple[str, FileName], set[int]] = {}
+
+    def offsets(directory: str, name: FileName) -> set[int]:
+        """The file's kafka_offset values, each file read once (one file may cover several)."""
+        if (directory, name) not in read:
+            table = store.read(directory, str(name))
+            read[(directory, name)] = set(table.column("kafka_offset").to_pylist())
+        return read[(directory, name)]
+
     for directory, name in sorted(hidden, key=lambda pair: (pair[0], str(pair[1]))):
         cover = [
             other
@@ -157,8 +166,8 @@ def _remove_covered(store: Store, flushes: Flushes) -> int:
         ]
         found: set[int] = set()
         for other in cover:
-            found.update(store.read(directory, str(other)).column("kafka_offset").to_pylist())
-        missing = set(store.read(directory, str(name)).column("kafka_offset").to_pylist()) - found
+            found |= offsets(directory, other)
+        missing = offsets(directory, name) - found
         if missing:
             log.warning(
                 "compact: %s/%s is covered by another file but holds %s offset(s) it lacks"
