@@ -13,7 +13,9 @@ DEMO_EVENTS ?= 200000
 DEMO_DAYS ?= 30
 date_opt = $(if $(DATE),--date $(DATE),)
 # pytest-xdist workers: make test's mostly wait for brokers and consumers (more workers than
-# cores pays; each starts its own broker), make test-unit's compute (one per core)
+# cores pays; each starts its own broker), make test-unit's compute (one per core). With
+# --dist loadgroup the tests of an xdist_group mark (a module whose module-scoped fixture
+# is costly) run on one worker; every other test goes to the next free worker.
 TEST_WORKERS ?= 4
 UNIT_TEST_WORKERS ?= 2
 
@@ -69,10 +71,10 @@ dq: setup ## data-quality checks (DATE=YYYY-MM-DD, default yesterday)
 
 test: setup lint ## lint, then unit and integration tests against real brokers the tests start themselves
 	@$(KAFKA) fetch
-	@$(BIN)/pytest -q -n $(TEST_WORKERS) --maxschedchunk 1
+	@$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: setup ## the broker-free tests only (tests/unit, -m "not kafka and not s3"): no Java, no broker
-	@$(BIN)/pytest -q -n $(UNIT_TEST_WORKERS) -m "not kafka and not s3" tests/unit
+	@$(BIN)/pytest -q -n $(UNIT_TEST_WORKERS) --dist loadgroup -m "not kafka and not s3" tests/unit
 
 bench: setup ## benchmarks (JSON to stdout and bench/results.json)
 	@$(KAFKA) fetch

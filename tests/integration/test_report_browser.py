@@ -28,7 +28,8 @@ from pipeline.report.charts import CHART_IDS
 from pipeline.settings import Settings
 from tests.fixtures.kafka_broker import REPO_ROOT
 
-pytestmark = pytest.mark.browser
+# one worker runs the module: its module-scoped fixture is made once, not once per worker
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WINDOW = (1200, 5000)  # tall enough that the whole report is inside the viewport

@@ -19,7 +19,8 @@ import pytest
 
 from tests.fixtures.golden import DAY_B, write_golden_lake
 
-pytestmark = pytest.mark.wheel
+# one worker runs the module: its module-scoped fixture is made once, not once per worker
+pytestmark = [pytest.mark.wheel, pytest.mark.xdist_group("wheel")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120

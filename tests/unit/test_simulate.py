@@ -29,6 +29,9 @@ from pipeline.simulate import (
 )
 from pipeline.simulate.traffic import _values
 
+# one worker runs the module: its module-scoped fixture is made once, not once per worker
+pytestmark = pytest.mark.xdist_group("simulated-month")
+
 REPO = Path(__file__).resolve().parents[2]
 END = dt.date(2026, 10, 31)
 NOW = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)  # "the consumer's clock" for parse_event
