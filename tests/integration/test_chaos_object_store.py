@@ -41,12 +41,14 @@ def test_two_machines_land_one_bucket_exactly_once_through_kills_and_an_s3_resta
         kills=2,
         broker_restarts=1,
         seed=11,
-        pause_min=2.0,
-        pause_max=5.0,
+        days=5,  # fewer day partitions, hence objects, to list, compact and build from
+        pause_min=1.5,
+        pause_max=3.0,
+        drain_idle=2.0,  # the drain repeats until every offset is committed
         compact_kills=2,
         object_store=True,
         s3_restarts=1,
-        s3_pause=3.0,
+        s3_pause=1.0,
     )
     result = chaos.run_chaos(opts, broker=kafka_broker, workdir=tmp_path)
 

@@ -1,28 +1,34 @@
 """``modelmeter compact`` on a lake in an S3 bucket (S3Proxy, the tests' own server).
 
-A lake laid out as the consumer writes it (bench/gen_lake.py: three days, many small flushes
-per Kafka partition) is uploaded to a bucket and compacted there, in-process and through the
-command line: fewer objects, the same rows, the same file names as a local compaction of the
-same lake, every flush still holding its offsets exactly once, the same daily costs from a
-build. A compaction cut short before its journal leaves only temporary objects that the next
-one removes; one cut short after it (or amid its copies) reads consistently and is finished
-by the next one. The lock object keeps a second compaction out until it goes stale.
+A lake laid out as the consumer writes it (bench/gen_lake.py: three days, several small
+flushes per Kafka partition and day) is uploaded to a bucket and compacted there, in-process
+and through the command line: fewer objects, the same rows, the same file names as a local
+compaction of the same lake, every flush still holding its offsets exactly once, the same
+daily costs from a build. A compaction cut short before its journal leaves only temporary
+objects that the next one removes; one cut short after it (or amid its copies) reads
+consistently and is finished by the next one. The lock object keeps a second compaction out
+until it goes stale.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from bench.gen_lake import generate_lake
+from pipeline import compaction_store
 from pipeline._exceptions import LakeWriteError
 from pipeline.compaction import COMPACT_PREFIX, JOURNAL_DIR, compact_lake
 from pipeline.compaction_store import LOCK_NAME, BucketStore
@@ -38,27 +44,50 @@ LATER = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 TABLES = ("llm_call", "task_feedback")
 
 
-@pytest.fixture
-def local_lake(tmp_path_factory) -> Path:
-    """Three days of traffic, 6 Kafka partitions, flushes of at most 40 messages (about 8
-    flushes per partition and day), as the consumer lays them out."""
+@pytest.fixture(scope="module")
+def pristine_lake(tmp_path_factory) -> Path:
+    """Three days of traffic, 6 Kafka partitions, flushes of at most 40 messages (3 or 4
+    flushes per partition and day), as the consumer lays them out. Generated once per module
+    and never changed: compacted locally once, as a copy (:func:`locally_compacted`), and in a
+    bucket cloned from :func:`pristine_bucket` by each test."""
     lake = tmp_path_factory.mktemp("generated") / "lake"
-    generate_lake(lake, events=4000, days=3, last_day=D3, flush_events=40, progress=False)
+    generate_lake(lake, events=2000, days=3, last_day=D3, flush_events=40, progress=False)
+    flushes: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for path in lake.glob("*/*/*.parquet"):
+        flushes[path.parent.name, FileName.parse(path.name).partition].add(path.name)
+    assert len(flushes) == 3 * 6 and min(map(len, flushes.values())) >= 3  # several each
     return lake
 
 
+@pytest.fixture(scope="module")
+def locally_compacted(pristine_lake, tmp_path_factory) -> list[str]:
+    """The Parquet files of a local compaction of (a copy of) the generated lake."""
+    lake = tmp_path_factory.mktemp("compacted") / "lake"
+    shutil.copytree(pristine_lake, lake)
+    compact_lake(lake, before=D3, now=LATER)
+    return sorted(p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet"))
+
+
+@pytest.fixture(scope="module")
+def pristine_bucket(s3_server, pristine_lake) -> str:
+    """A bucket holding the generated lake under ``lake/``, uploaded once per module (a PUT
+    per file) and never changed: each test compacts a clone of it."""
+    name = s3_server.bucket(f"t-{uuid.uuid4().hex}")
+    s3_server.upload(pristine_lake, f"{name}/lake")
+    return name
+
+
 @pytest.fixture
-def bucket(s3_server, s3_bucket, local_lake, monkeypatch) -> ObjectLake:
-    """The generated lake uploaded to a fresh bucket; the AWS settings in os.environ."""
+def bucket(s3_server, s3_bucket, pristine_bucket, monkeypatch) -> ObjectLake:
+    """The generated lake in a fresh bucket (a clone of the pristine one); the AWS settings
+    in os.environ."""
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MODELMETER_LAKE_RETRY_SECONDS", "10")
-    fs = s3_server.filesystem()
-    lake = ObjectLake.parse(s3_bucket.url)
-    for path in sorted(local_lake.rglob("*.parquet")):
-        with fs.open_output_stream(str(lake.path(path.relative_to(local_lake).as_posix()))) as out:
-            out.write(path.read_bytes())
-    return lake
+    # the lock is read back after 1 s, for a rival that wrote it meanwhile: no rival here
+    monkeypatch.setattr(compaction_store, "LOCK_CONFIRM_SECONDS", 0.05)
+    s3_server.copy_bucket(pristine_bucket, s3_bucket.name)
+    return ObjectLake.parse(s3_bucket.url)
 
 
 def objects(lake: ObjectLake) -> list[str]:
@@ -66,37 +95,50 @@ def objects(lake: ObjectLake) -> list[str]:
     return sorted(lake.relative(path) for path, _, _ in lake.files())
 
 
-def _read(lake: ObjectLake, path) -> list[dict]:
-    with lake.filesystem().open_input_file(str(path)) as f:
-        return pq.ParquetFile(f).read().to_pylist()
+def _read_all(lake: ObjectLake, paths: list) -> list[list[dict]]:
+    """The rows of each object (one GET each, a few at a time), in the order of ``paths``."""
+    fs = lake.filesystem()
+
+    def read(path) -> list[dict]:
+        with fs.open_input_stream(str(path)) as stream:
+            return pq.read_table(pa.BufferReader(stream.read())).to_pylist()
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(read, paths))
 
 
 def all_rows(lake: ObjectLake) -> list[str]:
     """Every row of every llm_call / task_feedback object, as sorted comparable strings."""
-    out = []
+    tables, paths = [], []
     for path, _, _ in lake.files():
         relative = lake.relative(path)
         if relative.split("/")[0] in TABLES and relative.endswith(".parquet"):
-            out += [f"{relative.split('/')[0]} {sorted(r.items())!r}" for r in _read(lake, path)]
+            tables.append(relative.split("/")[0])
+            paths.append(path)
+    out = []
+    for table, rows in zip(tables, _read_all(lake, paths), strict=True):
+        out += [f"{table} {sorted(r.items())!r}" for r in rows]
     return sorted(out)
 
 
 def reader_rows(lake: ObjectLake) -> list[str]:
     """The rows the warehouse build reads (covered files skipped)."""
+    files = reader_files(lake)
+    tables = [table for table in TABLES for _ in files[table]]
+    paths = [f.path for table in TABLES for f in files[table]]
     out = []
-    for table in TABLES:
-        for f in reader_files(lake)[table]:
-            out += [f"{table} {sorted(r.items())!r}" for r in _read(lake, f.path)]
+    for table, rows in zip(tables, _read_all(lake, paths), strict=True):
+        out += [f"{table} {sorted(r.items())!r}" for r in rows]
     return sorted(out)
 
 
 def assert_each_flush_exact(lake: ObjectLake) -> None:
     """The files of each name hold exactly its offsets, once; a partition's names abut."""
+    parsed = [(FileName.parse(path.name), path) for path, _, _ in lake.files()]
+    named = [(name, path) for name, path in parsed if name is not None]
     offsets: dict[FileName, list[int]] = defaultdict(list)
-    for path, _, _ in lake.files():
-        name = FileName.parse(path.name)
-        if name is not None:
-            offsets[name] += [r["kafka_offset"] for r in _read(lake, path)]
+    for (name, _), rows in zip(named, _read_all(lake, [p for _, p in named]), strict=True):
+        offsets[name] += [r["kafka_offset"] for r in rows]
     ends: dict[int, int] = {}
     for name in sorted(offsets, key=lambda n: (n.partition, n.first_offset)):
         assert sorted(offsets[name]) == list(range(name.first_offset, name.last_offset + 1))
@@ -132,7 +174,9 @@ def daily_cost_by_role(lake: ObjectLake, warehouse: Path, env: dict) -> list[tup
         con.close()
 
 
-def test_compaction_of_a_bucket_keeps_rows_names_and_costs(bucket, local_lake, s3_server, tmp_path):
+def test_compaction_of_a_bucket_keeps_rows_names_and_costs(
+    bucket, locally_compacted, s3_server, tmp_path
+):
     env = {**ENV, **s3_server.env()}
     before_objects, before_rows = objects(bucket), all_rows(bucket)
     costs = daily_cost_by_role(bucket, tmp_path / "before.duckdb", env)
@@ -141,7 +185,7 @@ def test_compaction_of_a_bucket_keeps_rows_names_and_costs(bucket, local_lake, s
     result = compact_lake(bucket, before=D3, now=LATER)
     assert result.runs == 12 and result.files_removed > result.files_written  # 6 x 2 days
     after = objects(bucket)
-    # one file per (table, closed day, Kafka partition): 2 x 2 x 6, from about 140
+    # one file per (table, closed day, Kafka partition): 2 x 2 x 6, from about 80
     assert len([o for o in after if f"={D3}" not in o]) == 24
     assert len(after) < len(before_objects)
     assert all_rows(bucket) == before_rows
@@ -151,9 +195,7 @@ def test_compaction_of_a_bucket_keeps_rows_names_and_costs(bucket, local_lake, s
     # the day after --before is untouched
     assert [o for o in after if f"={D3}" in o] == [o for o in before_objects if f"={D3}" in o]
     # the same files as the local compaction of the same lake
-    compact_lake(local_lake, before=D3, now=LATER)
-    local = sorted(p.relative_to(local_lake).as_posix() for p in local_lake.rglob("*.parquet"))
-    assert after == local
+    assert after == locally_compacted
     assert daily_cost_by_role(bucket, tmp_path / "after.duckdb", env) == costs
 
     again = compact_lake(bucket, before=D3, now=LATER)
@@ -204,7 +246,7 @@ def test_a_crash_before_the_journal_leaves_temporary_objects_the_next_run_remove
 
 @pytest.mark.parametrize("cut", ["after the journal", "amid the copies"])
 def test_a_crash_after_the_journal_reads_consistently_and_is_finished_next_time(
-    bucket, local_lake, cut
+    bucket, locally_compacted, cut
 ):
     before_rows = all_rows(bucket)
     mp = pytest.MonkeyPatch()
@@ -241,9 +283,7 @@ def test_a_crash_after_the_journal_reads_consistently_and_is_finished_next_time(
     assert leftovers(bucket) == []
     assert all_rows(bucket) == before_rows
     assert_each_flush_exact(bucket)
-    compact_lake(local_lake, before=D3, now=LATER)  # the same end as an uncut compaction
-    local = sorted(p.relative_to(local_lake).as_posix() for p in local_lake.rglob("*.parquet"))
-    assert objects(bucket) == local
+    assert objects(bucket) == locally_compacted  # the same end as an uncut compaction
 
 
 def test_a_fresh_lock_object_keeps_a_second_compaction_out_a_stale_one_does_not(bucket):

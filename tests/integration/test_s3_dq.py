@@ -75,16 +75,9 @@ def _problem_lake(root: Path, settings) -> dict[str, object]:
 
 
 def _upload(s3_server, root: Path, url: str) -> int:
-    """Every file under ``root`` to the bucket under the same relative key; returns how many."""
-    lake = ObjectLake.parse(url)
-    fs = s3_server.filesystem()
-    count = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        key = lake.path(*path.relative_to(root).parts)
-        with fs.open_output_stream(str(key)) as out:
-            out.write(path.read_bytes())
-        count += 1
-    return count
+    """Every file under ``root`` to the bucket under the same relative key (a PUT each, a few
+    at a time); returns how many."""
+    return s3_server.upload(root, str(ObjectLake.parse(url).root))
 
 
 def _statuses(report) -> dict[str, str]:

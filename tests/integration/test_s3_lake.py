@@ -32,8 +32,7 @@ from tests.fixtures.consume import (
     run_cli,
 )
 from tests.fixtures.events import enc, llm_call
-from tests.fixtures.kafka_broker import FAST_START_JVM_OPTS, REPO_ROOT
-from tests.fixtures.s3_server import LocalS3
+from tests.fixtures.kafka_broker import REPO_ROOT
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -154,8 +153,24 @@ def test_two_consumers_land_one_bucket_exactly_once_through_kills_and_a_restart(
             code = None
         assert code == 0, "".join(progress.lines[-30:])
 
-    drained = run_cli(settings, *DRAIN, timeout=240, env=env, cwd=tmp_path)
-    assert drained.returncode == 0, drained.stderr[-3000:]
+    # each machine drains what is left under its own id: a static member takes its partitions
+    # back at once (a new member would wait for both stopped members' sessions to expire)
+    drains = {}
+    for machine, instance in (("a", "machine-a"), ("b", "machine-b")):
+        with (tmp_path / machine / "drain.log").open("w") as log:
+            drains[machine] = subprocess.Popen(
+                cli(settings, *DRAIN, "--instance-id", instance),
+                cwd=tmp_path / machine,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+    for machine, drain in drains.items():
+        try:
+            code = drain.wait(timeout=240)
+        finally:
+            drain.kill()  # nothing when it exited
+        assert code == 0, (tmp_path / machine / "drain.log").read_text()[-3000:]
     built = modelmeter(settings, "build", "--full", timeout=240, env=env)
     assert built.returncode == 0, built.stderr[-3000:]
 
@@ -181,17 +196,16 @@ def test_two_consumers_land_one_bucket_exactly_once_through_kills_and_a_restart(
 
 
 def test_an_unreachable_object_store_stops_commits_then_exit_2_and_nothing_is_lost(
-    make_settings, tmp_path, s3_server
+    make_settings, tmp_path, s3_server, s3_bucket
 ):
     """The store goes away under a running consumer: it retries for
     MODELMETER_LAKE_RETRY_SECONDS, commits nothing meanwhile, exits 2 with one line; started
     again once the store is back, it lands every event exactly once."""
-    server = LocalS3(data_dir=tmp_path / "s3", jvm_opts=FAST_START_JVM_OPTS)  # ours to stop
-    server.start()
+    server = s3_server  # stopped and started here, as the test above does; up again at the end
     try:
-        bucket = server.bucket("outage")
-        settings = make_settings(lake=f"s3://{bucket}/lake")
-        env = {**ENV, **server.env(), "MODELMETER_LAKE_RETRY_SECONDS": "4"}
+        bucket = s3_bucket.name
+        settings = make_settings(lake=s3_bucket.url)
+        env = {**ENV, **server.env(), "MODELMETER_LAKE_RETRY_SECONDS": "2"}
         day = dt.date.today() - dt.timedelta(days=1)
         first, second = _events(0, 500, day), _events(500, 500, day)
         produce_librdkafka(
@@ -217,7 +231,7 @@ def test_an_unreachable_object_store_stops_commits_then_exit_2_and_nothing_is_lo
         errors = [line for line in progress.lines if line.startswith("modelmeter: error:")]
         assert (
             len(errors) == 1
-            and "object store did not answer for 4 s while trying to write llm_call/" in errors[0]
+            and "object store did not answer for 2 s while trying to write llm_call/" in errors[0]
         ), errors
         assert "modelmeter-secret" not in "".join(progress.lines)
         assert sum(committed(settings, GROUP).values()) == len(first)  # nothing more committed
@@ -232,4 +246,4 @@ def test_an_unreachable_object_store_stops_commits_then_exit_2_and_nothing_is_lo
                 rows += pq.read_table(info.path, filesystem=fs).column("event_id").to_pylist()
         assert sorted(rows) == sorted(e["event_id"] for e in first + second)
     finally:
-        server.stop()
+        server.start()  # nothing when it is up: the next tests need it
