@@ -143,7 +143,13 @@ def test_two_consumers_land_one_bucket_exactly_once_through_kills_and_a_restart(
     a_progress.wait(timeout=30)
     a, a_progress = start("a", "machine-a")
     produce(2000)
-    time.sleep(1)
+    # SIGTERM once the new process polls: before its handlers are installed (imports,
+    # on a loaded machine more than a second) the signal's default action would end it
+    _wait(
+        lambda: any(line.startswith("consume progress") for line in a_progress.lines),
+        90,
+        "the restarted consumer's first progress line",
+    )
     for proc, progress in ((a, a_progress), (b, b_progress)):
         proc.send_signal(signal.SIGTERM)
         try:
