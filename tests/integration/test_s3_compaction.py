@@ -107,29 +107,30 @@ def _read_all(lake: ObjectLake, paths: list) -> list[list[dict]]:
         return list(pool.map(read, paths))
 
 
+def _rows(lake: ObjectLake, objects: list[tuple[str, object]]) -> list[str]:
+    """The rows of each (table, object path), as sorted comparable strings."""
+    read = _read_all(lake, [path for _, path in objects])
+    return sorted(
+        f"{table} {sorted(r.items())!r}"
+        for (table, _), rows in zip(objects, read, strict=True)
+        for r in rows
+    )
+
+
 def all_rows(lake: ObjectLake) -> list[str]:
     """Every row of every llm_call / task_feedback object, as sorted comparable strings."""
-    tables, paths = [], []
+    objects = []
     for path, _, _ in lake.files():
         relative = lake.relative(path)
         if relative.split("/")[0] in TABLES and relative.endswith(".parquet"):
-            tables.append(relative.split("/")[0])
-            paths.append(path)
-    out = []
-    for table, rows in zip(tables, _read_all(lake, paths), strict=True):
-        out += [f"{table} {sorted(r.items())!r}" for r in rows]
-    return sorted(out)
+            objects.append((relative.split("/")[0], path))
+    return _rows(lake, objects)
 
 
 def reader_rows(lake: ObjectLake) -> list[str]:
     """The rows the warehouse build reads (covered files skipped)."""
     files = reader_files(lake)
-    tables = [table for table in TABLES for _ in files[table]]
-    paths = [f.path for table in TABLES for f in files[table]]
-    out = []
-    for table, rows in zip(tables, _read_all(lake, paths), strict=True):
-        out += [f"{table} {sorted(r.items())!r}" for r in rows]
-    return sorted(out)
+    return _rows(lake, [(table, f.path) for table in TABLES for f in files[table]])
 
 
 def assert_each_flush_exact(lake: ObjectLake) -> None:
