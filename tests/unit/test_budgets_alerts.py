@@ -5,6 +5,7 @@ calls, and on a month whose budget sits 10% under its spend."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -66,19 +67,18 @@ def test_a_bad_budgets_file_is_refused_with_file_and_line(tmp_path, text, messag
 def month(make_settings, tmp_path):
     """June 2025, 30 days of traffic growing through the month (the dq fixture's calls, 8 more
     every 3 days), built with the given budgets: one lake, a warehouse per call."""
-    built: list[Path] = []
+    numbers = itertools.count()
 
     def build(budgets_text: str):
         settings = make_settings(
             kafka=False,
             budgets=_write(tmp_path, budgets_text),
-            warehouse=tmp_path / f"warehouse-{len(built)}.duckdb",
+            warehouse=tmp_path / f"warehouse-{next(numbers)}.duckdb",
         )
-        if not built:
+        if not Path(settings.lake).exists():
             lake = Lake(Path(settings.lake))
             for i, day in enumerate(MONTH):
                 lake.day(day, calls=8 + 8 * (i // 3))
-        built.append(Path(settings.warehouse))
         build_warehouse(settings)
         return settings
 
